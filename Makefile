@@ -1,0 +1,37 @@
+# The two commands a user needs:  `make run`  and  `make check`.
+PYTHON ?= python3
+# The CPU build that lies on this kind of machine; override for CUDA elsewhere, e.g.
+#   make run TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run check lint test bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Install everything and fetch the default model (idempotent).
+setup: $(STAMP)
+	$(BIN)/python -m model_service.fetch
+
+# Run the bot: Discord when DISCORD_TOKEN is set, else the local playground.
+run: setup
+	$(BIN)/python bot.py $(ARGS)
+
+# Every check CI runs: lint, format, tests.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m benchmarks.throughput $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
