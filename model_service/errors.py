@@ -59,4 +59,3 @@ class InternalError(ServiceError):
     """Something broke that the user can't fix; details are in the log."""
 
     kind = ErrorKind.INTERNAL
-

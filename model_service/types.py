@@ -135,7 +135,12 @@ def _check_stop(value: Any) -> tuple[str, ...]:
         raise ValidationError(f"`stop` must be text or a list of texts, got {type(value).__name__}")
     if len(items) > MAX_STOP_SEQUENCES:
         raise ValidationError(f"`stop` may hold at most {MAX_STOP_SEQUENCES} sequences, got {len(items)}")
-    return tuple(check_text("stop", s, limit=MAX_STOP_CHARS) for s in items)
+    for item in items:
+        # A newline is a common stop sequence, so only the empty string counts as blank here.
+        if not isinstance(item, str) or not item:
+            raise ValidationError(f"`stop` sequences must be non-empty text, got {item!r}")
+        check_text("stop", item, limit=MAX_STOP_CHARS, allow_empty=True)
+    return tuple(items)
 
 
 @dataclass(frozen=True)

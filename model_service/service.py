@@ -1,0 +1,316 @@
+"""The async facade: lifecycle, admission (a bounded queue), the executor boundary, streaming.
+
+All model work runs on one service-owned executor through ``_run``; nothing else in the
+project calls ``run_in_executor``. Requests are admitted against a bound and refused at once
+when it is reached, so nobody waits without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from model_service import fill_mask as fill_mask_task
+from model_service import generation
+from model_service.config import ServiceConfig
+from model_service.errors import (
+    InternalError,
+    OverloadedError,
+    RequestTimeoutError,
+    ServiceError,
+    ValidationError,
+)
+from model_service.loading import LoadedModel, ModelRegistry, Task
+from model_service.types import (
+    FillMaskRequest,
+    FillMaskResult,
+    FinishReason,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ServiceStatus,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_DONE = object()
+
+
+class _Ticket:
+    """One admitted request: its cancel flag and deadline, checked by the worker every token."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cancelled = threading.Event()
+
+    def should_stop(self) -> FinishReason | None:
+        if self.cancelled.is_set():
+            return "cancelled"
+        if time.monotonic() >= self.deadline:
+            return "timeout"
+        return None
+
+
+class GenerationStream:
+    """Async iterator of text deltas. ``result`` is set when the iteration ends.
+
+    Leaving early (``aclose``, ``break`` then ``aclose``, or cancelling the consuming task)
+    stops the generation within a token.
+    """
+
+    def __init__(self, service: ModelService, request: GenerationRequest, timeout: float) -> None:
+        self._service = service
+        self._request = request
+        self._timeout = timeout
+        self._iterator: AsyncIterator[str] | None = None
+        self.result: GenerationResult | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iterator is None:
+            self._iterator = self._produce()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+
+    async def _produce(self) -> AsyncIterator[str]:
+        service, request = self._service, self._request
+        ticket = service._admit(self._timeout)
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[object] = asyncio.Queue()
+
+        def on_text(delta: str) -> None:
+            loop.call_soon_threadsafe(deltas.put_nowait, delta)
+
+        def work() -> GenerationResult:
+            try:
+                return service._generate_blocking(request, ticket, on_text)
+            finally:
+                loop.call_soon_threadsafe(deltas.put_nowait, _DONE)
+
+        future = asyncio.ensure_future(service._run(work))
+        try:
+            while (item := await deltas.get()) is not _DONE:
+                yield item  # type: ignore[misc]
+            self.result = await future
+        finally:
+            if not future.done():
+                ticket.cancelled.set()
+                # Wait for the worker to notice, so the slot is free when we return.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(future)
+            service._release(ticket)
+
+
+class ModelService:
+    """Loads models on demand (or at start), runs generation and fill-mask off the event loop."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._registry = ModelRegistry(
+            dict(config.models), device=config.device, dtype=config.dtype, offline=config.offline
+        )
+        self._executor: ThreadPoolExecutor | None = None
+        self._active: set[_Ticket] = set()
+        self._running = 0
+        self._started_at = 0.0
+        self._latencies: collections.deque[float] = collections.deque(maxlen=50)
+        self._token_rates: collections.deque[float] = collections.deque(maxlen=50)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> ModelService:
+        if self._executor is not None:
+            return self
+        # One worker: torch already spreads a forward over the cores; two forwards at once on
+        # a small machine only fight over them. Batching, not threads, is how requests share.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._started_at = time.monotonic()
+        if self.config.preload:
+            await self._run(self._registry.get, self.config.default_model, "generate")
+            fill_name = self.config.fill_model or self.config.default_model
+            await self._run(self._registry.get, fill_name, "fill-mask")
+        return self
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        for ticket in list(self._active):
+            ticket.cancelled.set()
+        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+
+    async def __aenter__(self) -> ModelService:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    # -- the executor boundary ----------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """The one place model work leaves the event loop."""
+        if self._executor is None:
+            raise InternalError("the model service is not running")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            log.exception("model work failed")
+            raise InternalError("the model failed while working on this request") from exc
+
+    # -- admission ------------------------------------------------------------------------------
+
+    def _admit(self, timeout: float) -> _Ticket:
+        if self._executor is None:
+            raise InternalError("the model service is not running: call start() first")
+        if len(self._active) >= self.config.queue_limit:
+            raise OverloadedError(
+                f"the model is busy ({len(self._active)} requests queued); try again in "
+                f"{self._retry_hint():.0f} s",
+                retry_after=self._retry_hint(),
+            )
+        ticket = _Ticket(time.monotonic() + timeout)
+        self._active.add(ticket)
+        return ticket
+
+    def _release(self, ticket: _Ticket) -> None:
+        self._active.discard(ticket)
+
+    def _retry_hint(self) -> float:
+        typical = sum(self._latencies) / len(self._latencies) if self._latencies else 5.0
+        return max(1.0, min(60.0, typical * len(self._active) / 2))
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self.config.request_timeout_s if timeout is None else timeout
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
+        return GenerationParams.from_values(values, max_new_tokens_cap=self.config.max_new_tokens_cap)
+
+    def _check_request(self, request: GenerationRequest) -> None:
+        cap = self.config.max_new_tokens_cap
+        if request.params.max_new_tokens > cap:
+            raise ValidationError(
+                f"`max_new_tokens` must be in [1, {cap}], got {request.params.max_new_tokens}"
+            )
+        if request.model is not None and request.model not in self._registry.names:
+            raise ValidationError(
+                f"unknown model `{request.model}`; available: {', '.join(self._registry.names)}"
+            )
+
+    def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationStream:
+        self._check_request(request)
+        return GenerationStream(self, request, self._timeout(timeout))
+
+    async def generate(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationResult:
+        stream = self.stream(request, timeout=timeout)
+        async for _ in stream:
+            pass
+        assert stream.result is not None
+        return stream.result
+
+    def _model(self, name: str | None, task: Task) -> LoadedModel:
+        return self._registry.get(name or self.config.default_model, task)
+
+    def _generate_blocking(
+        self, request: GenerationRequest, ticket: _Ticket, on_text: Callable[[str], None]
+    ) -> GenerationResult:
+        started = time.monotonic()
+        if (reason := ticket.should_stop()) is not None:
+            if reason == "timeout":
+                raise RequestTimeoutError("the request timed out while waiting for the model")
+            return GenerationResult("", "cancelled", 0, 0, False, request.model or "", 0.0)
+        loaded = self._model(request.model, "generate")
+        prompt = generation.prepare(loaded, request)
+        self._running += 1
+        try:
+            raw = generation.run(loaded, prompt, request.params, on_text, ticket.should_stop)
+        finally:
+            self._running -= 1
+        elapsed = time.monotonic() - started
+        self._record(elapsed, raw.generated_tokens)
+        return GenerationResult(
+            text=raw.text,
+            finish_reason=raw.finish_reason,
+            prompt_tokens=len(prompt.input_ids),
+            generated_tokens=raw.generated_tokens,
+            prompt_truncated=prompt.truncated,
+            model=loaded.name,
+            elapsed_s=elapsed,
+            first_token_s=None if raw.first_text_at is None else raw.first_text_at - started,
+        )
+
+    def _record(self, elapsed: float, tokens: int) -> None:
+        self._latencies.append(elapsed)
+        if elapsed > 0 and tokens:
+            self._token_rates.append(tokens / elapsed)
+
+    # -- fill-mask ------------------------------------------------------------------------------
+
+    async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
+        name = request.model or self.config.fill_model or self.config.default_model
+        if name not in self._registry.names:
+            raise ValidationError(f"unknown model `{name}`; available: {', '.join(self._registry.names)}")
+        ticket = self._admit(self.config.request_timeout_s)
+        try:
+            return await self._run(self._fill_blocking, name, request, ticket)
+        finally:
+            self._release(ticket)
+
+    def _fill_blocking(self, name: str, request: FillMaskRequest, ticket: _Ticket) -> FillMaskResult:
+        if ticket.should_stop() == "timeout":
+            raise RequestTimeoutError("the request timed out while waiting for the model")
+        started = time.monotonic()
+        loaded = self._model(name, "fill-mask")
+        predictions = fill_mask_task.fill(loaded, request.text, int(request.top_k))
+        elapsed = time.monotonic() - started
+        self._record(elapsed, 0)
+        method = "masked_lm" if loaded.head == "masked" else "causal_rescore"
+        return FillMaskResult(tuple(predictions), loaded.name, method, elapsed)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return self._registry.names
+
+    def status(self) -> ServiceStatus:
+        models = tuple(
+            ModelInfo(
+                name=m.name,
+                source=m.source.label,
+                task="fill-mask (masked LM)" if m.head == "masked" else "generate, fill-mask",
+                device=str(m.device),
+                dtype=str(m.dtype).removeprefix("torch."),
+                parameters=m.parameters,
+            )
+            for m in self._registry.loaded()
+        )
+        latency = sum(self._latencies) / len(self._latencies) if self._latencies else None
+        rate = sum(self._token_rates) / len(self._token_rates) if self._token_rates else None
+        return ServiceStatus(
+            models=models,
+            catalog=tuple(self._registry.names),
+            queue_depth=len(self._active),
+            queue_limit=self.config.queue_limit,
+            running=self._running,
+            batch_size=1 if self._running else 0,
+            recent_latency_s=latency,
+            tokens_per_s=rate,
+            uptime_s=time.monotonic() - self._started_at if self._executor else 0.0,
+        )
