@@ -306,6 +306,7 @@ def _convert(gguf_path: Path, out: Path, log: Log) -> None:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         _ensure_pad_token(tokenizer, model)
+        _tidy_tokenizer_config(tokenizer, model.config.max_position_embeddings)
 
         log(f"[3/4] saving {model.num_parameters() / 1e6:.1f}M parameters to {out.name}…")
         model.save_pretrained(out)
@@ -321,6 +322,14 @@ def _ensure_pad_token(tokenizer: Any, model: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _tidy_tokenizer_config(tokenizer: Any, context_length: int) -> None:
+    """The GGUF tokenizer knows no length limit (it saves 1e30) and records how it was loaded
+    (``local_files_only``, ``is_local``) as if those were settings; neither belongs in the folder."""
+    tokenizer.model_max_length = context_length
+    for key in ("local_files_only", "is_local"):
+        tokenizer.init_kwargs.pop(key, None)
 
 
 def _verify(folder: Path, log: Log) -> None:
@@ -491,6 +500,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _print_now(line: str) -> None:
+    # Flushed, so steps show up in order between the tqdm bars (stderr) when stdout is a pipe or a log.
+    print(line, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     models_dir = args.models_dir if args.models_dir is not None else default_models_dir()
@@ -499,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{DEFAULT_MODEL_NAME} is ready in {model_folder(models_dir)}." if problem is None else problem)
         return 0 if problem is None else 1
     try:
-        ensure_default_model(models_dir, force=args.force, from_file=args.from_file)
+        ensure_default_model(models_dir, force=args.force, from_file=args.from_file, log=_print_now)
     except FetchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
