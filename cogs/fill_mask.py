@@ -1,0 +1,61 @@
+"""/fill: the model's best guesses for a [MASK] in your sentence, with comparable scores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from model_service import MASK, FillMaskRequest, FillMaskResult
+
+if TYPE_CHECKING:
+    from bot import Transcord
+
+BAR_WIDTH = 12
+
+
+def render(text: str, result: FillMaskResult) -> str:
+    """A ranked table: rank, a bar and a percentage per guess, so scores compare at a glance."""
+    lines = [f"**{discord.utils.escape_markdown(text)}**"]
+    if not result.predictions:
+        lines.append("*(no candidates found)*")
+    for rank, p in enumerate(result.predictions, 1):
+        filled = round(p.score * BAR_WIDTH)
+        bar = "█" * filled + "░" * (BAR_WIDTH - filled)
+        word = discord.utils.escape_markdown(p.token.strip()) or "␠"
+        lines.append(f"`{rank}.` `{bar}` {p.score:6.1%}  **{word}**")
+    method = "masked LM" if result.method == "masked_lm" else "causal LM, sentences rescored"
+    lines.append(f"-# {result.model} · {method} · {result.elapsed_s:.1f} s")
+    return "\n".join(lines)
+
+
+class FillMask(commands.Cog):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="fill", description=f"Guess the word hidden by {MASK} in your sentence")
+    @app_commands.describe(
+        text=f"A sentence with one {MASK}, e.g. 'The capital of France is {MASK}.'",
+        top_k="How many guesses to show",
+    )
+    async def fill(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, 6000],
+        top_k: app_commands.Range[int, 1, 20] = 5,
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        # A configured fill model (a real masked LM) wins; else the channel's own model fills.
+        model = None if self.bot.config.service.fill_model else settings.model
+        request = FillMaskRequest(text=text, top_k=top_k, model=model)
+        async with self.bot.track():
+            await interaction.response.defer(thinking=True)
+            result = await self.bot.service.fill_mask(request)
+            await replies.send_long(interaction, render(text, result))
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(FillMask(bot))

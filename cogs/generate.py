@@ -1,0 +1,80 @@
+"""/generate and /chat: text from the model, streamed into the reply as it is written."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from model_service import GenerationRequest
+
+if TYPE_CHECKING:
+    from bot import Transcord
+
+PROMPT_LIMIT = 6000  # Discord's limit for a string option
+
+
+class Generate(commands.Cog):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+
+    async def _request(
+        self, interaction: discord.Interaction, prompt: str, overrides: dict[str, object], *, chat: bool
+    ) -> GenerationRequest:
+        settings = await self.bot.settings_for(interaction)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        self.bot.service.params(given)  # refuse a bad option with its own message, before clamping
+        params = settings.merged(given).generation_params(
+            max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap
+        )
+        return GenerationRequest(
+            prompt=prompt,
+            params=params,
+            mode="chat" if chat else "completion",
+            system_prompt=(settings.persona or None) if chat else None,
+            model=settings.model,
+        )
+
+    async def _run(self, interaction: discord.Interaction, request: GenerationRequest, header: str) -> None:
+        async with self.bot.track():
+            stream = self.bot.service.stream(request)
+            await replies.stream_reply(
+                interaction, stream, header=header, interval=self.bot.config.stream_edit_interval_s
+            )
+
+    @app_commands.command(name="generate", description="Continue your text with the channel's model")
+    @app_commands.describe(
+        prompt="The text to continue, e.g. 'Once upon a time'",
+        max_new_tokens="How many tokens to write at most",
+        temperature="Randomness: 0 is always the likeliest word, higher is wilder",
+        top_p="Sample only from the likeliest words that add up to this share",
+    )
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, PROMPT_LIMIT],
+        max_new_tokens: app_commands.Range[int, 1, 1024] | None = None,
+        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
+        top_p: app_commands.Range[float, 0.0, 1.0] | None = None,
+    ) -> None:
+        overrides = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        request = await self._request(interaction, prompt, overrides, chat=False)
+        # The prompt in bold, the continuation plain: the user sees which words are theirs.
+        await self._run(interaction, request, header=f"**{discord.utils.escape_markdown(prompt)}**")
+
+    @app_commands.command(name="chat", description="Ask the instruct model; answers in the channel's persona")
+    @app_commands.describe(message="What you want to say or ask")
+    async def chat(
+        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, PROMPT_LIMIT]
+    ) -> None:
+        request = await self._request(interaction, message, {}, chat=True)
+        quoted = discord.utils.escape_markdown(message)
+        quoted = "\n".join(f"> {line}" for line in quoted.splitlines()[:5]) or "> …"
+        await self._run(interaction, request, header=f"{quoted}\n")
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(Generate(bot))

@@ -1,0 +1,71 @@
+"""/status (what the bot is running and how fast) and /help (what each command does)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from model_service import MASK
+
+if TYPE_CHECKING:
+    from bot import Transcord
+
+HELP = f"""**Transcord**: language models in this channel.
+**/generate** `prompt` `[max_new_tokens]` `[temperature]` `[top_p]` continues your text.
+  e.g. `/generate prompt: Once upon a time temperature: 0.7`
+**/chat** `message` asks the instruct model; it answers in the channel's persona.
+  e.g. `/chat message: Give me three names for a pirate ship`
+**/fill** `text` `[top_k]` guesses the word hidden by `{MASK}`, with scores.
+  e.g. `/fill text: The capital of France is {MASK}.`
+**/settings show** shows this channel's settings and where each comes from.
+**/settings set** / **/settings reset** change them (Manage Channels or the moderator role).
+  e.g. `/settings set temperature: 0.3 persona: You are a cheerful pirate.`
+  A thread inherits its channel's settings, a channel the server's, the server the bot's.
+**/settings moderator-role** picks the role that may change settings (Manage Server).
+**/status** shows the models loaded, the queue and recent speed.
+-# Temperature 0 always picks the likeliest word; higher values are more surprising."""
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
+
+
+class Status(commands.Cog):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="status", description="Models loaded, queue depth and recent speed")
+    async def status(self, interaction: discord.Interaction) -> None:
+        s = self.bot.service.status()
+        lines = ["**Status**"]
+        for m in s.models:
+            lines.append(
+                f"• **{m.name}** on `{m.device}` ({m.dtype}, {m.parameters / 1e6:.1f}M params): {m.task}"
+            )
+        if not s.models:
+            lines.append("• no model loaded yet (the first request loads one)")
+        lines.append(
+            f"Queue: {s.queue_depth}/{s.queue_limit} requests · running {s.running} · batch {s.batch_size}"
+        )
+        latency = f"{s.recent_latency_s:.1f} s" if s.recent_latency_s is not None else "n/a"
+        rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"
+        lines.append(f"Recent latency: {latency} · speed: {rate}")
+        lines.append(f"Uptime: {_duration(time.monotonic() - self.bot.started_at)}")
+        if self.bot.failed_extensions:
+            lines.append(f"⚠️ Features that failed to load: {', '.join(self.bot.failed_extensions)}")
+        await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
+
+    @app_commands.command(name="help", description="What each command does, with examples")
+    async def help(self, interaction: discord.Interaction) -> None:
+        await replies.send_long(interaction, HELP, ephemeral=True)
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(Status(bot))

@@ -1,0 +1,177 @@
+"""The bot's configuration: read once from the environment (and .env) into a frozen dataclass.
+
+Nothing else in the project reads the environment. Every key is listed, with a comment,
+in ``.env.example``; a malformed value fails at start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model_service.config import DEVICES, DTYPES, ServiceConfig
+from model_service.types import MAX_NEW_TOKENS_LIMIT
+
+DEFAULT_MODEL_NAME = "smollm2"
+DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the key (never its secret value)."""
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    token: str | None = field(default=None, repr=False)  # never printed
+    guild_ids: tuple[int, ...] = ()
+    api_base: str | None = None
+    gateway_url: str | None = None
+    database_path: Path = Path("data/transcord.sqlite3")
+    models_dir: Path = Path("models")
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    default_max_new_tokens: int = 128
+    stream_edit_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    log_level: str = "INFO"
+    force_sync: bool = False
+
+    @property
+    def token_set(self) -> bool:
+        return bool(self.token)
+
+
+def _text(env: Mapping[str, str], key: str, default: str | None = None) -> str | None:
+    value = env.get(key)
+    if value is None or not value.strip():
+        return default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be in [{low:g}, {high:g}], got {value:g}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _text(env, key, default)
+    assert raw is not None
+    if raw not in choices and raw.upper() not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw if raw in choices else raw.upper()
+
+
+def _guild_ids(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = _text(env, "DISCORD_GUILD_IDS")
+    if raw is None:
+        return ()
+    try:
+        return tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"DISCORD_GUILD_IDS must be comma-separated guild ids, got {raw!r}") from None
+
+
+def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | None:
+    raw = _text(env, key)
+    if raw is not None and not raw.startswith(schemes):
+        raise ConfigError(f"{key} must start with {' or '.join(schemes)}, got {raw!r}")
+    return raw.rstrip("/") if raw else None
+
+
+def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
+    raw = _text(env, "MODELS")
+    if raw is None:
+        return {DEFAULT_MODEL_NAME: str(models_dir / DEFAULT_MODEL_FOLDER)}
+    catalog: dict[str, str] = {}
+    for entry in raw.split(","):
+        name, sep, source = entry.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise ConfigError(f"MODELS entries must look like name=source, got {entry.strip()!r}")
+        catalog[name.strip()] = source.strip()
+    return catalog
+
+
+def load_config(env: Mapping[str, str]) -> BotConfig:
+    """Build the config from a mapping (``os.environ`` after python-dotenv, or a test's dict)."""
+    models_dir = Path(_text(env, "MODELS_DIR", "models") or "models")
+    catalog = _catalog(env, models_dir)
+    default_model = _text(env, "DEFAULT_MODEL", next(iter(catalog)))
+    assert default_model is not None
+    fill_model = _text(env, "FILL_MODEL")
+    for key, name in (("DEFAULT_MODEL", default_model), ("FILL_MODEL", fill_model)):
+        if name is not None and name not in catalog:
+            raise ConfigError(f"{key} `{name}` is not in MODELS (known: {', '.join(catalog)})")
+    cap = _int(env, "MAX_NEW_TOKENS_CAP", 512, 1, MAX_NEW_TOKENS_LIMIT)
+    try:
+        service = _service_config(env, catalog, default_model, fill_model, cap)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return BotConfig(
+        token=_text(env, "DISCORD_TOKEN"),
+        guild_ids=_guild_ids(env),
+        api_base=_url(env, "DISCORD_API_BASE", ("http://", "https://")),
+        gateway_url=_url(env, "DISCORD_GATEWAY_URL", ("ws://", "wss://")),
+        database_path=Path(_text(env, "DATABASE_PATH", "data/transcord.sqlite3") or ""),
+        models_dir=models_dir,
+        service=service,
+        default_max_new_tokens=_int(env, "DEFAULT_MAX_NEW_TOKENS", min(128, cap), 1, cap),
+        stream_edit_interval_s=_float(env, "STREAM_EDIT_INTERVAL_S", 1.0, 0.2, 10.0),
+        shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", 10.0, 0.0, 300.0),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        force_sync=_bool(env, "FORCE_COMMAND_SYNC", False),
+    )
+
+
+def _service_config(
+    env: Mapping[str, str], catalog: dict[str, str], default_model: str, fill_model: str | None, cap: int
+) -> ServiceConfig:
+    return ServiceConfig(
+        models=catalog,
+        default_model=default_model,
+        fill_model=fill_model,
+        device=_choice(env, "MODEL_DEVICE", "auto", DEVICES),
+        dtype=_choice(env, "MODEL_DTYPE", "auto", DTYPES),
+        offline=_bool(env, "MODEL_OFFLINE", False) or _bool(env, "HF_HUB_OFFLINE", False),
+        max_new_tokens_cap=cap,
+        queue_limit=_int(env, "QUEUE_LIMIT", 8, 1, 1000),
+        request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 120.0, 1.0, 3600.0),
+        preload=_bool(env, "PRELOAD_MODELS", True),
+    )
+
+
+def log_level_number(config: BotConfig) -> int:
+    return logging.getLevelNamesMapping()[config.log_level]

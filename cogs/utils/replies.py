@@ -1,0 +1,202 @@
+"""Everything about what a user sees: the one error-to-reply map, long output, streamed edits.
+
+Every message goes out with ``AllowedMentions.none()``: generated text and echoed prompts
+must never ping anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import discord
+from discord import app_commands
+
+from model_service import (
+    ErrorKind,
+    GenerationResult,
+    ModelUnavailableError,
+    OverloadedError,
+    RequestTimeoutError,
+    ServiceError,
+    TextStream,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+NO_MENTIONS = discord.AllowedMentions.none()
+GENERIC_ERROR = "Something went wrong on our side while handling this command. It has been logged."
+RESTARTING = "⚠️ The bot is restarting, so this reply stopped here. Please try again in a minute."
+
+
+class UserFacingError(ServiceError):
+    """An error of the bot itself (not the model service) with a message for the user."""
+
+    kind = ErrorKind.VALIDATION
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    if isinstance(error, app_commands.CommandInvokeError):
+        return error.original
+    return error
+
+
+def error_message(error: BaseException) -> str:
+    """The one place an error becomes the text a user reads."""
+    error = _unwrap(error)
+    if isinstance(error, OverloadedError):
+        wait = max(1, round(error.retry_after or 5))
+        return f"⏳ The model is busy right now; try again in {wait} s."
+    if isinstance(error, RequestTimeoutError):
+        return f"⌛ {error.message}"
+    if isinstance(error, ValidationError | ModelUnavailableError | UserFacingError):
+        return f"❌ {error.message}"
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"⏳ Slow down: you can use this again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.MissingPermissions | app_commands.CheckFailure):
+        text = str(error) or "You are not allowed to use this command here."
+        return f"🚫 {text}"
+    if isinstance(error, app_commands.CommandNotFound):
+        return "❓ This command no longer exists; your Discord client may show an outdated list."
+    if isinstance(error, app_commands.TransformerError):
+        return f"❌ {error}"
+    return GENERIC_ERROR
+
+
+def is_unexpected(error: BaseException) -> bool:
+    error = _unwrap(error)
+    known = (
+        ServiceError,
+        app_commands.CheckFailure,
+        app_commands.CommandNotFound,
+        app_commands.TransformerError,
+    )
+    return not isinstance(error, known) or getattr(error, "kind", None) is ErrorKind.INTERNAL
+
+
+async def send_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Answer with the error, ephemerally, whatever state the interaction is in."""
+    text = error_message(error)
+    if is_unexpected(error):
+        log.error("command %s failed", _command_name(interaction), exc_info=_unwrap(error))
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        if interaction.extras.get("visible_text"):
+            # Part of the answer is already public: keep it, and say it stopped.
+            shown = interaction.extras["visible_text"]
+            await interaction.edit_original_response(
+                content=fit(shown + "\n\n" + text), allowed_mentions=NO_MENTIONS
+            )
+            return
+        # A public "thinking…" placeholder: remove it, and tell only the user what went wrong.
+        await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException:
+        log.warning("could not deliver an error reply for %s", _command_name(interaction), exc_info=True)
+
+
+def _command_name(interaction: discord.Interaction) -> str:
+    return interaction.command.qualified_name if interaction.command else "?"
+
+
+def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A preview that fits one message (for streamed edits; the final text is split, not cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split at line or word boundaries into parts that each fit one message; nothing dropped."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", limit // 2, limit)
+        if cut < 0:
+            cut = rest.rfind(" ", limit // 2, limit)
+        if cut < 0:
+            cut = limit
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    parts.append(rest)
+    return [p for p in parts if p] or [""]
+
+
+async def send_long(interaction: discord.Interaction, text: str, *, ephemeral: bool = False) -> None:
+    """The first part in the original reply, the rest as follow-ups."""
+    first, *more = split_message(text)
+    if interaction.response.is_done():
+        await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+    else:
+        await interaction.response.send_message(first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
+    for part in more:
+        await interaction.followup.send(part, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
+
+
+def footer(result: GenerationResult) -> str:
+    notes = [f"{result.generated_tokens} tokens", f"{result.elapsed_s:.1f} s", result.model]
+    if result.prompt_truncated:
+        notes.append("prompt cut from the left to fit the model's context")
+    if result.finish_reason == "timeout":
+        notes.append("stopped: time limit reached")
+    elif result.finish_reason == "length":
+        notes.append("stopped at the token limit")
+    return "-# " + " · ".join(notes)
+
+
+async def stream_reply(
+    interaction: discord.Interaction,
+    stream: TextStream,
+    *,
+    header: str,
+    interval: float,
+    transform: Callable[[str], str] = lambda text: text,
+) -> GenerationResult:
+    """Defer, then edit the reply as text arrives (at most once per ``interval``), then finish.
+
+    ``transform`` is applied to the visible text (the place to redact); the final edit holds
+    the whole text, split across follow-ups when it is longer than one message.
+    """
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    text = ""
+    last_edit = 0.0
+    try:
+        async for delta in stream:
+            text += delta
+            now = time.monotonic()
+            if now - last_edit >= interval and text.strip():
+                last_edit = now
+                await _show(interaction, fit(header + transform(text) + " …"))
+    except asyncio.CancelledError:
+        await _notify_restart(interaction, header + transform(text))
+        raise
+    finally:
+        await stream.aclose()
+    result = stream.result
+    assert result is not None
+    body = transform(result.text) if result.text.strip() else "*(the model produced no text)*"
+    await send_long(interaction, header + body + "\n" + footer(result))
+    interaction.extras["visible_text"] = fit(header + body)
+    return result
+
+
+async def _show(interaction: discord.Interaction, content: str) -> None:
+    interaction.extras["visible_text"] = content
+    await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+
+
+async def _notify_restart(interaction: discord.Interaction, shown: str) -> None:
+    # Shielded: the task is being cancelled, but the user must still learn why it stopped.
+    try:
+        await asyncio.shield(
+            interaction.edit_original_response(
+                content=fit(shown + "\n\n" + RESTARTING), allowed_mentions=NO_MENTIONS
+            )
+        )
+    except (discord.HTTPException, asyncio.CancelledError):
+        log.warning("could not tell a user that the bot is restarting")
