@@ -1,0 +1,41 @@
+"""A small Discord-compatible server (REST API v10 + gateway) on loopback, for e2e tests and the playground.
+
+Start :class:`LoopbackDiscord`, point discord.py at it with :func:`point_discord_at` (or run a bot
+with :func:`loopback.testing.run_bot`), invoke slash commands as any member in any channel, and
+read back what the bot did from the returned :class:`InteractionRecord`.
+"""
+
+from __future__ import annotations
+
+from loopback.client import Restore, point_discord_at
+from loopback.commands import InvalidInvocation, OptionType
+from loopback.faults import FaultRule
+from loopback.interactions import InteractionRecord
+from loopback.records import BotStopped, CallRecord, Change, FileRecord, MessageRecord, Version
+from loopback.server import LoopbackDiscord, check_loopback
+from loopback.world import Channel, ChannelType, Guild, Member, Overwrite, Perm, Role, User
+
+__all__ = [
+    "BotStopped",
+    "CallRecord",
+    "Change",
+    "Channel",
+    "ChannelType",
+    "FaultRule",
+    "FileRecord",
+    "Guild",
+    "InteractionRecord",
+    "InvalidInvocation",
+    "LoopbackDiscord",
+    "Member",
+    "MessageRecord",
+    "OptionType",
+    "Overwrite",
+    "Perm",
+    "Restore",
+    "Role",
+    "User",
+    "Version",
+    "check_loopback",
+    "point_discord_at",
+]

@@ -1,0 +1,194 @@
+"""Sending interactions to the bot as a given member in a given channel or thread."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from loopback import payloads
+from loopback.commands import InvalidInvocation, OptionContext, Resolved, build_command_data
+from loopback.interactions import InteractionRecord
+from loopback.records import Change, FileRecord
+from loopback.state import ServerState
+from loopback.world import Channel, Member, Perm, User, World
+
+if TYPE_CHECKING:
+    from loopback.gateway import Gateway
+
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+APPLICATION_COMMAND, AUTOCOMPLETE = 2, 4
+
+
+class Invoker:
+    """Mixed into :class:`~loopback.server.LoopbackDiscord`: ``invoke``, ``autocomplete`` and raw sends."""
+
+    state: ServerState
+    world: World
+    gateway: Gateway
+    general: Channel | None
+    member: Member | None
+
+    async def invoke(
+        self,
+        command: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: User | Member | None = None,
+        channel: Channel | None = None,
+        subcommand: str | None = None,
+        locale: str = "en-US",
+        strict: bool = True,
+    ) -> InteractionRecord:
+        """Run ``/command [subcommand] options`` as ``user`` (default: the plain member) in ``channel``.
+
+        ``command`` may name the subcommand path itself (``"story start"``); ``subcommand`` may too
+        (``"group sub"``). Options are typed from the synced command's schema: pass ``str``, ``int``,
+        ``float``, ``bool``, world ``User``/``Member``/``Channel``/``Role`` objects, or
+        ``(filename, bytes)`` for an attachment. With ``strict`` (the default) anything the Discord
+        client would not let a user send raises :class:`InvalidInvocation`.
+        """
+        payload = self.build_interaction(
+            command, options, user=user, channel=channel, subcommand=subcommand, locale=locale, strict=strict
+        )
+        return await self.send_raw_interaction(payload)
+
+    async def autocomplete(
+        self,
+        command: str,
+        options: Mapping[str, Any],
+        focused: str,
+        *,
+        user: User | Member | None = None,
+        channel: Channel | None = None,
+        subcommand: str | None = None,
+    ) -> InteractionRecord:
+        """An autocomplete interaction with ``focused`` as the option being typed; see ``.choices``."""
+        payload = self.build_interaction(
+            command, options, user=user, channel=channel, subcommand=subcommand, focused=focused
+        )
+        return await self.send_raw_interaction(payload)
+
+    def build_interaction(
+        self,
+        command: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: User | Member | None = None,
+        channel: Channel | None = None,
+        subcommand: str | None = None,
+        locale: str = "en-US",
+        strict: bool = True,
+        focused: str | None = None,
+    ) -> dict[str, Any]:
+        """The INTERACTION_CREATE payload :meth:`invoke` would send, for a test to alter first."""
+        channel = channel or self.general
+        if channel is None:
+            raise ValueError("no channel given and no default channel")
+        world = self.world
+        guild = world.guilds[channel.guild_id]
+        member = world.member(guild, user or self._default_user())
+        name, *path = command.split()
+        path += subcommand.split() if subcommand else []
+        spec = self.state.commands.find(name, guild.id)
+        if spec is None:
+            if strict:
+                synced = sorted(
+                    {c["name"] for c in self.state.commands.get(None) + self.state.commands.get(guild.id)}
+                )
+                raise InvalidInvocation(f"/{name} is not synced (synced: {synced})")
+            spec = {"id": str(self.state.ids.next()), "name": name, "type": 1, "options": []}
+        perms = world.permissions(member, channel)
+        if strict:
+            _check_visible(spec, perms, member, channel)
+        ctx = OptionContext(world, guild, member, Resolved(), self._store_attachment, strict, focused)
+        data = build_command_data(spec, path, options or {}, ctx)
+        bot = world.member(guild, world.application.bot)
+        return {
+            "id": str(self.state.ids.next()),
+            "application_id": str(world.application.id),
+            "type": AUTOCOMPLETE if focused else APPLICATION_COMMAND,
+            "token": "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48),
+            "version": 1,
+            "data": data,
+            "guild": {"id": str(guild.id), "locale": guild.locale, "features": []},
+            "guild_id": str(guild.id),
+            "channel": payloads.channel(channel, permissions=perms),
+            "channel_id": str(channel.id),
+            "member": payloads.member(member, permissions=perms),
+            "app_permissions": str(world.permissions(bot, channel)),
+            "locale": locale,
+            "guild_locale": guild.locale,
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        }
+
+    async def send_raw_interaction(self, payload: dict[str, Any]) -> InteractionRecord:
+        """Track ``payload`` (it needs ``id`` and ``token``) and dispatch it as INTERACTION_CREATE."""
+        if not self.gateway.sessions:
+            raise RuntimeError("no bot has identified on the gateway yet; start it before invoking")
+        record = InteractionRecord(
+            id=int(payload["id"]),
+            token=str(payload["token"]),
+            type=int(payload.get("type") or 0),
+            payload=payload,
+            command=_command_path(payload.get("data") or {}),
+            bus=self.state.bus,
+        )
+        self.state.interactions[record.id] = record
+        self.state.by_token[record.token] = record
+        self.gateway.dispatch("INTERACTION_CREATE", payload)
+        self.state.bus.publish(Change("interaction", interaction=record))
+        await asyncio.sleep(0)
+        return record
+
+    def _default_user(self) -> Member:
+        if self.member is None:
+            raise ValueError("no user given and no default member")
+        return self.member
+
+    def _store_attachment(self, filename: str, data: bytes) -> dict[str, Any]:
+        file = FileRecord(self.state.ids.next(), filename, bytes(data), "application/octet-stream")
+        self.state.files[file.id] = file
+        url = self.state.attachment_url(0, file)
+        return {
+            "id": str(file.id),
+            "filename": filename,
+            "size": len(file.data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": file.content_type,
+            "ephemeral": True,
+        }
+
+
+def _check_visible(spec: dict[str, Any], perms: int, member: Member, channel: Channel) -> None:
+    """The Discord client hides commands a member may not use; refuse to invoke those."""
+    name = spec["name"]
+    if not perms & Perm.USE_APPLICATION_COMMANDS:
+        raise InvalidInvocation(f"{member.user.name} may not use application commands in #{channel.name}")
+    contexts = spec.get("contexts")
+    if contexts is not None and 0 not in contexts:
+        raise InvalidInvocation(f"/{name} is not available in guilds (contexts {contexts})")
+    required = spec.get("default_member_permissions")
+    if required is None or perms & Perm.ADMINISTRATOR:
+        return
+    needed = int(required)
+    if needed == 0 or perms & needed != needed:
+        raise InvalidInvocation(f"{member.user.name} lacks default_member_permissions {needed} for /{name}")
+
+
+def _command_path(data: dict[str, Any]) -> str:
+    parts = [str(data.get("name", "?"))]
+    options = data.get("options") or []
+    while options and options[0].get("type") in (1, 2):
+        parts.append(options[0]["name"])
+        options = options[0].get("options") or []
+    return " ".join(parts)
+
+
+__all__ = ["InvalidInvocation", "Invoker"]

@@ -1,0 +1,317 @@
+"""LoopbackDiscord: a Discord-compatible REST v10 + gateway server on 127.0.0.1, for tests and the playground."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Self
+
+from aiohttp import web
+
+from loopback.commands import CommandRegistry
+from loopback.faults import FaultRule
+from loopback.gateway import Gateway
+from loopback.interactions import InteractionRecord
+from loopback.invocation import Invoker
+from loopback.records import CallRecord, Change, MessageRecord
+from loopback.rest import API_PREFIX, Router
+from loopback.routes import Routes
+from loopback.state import ServerState
+from loopback.webhooks import Webhooks
+from loopback.wire import Snowflakes
+from loopback.world import Channel, ChannelType, Guild, Member, Overwrite, Perm, Role, User, World
+
+log = logging.getLogger("loopback")
+
+MODERATOR_PERMISSIONS = Perm.MANAGE_CHANNELS | Perm.MANAGE_MESSAGES | Perm.MANAGE_THREADS
+
+
+def check_loopback(host: str) -> None:
+    """Refuse any address that is not loopback: this server has no authentication worth the name."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"LoopbackDiscord only binds loopback addresses, not {host!r}")
+
+
+class LoopbackDiscord(Invoker):
+    """A fake Discord with a configurable world, recording everything the bot does.
+
+    With ``default_world`` (the default) it holds one guild "Test Guild" with a channel ``general``,
+    a thread ``side-story`` under it, a "Moderator" role with Manage Channels (and Messages, Threads),
+    and three members besides the bot: ``owner``, ``moderator`` and a plain ``member``.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str = "loopback-bot-token",
+        app_name: str = "Transcord",
+        default_world: bool = True,
+        compress_gateway: bool = True,
+        heartbeat_interval_ms: int = 41250,
+        response_deadline: float | None = 3.0,
+    ) -> None:
+        ids = Snowflakes()
+        self.world = World(ids, app_name=app_name)
+        self.state = ServerState(
+            ids=ids,
+            world=self.world,
+            token=token,
+            commands=CommandRegistry(ids, self.world.application.id),
+            response_deadline=response_deadline,
+        )
+        self.gateway = Gateway(
+            self.state, heartbeat_interval_ms=heartbeat_interval_ms, compress=compress_gateway
+        )
+        self.router = Router(self.state)
+        Routes(self.state, lambda: self.gateway_url).install(self.router)
+        Webhooks(self.state).install(self.router)
+        self.world.listen(self.gateway.dispatch)
+        self._runner: web.AppRunner | None = None
+        self._host = "127.0.0.1"
+        self._port = 0
+        self.guild: Guild | None = None
+        self.general: Channel | None = None
+        self.thread: Channel | None = None
+        self.moderator_role: Role | None = None
+        self.owner: Member | None = None
+        self.moderator: Member | None = None
+        self.member: Member | None = None
+        if default_world:
+            self._build_default_world()
+
+    def _build_default_world(self) -> None:
+        self.guild = self.add_guild("Test Guild")
+        self.owner = self.world.member(self.guild, self.world.users[self.guild.owner_id])
+        self.general = self.add_channel("general", topic="Say hello")
+        self.thread = self.add_thread(self.general, "side-story")
+        self.moderator_role = self.add_role("Moderator", MODERATOR_PERMISSIONS)
+        self.moderator = self.add_member("moderator", [self.moderator_role])
+        self.member = self.add_member("member")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+        check_loopback(host)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.router.handle)
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/attachments/{channel}/{file}/{name}", self._attachment)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self._host, self._port = host, self._runner.addresses[0][1]
+        self.state.base_url = self.url
+        self.gateway.url = self.gateway_url
+        log.info("loopback Discord on %s (gateway %s)", self.url, self.gateway_url)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        await self.gateway.drop(1001)
+        await asyncio.sleep(0.05)
+        await self._runner.cleanup()
+        self._runner = None
+        log.info("loopback Discord stopped")
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/gateway"
+
+    ws_url = gateway_url
+
+    @property
+    def token(self) -> str:
+        return self.state.token
+
+    @property
+    def application_id(self) -> int:
+        return self.world.application.id
+
+    @property
+    def bot_user(self) -> User:
+        return self.world.application.bot
+
+    # -- building the world (``guild`` defaults to the default guild) -----------------------------
+
+    def add_guild(self, name: str, *, owner: User | None = None, locale: str = "en-US") -> Guild:
+        return self.world.add_guild(name, owner=owner, locale=locale)
+
+    def add_channel(
+        self,
+        name: str,
+        *,
+        guild: Guild | None = None,
+        topic: str | None = None,
+        nsfw: bool = False,
+        overwrites: list[Overwrite] | None = None,
+    ) -> Channel:
+        return self.world.add_channel(
+            self._guild(guild),
+            name,
+            type=ChannelType.TEXT,
+            topic=topic,
+            nsfw=nsfw,
+            overwrites=overwrites or (),
+        )
+
+    def add_thread(
+        self, parent: Channel, name: str, *, owner: User | None = None, private: bool = False
+    ) -> Channel:
+        return self.world.add_thread(parent, name, owner=owner, private=private)
+
+    def add_role(
+        self, name: str, permissions: int = 0, *, guild: Guild | None = None, color: int = 0
+    ) -> Role:
+        return self.world.add_role(self._guild(guild), name, int(permissions), color=color)
+
+    def add_member(
+        self,
+        user: User | str,
+        roles: list[Role] | tuple[Role, ...] = (),
+        *,
+        guild: Guild | None = None,
+        nick: str | None = None,
+    ) -> Member:
+        return self.world.add_member(self._guild(guild), user, roles, nick=nick)
+
+    def _guild(self, guild: Guild | None) -> Guild:
+        if guild is not None:
+            return guild
+        if self.guild is not None:
+            return self.guild
+        if self.world.guilds:
+            return next(iter(self.world.guilds.values()))
+        raise ValueError("no guild yet: add one with add_guild() first")
+
+    # -- what was recorded ------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return self.state.calls
+
+    @property
+    def unmatched_calls(self) -> list[CallRecord]:
+        """Calls no route answers: the bot used an endpoint this server (and maybe Discord) lacks."""
+        return [c for c in self.state.calls if c.route is None and c.fault is None]
+
+    def calls_to(self, method: str | None = None, path_contains: str = "") -> list[CallRecord]:
+        return [
+            c for c in self.state.calls if (method is None or c.method == method) and path_contains in c.path
+        ]
+
+    @property
+    def interactions(self) -> list[InteractionRecord]:
+        return list(self.state.interactions.values())
+
+    def synced_commands(self, guild: Guild | None = None) -> list[dict[str, Any]]:
+        """Commands synced globally, or for ``guild``."""
+        return self.state.commands.get(guild.id if guild else None)
+
+    def channel_messages(self, channel: Channel) -> list[MessageRecord]:
+        """Non-ephemeral, undeleted messages in a channel, oldest first."""
+        return [m for m in self.state.channel_log.get(channel.id, []) if not m.deleted]
+
+    # -- waiting and watching ---------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Change], Any]) -> Callable[[], None]:
+        """Call ``callback(change)`` for every change; returns the unsubscribe function."""
+        return self.state.bus.subscribe(callback)
+
+    async def changes(self) -> AsyncIterator[Change]:
+        async for change in self.state.bus.stream():
+            yield change
+
+    def watch(self, task: asyncio.Task[Any]) -> None:
+        """Make every wait fail fast if ``task`` (the bot's ``start()``) ends."""
+        self.state.bus.watch(task)
+
+    def unwatch(self, task: asyncio.Task[Any]) -> None:
+        self.state.bus.unwatch(task)
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    ) -> None:
+        await self.state.bus.wait_until(predicate, timeout, lambda: what)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until a bot is identified or resumed on a live gateway connection."""
+        await self.wait_for(self.gateway.connected, timeout, "a ready gateway connection")
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def inject_429(
+        self,
+        method: str | None = None,
+        path_contains: str = "",
+        *,
+        count: int | None = 1,
+        retry_after: float = 0.3,
+        is_global: bool = False,
+    ) -> FaultRule:
+        rule = FaultRule(
+            "429", method, path_contains, count, status=429, retry_after=retry_after, is_global=is_global
+        )
+        return self.state.faults.add(rule)
+
+    def inject_error(
+        self, status: int = 500, method: str | None = None, path_contains: str = "", *, count: int | None = 1
+    ) -> FaultRule:
+        if not 500 <= status <= 599:
+            raise ValueError(f"inject_error takes a 5xx status, got {status}")
+        return self.state.faults.add(FaultRule("error", method, path_contains, count, status=status))
+
+    def inject_delay(
+        self, seconds: float, method: str | None = None, path_contains: str = "", *, count: int | None = None
+    ) -> FaultRule:
+        return self.state.faults.add(FaultRule("delay", method, path_contains, count, delay=seconds))
+
+    def clear_faults(self) -> None:
+        self.state.faults.clear()
+
+    async def drop_gateway(self, code: int | None = 4000) -> None:
+        """Close the bot's gateway connection (``None``: cut it without a close frame); it should RESUME."""
+        await self.gateway.drop(code)
+
+    def send_reconnect(self) -> None:
+        self.gateway.send_reconnect()
+
+    def invalidate_session(self, resumable: bool = False) -> None:
+        self.gateway.invalidate_session(resumable)
+
+    def send_raw_dispatch(self, event: str, data: Any) -> int:
+        """A DISPATCH with any payload at all (fault tests); returns how many sessions got it."""
+        return self.gateway.dispatch(event, data)
+
+    # -- attachments ------------------------------------------------------------------------------
+
+    async def _attachment(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file"]
+        file = self.state.files.get(int(file_id)) if file_id.isdigit() else None
+        if file is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=file.data, content_type=file.content_type or "application/octet-stream")

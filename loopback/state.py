@@ -1,0 +1,33 @@
+"""Everything the REST side and the gateway side share, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loopback.commands import CommandRegistry
+from loopback.faults import Faults
+from loopback.interactions import InteractionRecord
+from loopback.records import CallRecord, ChangeBus, FileRecord, MessageRecord
+from loopback.wire import Snowflakes
+from loopback.world import World
+
+
+@dataclass(eq=False)
+class ServerState:
+    ids: Snowflakes
+    world: World
+    token: str
+    commands: CommandRegistry
+    bus: ChangeBus = field(default_factory=ChangeBus)
+    faults: Faults = field(default_factory=Faults)
+    calls: list[CallRecord] = field(default_factory=list)
+    interactions: dict[int, InteractionRecord] = field(default_factory=dict)
+    by_token: dict[str, InteractionRecord] = field(default_factory=dict)
+    messages: dict[int, MessageRecord] = field(default_factory=dict)
+    channel_log: dict[int, list[MessageRecord]] = field(default_factory=dict)
+    files: dict[int, FileRecord] = field(default_factory=dict)
+    response_deadline: float | None = 3.0
+    base_url: str = ""
+
+    def attachment_url(self, channel_id: int, file: FileRecord) -> str:
+        return f"{self.base_url}/attachments/{channel_id}/{file.id}/{file.filename}"

@@ -1,0 +1,202 @@
+"""Interaction endpoints: the initial callback, ``@original`` and follow-ups, as Discord answers them.
+
+Rules kept from Discord because a bot gets them wrong in ways a user notices:
+- the first callback must come within 3 s (``ServerState.response_deadline``), else 10062 Unknown
+  interaction; a second callback is 40060 "Interaction has already been acknowledged";
+- the first follow-up after a defer fills the "thinking…" message, with the defer's ephemerality;
+- content over 2000 characters, too many or too large embeds and empty messages are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from loopback.interactions import InteractionRecord
+from loopback.messages import EmptyMessage, mark_edited, new_version, render
+from loopback.records import EPHEMERAL, LOADING, Change, MessageRecord, Version
+from loopback.rest import ApiError, Request, Router
+from loopback.state import ServerState
+from loopback.wire import json_response
+
+log = logging.getLogger("loopback.webhooks")
+
+ORIGINAL = "@original"
+
+
+class Webhooks:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def install(self, r: Router) -> None:
+        r.add("POST", "/interactions/{interaction}/{token}/callback", self.callback, auth=False)
+        r.add("POST", "/webhooks/{app}/{token}", self.followup, auth=False)
+        r.add("GET", "/webhooks/{app}/{token}/messages/{message}", self.get_message, auth=False)
+        r.add("PATCH", "/webhooks/{app}/{token}/messages/{message}", self.edit_message, auth=False)
+        r.add("DELETE", "/webhooks/{app}/{token}/messages/{message}", self.delete_message, auth=False)
+
+    # -- initial response -------------------------------------------------------------------------
+
+    async def callback(self, req: Request) -> web.Response:
+        record = (
+            self.state.interactions.get(int(req.params["interaction"]))
+            if req.params["interaction"].isdigit()
+            else None
+        )
+        if record is None or record.token != req.params["token"]:
+            raise ApiError(404, "Unknown interaction", 10062)
+        req.interaction = record
+        deadline = self.state.response_deadline
+        if (
+            record.callback_type is None
+            and deadline is not None
+            and time.monotonic() - record.sent_at > deadline
+        ):
+            log.warning(
+                "/%s answered after the %.1f s deadline: Unknown interaction", record.command, deadline
+            )
+            raise ApiError(404, "Unknown interaction", 10062)
+        if record.callback_type is not None:
+            raise ApiError(400, "Interaction has already been acknowledged.", 40060)
+        body = req.json if isinstance(req.json, dict) else {}
+        kind = body.get("type")
+        data = body.get("data") or {}
+        message = self._initial_message(record, kind, data, req)
+        record.callback_type, record.callback_data, record.callback_at = kind, data, time.monotonic()
+        if message is not None:
+            record.original = message
+            self._log(message)
+        if kind in (4, 7):  # a defer carries no message body
+            record.payloads.append(data)
+        self.state.bus.publish(Change("callback", interaction=record, message=message))
+        if req.query.get("with_response", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
+        return json_response(self._callback_response(record, kind, message))
+
+    def _initial_message(
+        self, record: InteractionRecord, kind: Any, data: dict[str, Any], req: Request
+    ) -> MessageRecord | None:
+        if kind == 4:
+            version = self._version(data, req, previous=None)
+        elif kind == 5:
+            flags = LOADING | (int(data.get("flags") or 0) & EPHEMERAL)
+            version = Version("", (), (), (), flags, data.get("allowed_mentions"), time.monotonic())
+        elif kind == 8 and record.type == 4:
+            record.choices = list(data.get("choices") or [])
+            return None
+        elif kind in (6, 7) and record.type in (3, 5):
+            return None
+        elif kind == 9 and record.type in (2, 3):
+            return None
+        else:
+            raise ApiError(400, f"Interaction response type {kind} is not valid here", 50035)
+        return self._new_message(record, "original", version)
+
+    def _callback_response(
+        self, record: InteractionRecord, kind: int, message: MessageRecord | None
+    ) -> dict[str, Any]:
+        """The InteractionCallbackResponse body that discord.py 2.5+ parses after ``with_response``."""
+        interaction: dict[str, Any] = {"id": str(record.id), "type": record.type}
+        resource: dict[str, Any] = {"type": kind}
+        if message is not None:
+            interaction.update(
+                response_message_id=str(message.id),
+                response_message_loading=message.loading,
+                response_message_ephemeral=message.ephemeral,
+            )
+            if kind in (4, 7):
+                resource["message"] = render(self.state, message)
+        return {"interaction": interaction, "resource": resource}
+
+    # -- follow-ups and @original -----------------------------------------------------------------
+
+    def _record(self, req: Request) -> InteractionRecord:
+        record = self.state.by_token.get(req.params["token"])
+        if record is None or req.params["app"] != str(self.state.world.application.id):
+            raise ApiError(404, "Unknown Webhook", 10015)
+        req.interaction = record
+        return record
+
+    def _message(self, record: InteractionRecord, message_id: str) -> MessageRecord:
+        if message_id == ORIGINAL:
+            message = record.original
+        else:
+            message = next((m for m in record.messages if str(m.id) == message_id), None)
+        if message is None or message.deleted:
+            raise ApiError(404, "Unknown Message", 10008)
+        return message
+
+    async def followup(self, req: Request) -> web.Response:
+        record = self._record(req)
+        if record.callback_type is None:
+            raise ApiError(404, "Unknown Webhook", 10015)
+        body = req.json if isinstance(req.json, dict) else {}
+        original = record.original
+        if original is not None and original.loading and not original.deleted:
+            # Discord: the first follow-up after a defer replaces the "thinking…" message and keeps
+            # the defer's ephemerality, whatever flags it carries.
+            version = self._version(body, req, previous=original.latest, flags=original.flags & EPHEMERAL)
+            original.versions.append(version)
+            message = original
+        else:
+            message = self._new_message(record, "followup", self._version(body, req, previous=None))
+            self._log(message)
+        record.followups.append(message)
+        record.payloads.append(body)
+        self.state.bus.publish(Change("followup", interaction=record, message=message))
+        return json_response(render(self.state, message))
+
+    async def get_message(self, req: Request) -> web.Response:
+        record = self._record(req)
+        return json_response(render(self.state, self._message(record, req.params["message"])))
+
+    async def edit_message(self, req: Request) -> web.Response:
+        record = self._record(req)
+        message = self._message(record, req.params["message"])
+        body = req.json if isinstance(req.json, dict) else {}
+        was_loading = message.loading
+        message.versions.append(self._version(body, req, previous=message.latest))
+        if not was_loading:
+            mark_edited(message)
+        record.payloads.append(body)
+        self.state.bus.publish(Change("edit", interaction=record, message=message))
+        return json_response(render(self.state, message))
+
+    async def delete_message(self, req: Request) -> web.Response:
+        record = self._record(req)
+        message = self._message(record, req.params["message"])
+        message.deleted = True
+        self.state.bus.publish(Change("delete", interaction=record, message=message))
+        return web.Response(status=204)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _version(
+        self, body: dict[str, Any], req: Request, *, previous: Version | None, flags: int | None = None
+    ) -> Version:
+        try:
+            return new_version(body, req.files, previous=previous, flags=flags)
+        except EmptyMessage:
+            raise ApiError(400, "Cannot send an empty message", 50006) from None
+
+    def _new_message(self, record: InteractionRecord, kind: str, version: Version) -> MessageRecord:
+        payload = record.payload
+        message = MessageRecord(
+            id=self.state.ids.next(),
+            channel_id=int(payload["channel_id"]),
+            guild_id=int(payload["guild_id"]) if payload.get("guild_id") else None,
+            author_id=self.state.world.application.bot.id,
+            kind=kind,
+            versions=[version],
+            interaction_id=record.id,
+        )
+        self.state.messages[message.id] = message
+        return message
+
+    def _log(self, message: MessageRecord) -> None:
+        """Non-ephemeral messages become part of the channel's history."""
+        if not message.ephemeral:
+            self.state.channel_log.setdefault(message.channel_id, []).append(message)
