@@ -37,11 +37,13 @@ class Connection:
     session: Session | None = None
     ready: bool = False  # READY or RESUMED is queued: dispatches may flow
     heartbeats: int = 0
+    closed_by_server: int | None = None  # our close code; the client's echo of it says nothing
 
     def send(self, payload: dict[str, Any]) -> None:
         self.outbox.put_nowait(("frame", json.dumps(payload)))
 
     def close(self, code: int) -> None:
+        self.closed_by_server = code
         self.outbox.put_nowait(("close", code))
 
 
@@ -103,6 +105,7 @@ class Gateway:
             self._note("drop", conn.session, "abrupt" if code is None else str(code))
             transport = conn.request.transport
             if code is None and transport is not None:
+                conn.closed_by_server = 1006
                 transport.abort()
             else:
                 conn.close(code or 4000)
@@ -254,12 +257,13 @@ class Gateway:
         self.connections.discard(conn)
         conn.ready = False
         session = conn.session
-        code = conn.ws.close_code
+        code = conn.closed_by_server or conn.ws.close_code
         if session is not None and session.conn is conn:
             session.conn = None
-            if code in SESSION_ENDING_CLOSES:
+            if conn.closed_by_server is None and code in SESSION_ENDING_CLOSES:
                 self.sessions.pop(session.id, None)
-        self._note("close", session, str(code))
+        who = "server" if conn.closed_by_server else "client"
+        self._note("close", session, f"{code} by {who}")
 
     def _note(self, kind: str, session: Session | None, detail: str = "") -> None:
         event = GatewayEvent(kind, session.id if session else None, detail)
