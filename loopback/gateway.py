@@ -27,6 +27,16 @@ DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, VOICE, RESUME, RECONNECT = 0, 1, 2, 3, 
 REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 8, 9, 10, 11
 SESSION_ENDING_CLOSES = (1000, 1001)  # a client closing with these ends its session (Discord docs)
 
+GUILDS, GUILD_MEMBERS, GUILD_MESSAGES = 1 << 0, 1 << 1, 1 << 9
+EVENT_INTENTS = {  # Discord sends these only to sessions that identified with the intent
+    "GUILD_CREATE": GUILDS,
+    "CHANNEL_CREATE": GUILDS,
+    "THREAD_CREATE": GUILDS,
+    "GUILD_ROLE_CREATE": GUILDS,
+    "GUILD_MEMBER_ADD": GUILD_MEMBERS,
+    "MESSAGE_CREATE": GUILD_MESSAGES,
+}
+
 
 @dataclass(eq=False)
 class Connection:
@@ -55,6 +65,10 @@ class Session:
     seq: int = 0
     sent: list[dict[str, Any]] = field(default_factory=list)
     conn: Connection | None = None
+
+    def wants(self, event: str) -> bool:
+        needed = EVENT_INTENTS.get(event, 0)
+        return self.intents & needed == needed
 
     def dispatch(self, event: str, data: Any) -> None:
         self.seq += 1
@@ -86,11 +100,15 @@ class Gateway:
 
     # -- what tests drive -------------------------------------------------------------------------
 
-    def dispatch(self, event: str, data: Any) -> int:
-        """Send a DISPATCH to every session (queued for replay where disconnected); returns how many."""
-        for session in self.sessions.values():
+    def dispatch(self, event: str, data: Any, *, respect_intents: bool = True) -> int:
+        """Send a DISPATCH to every session that wants it (queued for replay where disconnected).
+
+        Returns how many sessions got it; ``respect_intents=False`` sends it to all of them.
+        """
+        targets = [s for s in self.sessions.values() if not respect_intents or s.wants(event)]
+        for session in targets:
             session.dispatch(event, data)
-        return len(self.sessions)
+        return len(targets)
 
     def connected(self) -> bool:
         return any(c.ready for c in self.connections)
@@ -212,8 +230,9 @@ class Gateway:
         session.dispatch(
             "READY", payloads.ready(world, session_id=session.id, resume_url=self.url, shard=session.shard)
         )
-        for guild in world.guilds.values():
-            session.dispatch("GUILD_CREATE", payloads.guild_create(guild, world))
+        if session.wants("GUILD_CREATE"):
+            for guild in world.guilds.values():
+                session.dispatch("GUILD_CREATE", payloads.guild_create(guild, world))
         self._note("identify", session)
 
     def _resume(self, conn: Connection, data: dict[str, Any]) -> None:

@@ -128,7 +128,8 @@ class Change:
 
     kinds: ``interaction`` (sent to the bot), ``callback``, ``edit`` (a message got a new version),
     ``followup``, ``message`` (a plain channel message), ``delete``, ``rejected`` (the server refused
-    a call about an interaction), ``gateway`` (connect/identify/resume/close; ``detail`` says which).
+    a call about an interaction), ``sync`` (commands stored), ``call`` (any REST call answered),
+    ``gateway`` (connect/identify/resume/close...; ``detail`` says which).
     """
 
     kind: str

@@ -304,8 +304,8 @@ class LoopbackDiscord(Invoker):
         self.gateway.invalidate_session(resumable)
 
     def send_raw_dispatch(self, event: str, data: Any) -> int:
-        """A DISPATCH with any payload at all (fault tests); returns how many sessions got it."""
-        return self.gateway.dispatch(event, data)
+        """A DISPATCH with any payload at all, intents ignored (fault tests); returns how many got it."""
+        return self.gateway.dispatch(event, data, respect_intents=False)
 
     # -- attachments ------------------------------------------------------------------------------
 

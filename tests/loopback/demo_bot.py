@@ -100,6 +100,24 @@ class Demo(commands.Cog):
     async def modonly(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("hello, moderator")
 
+    @app_commands.command(name="tidy", description="Edits its follow-up, then deletes its reply")
+    async def tidy(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("temporary")
+        original = await interaction.original_response()
+        kept = await interaction.followup.send("kept", wait=True)
+        await kept.edit(content=f"kept (edited), original was {original.content!r}")
+        await interaction.delete_original_response()
+
+    @app_commands.command(name="announce", description="Posts in the channel itself")
+    async def announce(self, interaction: discord.Interaction) -> None:
+        channel = interaction.channel
+        assert isinstance(channel, discord.TextChannel | discord.Thread)
+        try:
+            await channel.send("announcement")
+        except discord.Forbidden as exc:
+            self.errors.append(exc)
+        await interaction.response.send_message("tried", ephemeral=True)
+
     @app_commands.command(name="stray", description="Calls an endpoint the server lacks")
     async def stray(self, interaction: discord.Interaction) -> None:
         try:

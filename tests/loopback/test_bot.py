@@ -6,7 +6,7 @@ import aiohttp
 import discord
 import pytest
 
-from loopback import InvalidInvocation, LoopbackDiscord
+from loopback import InvalidInvocation, LoopbackDiscord, Overwrite, Perm
 from tests.loopback.demo_bot import DemoBot
 
 pytestmark = pytest.mark.timeout(30)
@@ -140,3 +140,58 @@ async def test_unexpected_endpoints_are_recorded(server: LoopbackDiscord, bot: D
     handle = await server.invoke("stray")
     await handle.wait_content("done")
     assert [c.path for c in server.unmatched_calls] == ["/nonexistent/1"]
+
+
+async def test_followups_edit_by_id_and_the_original_can_be_deleted(
+    server: LoopbackDiscord, bot: DemoBot
+) -> None:
+    handle = await server.invoke("tidy")
+    await handle.wait_for(lambda h: h.original is not None and h.original.deleted)
+    assert handle.content is None
+    [kept] = handle.followups
+    assert kept.content == "kept (edited), original was 'temporary'"
+    assert [v.content for v in kept.versions] == ["kept", "kept (edited), original was 'temporary'"]
+    assert kept.edited_iso is not None
+    assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in handle.calls] == [
+        ("POST", "callback"),
+        ("GET", "@original"),
+        ("POST", handle.token),
+        ("PATCH", str(kept.id)),
+        ("DELETE", "@original"),
+    ]
+
+
+async def test_channel_messages_obey_the_bots_permissions(server: LoopbackDiscord, bot: DemoBot) -> None:
+    assert server.general is not None and server.guild is not None
+    handle = await server.invoke("announce")
+    await handle.wait_response()
+    [posted] = [m for m in server.channel_messages(server.general) if m.kind == "channel"]
+    assert posted.content == "announcement"
+    bot_role = next(r for r in server.guild.roles.values() if r.bot_id == server.bot_user.id)
+    closed = server.add_channel("read-only", overwrites=[Overwrite(bot_role.id, 0, deny=Perm.SEND_MESSAGES)])
+    await server.wait_for(lambda: bot.get_channel(closed.id) is not None)
+    refused = await server.invoke("announce", channel=closed)
+    await refused.wait_response()
+    assert bot.demo is not None
+    [error] = bot.demo.errors
+    assert isinstance(error, discord.Forbidden) and error.code == 50013
+
+
+async def test_callback_without_with_response_answers_204(server: LoopbackDiscord, bot: DemoBot) -> None:
+    handle = await server.invoke("slow")  # the bot defers; then we answer a second one by hand
+    await handle.wait_response()
+    payload = server.build_interaction("secret")
+    raw = await server.send_raw_interaction({**payload, "type": 99})  # discord.py ignores unknown types
+    url = f"{server.api_base}/interactions/{raw.id}/{raw.token}/callback"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"type": 4, "data": {"content": "by hand"}}) as resp:
+            assert resp.status == 204
+        async with http.post(url + "?with_response=true", json={"type": 4, "data": {"content": "x"}}) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 40060
+        headers = {"Authorization": f"Bot {server.token}"}
+        commands_url = f"{server.api_base}/applications/{server.application_id}/commands"
+        async with http.get(commands_url, headers=headers) as resp:
+            assert {c["name"] for c in await resp.json()} == {c["name"] for c in server.synced_commands()}
+    assert raw.content == "by hand"
+    assert bot.demo is not None
+    bot.demo.gate.set()

@@ -74,6 +74,10 @@ async def test_world_changes_reach_a_connected_bot(server: LoopbackDiscord, bot:
     await server.wait_for(lambda: guild.get_role(role.id) is not None, what="GUILD_ROLE_CREATE")
     handle = await server.invoke("whoami", channel=thread)
     await handle.wait_content("kind=Thread")
+    server.add_member("newcomer")  # GUILD_MEMBER_ADD needs the privileged members intent
+    [session] = server.gateway.sessions.values()
+    sent = [frame["t"] for frame in session.sent]
+    assert "THREAD_CREATE" in sent and "GUILD_MEMBER_ADD" not in sent
 
 
 async def test_plain_json_frames_work_without_compression() -> None:
