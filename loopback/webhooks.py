@@ -79,6 +79,8 @@ class Webhooks:
     def _initial_message(
         self, record: InteractionRecord, kind: Any, data: dict[str, Any], req: Request
     ) -> MessageRecord | None:
+        if kind in (4, 5) and record.type == 4:
+            raise ApiError(400, "An autocomplete interaction must be answered with type 8", 50035)
         if kind == 4:
             version = self._version(data, req, previous=None)
         elif kind == 5:
