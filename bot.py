@@ -17,10 +17,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import discord
-import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -28,27 +27,26 @@ from cogs.utils import replies
 from cogs.utils.config import BotConfig, ConfigError, load_config, log_level_number
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.store import Store
+from loopback.client import point_discord_at
 from model_service import ModelServiceAPI
 
 log = logging.getLogger("transcord")
+
+Guard = Callable[
+    [discord.Interaction, tuple[str, ...]], contextlib.AbstractAsyncContextManager[Callable[[str], str]]
+]
 
 EXTENSIONS = (
     "cogs.generate",
     "cogs.fill_mask",
     "cogs.settings",
     "cogs.status",
+    "cogs.moderation",
+    "cogs.story",
 )
 # Interaction replies and follow-ups go through the interaction's webhook, which needs no
 # channel permission; the bot asks for none beyond being present.
 INVITE_PERMISSIONS = discord.Permissions.none()
-
-
-def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
-    """Aim discord.py at a Discord-compatible server; None keeps Discord's own address."""
-    if api_base:
-        discord.http.Route.BASE = api_base
-    if gateway_url:
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
 class Transcord(commands.Bot):
@@ -78,6 +76,8 @@ class Transcord(commands.Bot):
         self.failed_extensions: dict[str, str] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._closing = False
+        # Context-manager factories run around every model command (moderation adds its own).
+        self.guards: list[Guard] = []
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -149,17 +149,24 @@ class Transcord(commands.Bot):
         return role_id is not None and any(r.id == role_id for r in roles)
 
     @contextlib.asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        """Mark the current command as in flight, so shutdown can finish or notify it."""
+    async def model_command(
+        self, interaction: discord.Interaction, *texts: str
+    ) -> AsyncIterator[Callable[[str], str]]:
+        """Run a model command: refused while restarting, guarded, tracked for shutdown.
+
+        ``texts`` are what the user sent (prompts); each registered guard (moderation) may
+        refuse them by raising, and returns a transform for the model's output (redaction).
+        Yields the combined output transform.
+        """
         if self._closing:
             raise replies.UserFacingError("The bot is restarting; please try again in a minute.")
         task = asyncio.current_task()
         assert task is not None
-        self._inflight.add(task)  # type: ignore[arg-type]
-        try:
-            yield
-        finally:
-            self._inflight.discard(task)  # type: ignore[arg-type]
+        async with contextlib.AsyncExitStack() as stack:
+            transforms = [await stack.enter_async_context(g(interaction, texts)) for g in self.guards]
+            self._inflight.add(task)  # type: ignore[arg-type]
+            stack.callback(self._inflight.discard, task)
+            yield _compose(transforms)
 
     # -- errors: the one place they become replies ---------------------------------------------------
 
@@ -184,6 +191,15 @@ class Transcord(commands.Bot):
             if late:
                 await asyncio.wait(late, timeout=5)
         await self.close()
+
+
+def _compose(transforms: Sequence[Callable[[str], str]]) -> Callable[[str], str]:
+    def apply(text: str) -> str:
+        for transform in transforms:
+            text = transform(text)
+        return text
+
+    return apply
 
 
 # -- running -----------------------------------------------------------------------------------

@@ -51,10 +51,9 @@ class FillMask(commands.Cog):
         # A configured fill model (a real masked LM) wins; else the channel's own model fills.
         model = None if self.bot.config.service.fill_model else settings.model
         request = FillMaskRequest(text=text, top_k=top_k, model=model)
-        async with self.bot.track():
-            await interaction.response.defer(thinking=True)
-            result = await self.bot.service.fill_mask(request)
-            await replies.send_long(interaction, render(text, result))
+        async with self.bot.model_command(interaction, text) as redact:
+            result = await replies.answer_soon(interaction, self.bot.service.fill_mask(request))
+            await replies.send_long(interaction, redact(render(text, result)))
 
 
 async def setup(bot: Transcord) -> None:

@@ -39,10 +39,14 @@ class Generate(commands.Cog):
         )
 
     async def _run(self, interaction: discord.Interaction, request: GenerationRequest, header: str) -> None:
-        async with self.bot.track():
+        async with self.bot.model_command(interaction, request.prompt) as redact:
             stream = self.bot.service.stream(request)
             await replies.stream_reply(
-                interaction, stream, header=header, interval=self.bot.config.stream_edit_interval_s
+                interaction,
+                stream,
+                header=redact(header),
+                interval=self.bot.config.stream_edit_interval_s,
+                transform=redact,
             )
 
     @app_commands.command(name="generate", description="Continue your text with the channel's model")

@@ -69,7 +69,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
         lines = ["**Settings here**"]
         for key in SETTING_KEYS:
             value, source = explained[key]
-            lines.append(f"• **{key}**: {_format_value(key, value)} -# ({SOURCE_LABELS[source]})")
+            lines.append(f"• **{key}**: {_format_value(key, value)} · *{SOURCE_LABELS[source]}*")
         lines.append(f"-# models available: {', '.join(self.bot.service.model_names())}")
         await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
 

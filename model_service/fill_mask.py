@@ -9,13 +9,12 @@ blank vote, which the naive "next token after the left context" cannot do.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from model_service.errors import ValidationError
 from model_service.loading import LoadedModel
-from model_service.types import MASK, FillPrediction
+from model_service.types import FillPrediction, MaskedText, split_mask
 
 FEW_SHOT = (
     "Fill in the blank with one word.\n"
@@ -25,26 +24,6 @@ FEW_SHOT = (
 )
 PROPOSALS_PER_PROMPT = 40
 RESCORE_CHUNK = 32
-
-
-@dataclass(frozen=True)
-class MaskedText:
-    left: str
-    right: str
-
-
-def split_mask(text: str, model_mask: str | None) -> MaskedText:
-    """Exactly one mask, written ``[MASK]`` or the model's own mask token."""
-    marks = [MASK] + ([model_mask] if model_mask and model_mask != MASK else [])
-    found = [(text.find(m), m) for m in marks if m in text]
-    count = sum(text.count(m) for m in marks)
-    shown = " or ".join(f"`{m}`" for m in marks)
-    if count == 0:
-        raise ValidationError(f"`text` must contain exactly one {shown}, found none")
-    if count > 1:
-        raise ValidationError(f"`text` must contain exactly one {shown}, found {count}")
-    index, mark = found[0]
-    return MaskedText(text[:index], text[index + len(mark) :])
 
 
 def _with_leading_space(masked: MaskedText, word: str) -> tuple[str, str]:
@@ -58,19 +37,45 @@ def _with_leading_space(masked: MaskedText, word: str) -> tuple[str, str]:
 # -- masked LM -------------------------------------------------------------------------------
 
 
+def check_length(loaded: LoadedModel, text: str, overhead: int = 0) -> None:
+    """Refuse a text the model can't see whole (the mask's context matters on both sides)."""
+    tokens = len(loaded.tokenizer(text, add_special_tokens=True)["input_ids"])
+    limit = loaded.context_length - overhead
+    if tokens > limit:
+        raise ValidationError(
+            f"`text` is too long for model `{loaded.name}`: {tokens} tokens, at most {limit}"
+        )
+
+
+def _shown_piece(loaded: LoadedModel, token_id: int, inside_word: bool) -> str | None:
+    """The word a vocabulary entry stands for, or None for pieces a person would not accept."""
+    tok = loaded.tokenizer
+    if token_id in tok.all_special_ids:
+        return None
+    piece = tok.convert_ids_to_tokens(token_id)
+    if piece.startswith("##"):
+        # A word-piece continues the word before it: right only when the mask is inside a word.
+        return piece[2:] if inside_word else None
+    text = tok.decode([token_id]).strip()
+    return text or None
+
+
 def fill_masked_lm(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
     tok = loaded.tokenizer
     masked = split_mask(text, tok.mask_token)
+    check_length(loaded, text)
     enc = tok(masked.left + tok.mask_token + masked.right, return_tensors="pt").to(loaded.device)
     with loaded.lock, torch.inference_mode():
         logits = loaded.model(**enc).logits
     position = (enc["input_ids"][0] == tok.mask_token_id).nonzero(as_tuple=True)[0][0]
     probs = logits[0, position].float().softmax(-1)
-    top = probs.topk(top_k)
-    out = []
+    inside_word = masked.left[-1:].isalnum()
+    out: list[FillPrediction] = []
+    top = probs.topk(min(len(probs), top_k * 4 + len(tok.all_special_ids)))
     for score, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-        token = tok.decode([token_id]).strip()
-        out.append(FillPrediction(token=token, score=score, sequence=masked.left + token + masked.right))
+        token = _shown_piece(loaded, token_id, inside_word)
+        if token is not None and len(out) < top_k:
+            out.append(FillPrediction(token=token, score=score, sequence=masked.left + token + masked.right))
     return out
 
 
@@ -130,6 +135,7 @@ def _sentence_logprobs(loaded: LoadedModel, sentences: list[str]) -> list[float]
 
 def fill_causal(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
     masked = split_mask(text, None)
+    check_length(loaded, FEW_SHOT.format(sentence=text))
     with loaded.lock, torch.inference_mode():
         words = propose(loaded, masked)
         if not words:

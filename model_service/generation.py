@@ -156,7 +156,8 @@ def run(
         output = loaded.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=params.max_new_tokens,
+            # Never past the model's positions, however large the request.
+            max_new_tokens=max(1, min(params.max_new_tokens, loaded.context_length - len(prompt.input_ids))),
             repetition_penalty=params.repetition_penalty,
             pad_token_id=tok.pad_token_id,
             eos_token_id=loaded.model.generation_config.eos_token_id or tok.eos_token_id,
@@ -165,7 +166,7 @@ def run(
             **_sampling_kwargs(params),
         )
     new_ids = output[0, input_ids.shape[1] :].tolist()
-    reason = stopper.reason or _natural_finish(loaded, new_ids, params)
+    reason = stopper.reason or ("stop" if stops.stopped else _natural_finish(loaded, new_ids, params))
     return RawGeneration(streamer.text, reason, len(new_ids), streamer.first_text_at)
 
 

@@ -53,6 +53,8 @@ class ModelSource:
 def parse_source(spec: str) -> ModelSource:
     """Tell a folder, a GGUF file and a hub id apart, the way a user writes them."""
     spec = spec.strip()
+    if not spec:
+        raise ModelUnavailableError("model source is empty: give a folder, a hub id or a .gguf file")
     path = Path(spec).expanduser()
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
@@ -61,7 +63,7 @@ def parse_source(spec: str) -> ModelSource:
     if path.is_dir():
         return ModelSource("folder", str(path))
     looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
-    if looks_like_path or not spec:
+    if looks_like_path:
         raise ModelUnavailableError(f"model source `{spec}`: folder not found")
     return ModelSource("hub", spec)
 
@@ -122,10 +124,10 @@ def _read_config(name: str, source: ModelSource, offline: bool) -> tuple[Pretrai
     try:
         # Local first: a hub id downloaded once is reused from the cache without a request.
         return AutoConfig.from_pretrained(source.location, **_common_kwargs(source, True)), True
-    except OSError:
-        if source.kind != "hub":
+    except (OSError, ValueError) as exc:
+        if source.kind != "hub" or isinstance(exc, ValueError):
             raise ModelUnavailableError(
-                f"model `{name}`: can't read the config of `{source.label}`"
+                f"model `{name}`: can't read the config of `{source.label}` ({_first_line(exc)})"
             ) from None
     if offline:
         raise ModelUnavailableError(
@@ -148,7 +150,13 @@ def choose_head(name: str, source: ModelSource, config: PretrainedConfig, task: 
     """The Auto class follows the task; fill-mask falls back to a causal LM."""
     model_type = getattr(config, "model_type", "")
     architectures = getattr(config, "architectures", None) or []
-    causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    # A type with a causal class (BERT has BertLMHeadModel) is causal only if the checkpoint
+    # says so, or says nothing; a BertForMaskedLM checkpoint must not generate.
+    causal_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    causal = causal_class is not None and (
+        not architectures
+        or any(a == causal_class or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    )
     masked = model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and (
         not architectures or any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures)
     )
@@ -184,6 +192,10 @@ def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: 
         raise ModelUnavailableError(
             f"model `{name}`: can't load `{source.label}` ({_first_line(exc)})"
         ) from None
+    if len(tokenizer) < 2:
+        raise ModelUnavailableError(
+            f"model `{name}`: `{source.label}` has no tokenizer (tokenizer.json, tokenizer_config.json)"
+        )
     if head == "masked" and tokenizer.mask_token is None:
         raise ModelUnavailableError(
             f"model `{name}` (`{source.label}`) has a masked-LM head but no mask token"
@@ -230,7 +242,8 @@ class ModelRegistry:
         self._device = device
         self._dtype = dtype
         self._offline = offline
-        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._loaded: dict[tuple[str, Head], LoadedModel] = {}
+        self._heads: dict[tuple[str, Task], Head] = {}
         self._lock = threading.Lock()
 
     @property
@@ -244,11 +257,11 @@ class ModelRegistry:
         spec = self._catalog.get(name)
         if spec is None:
             raise ModelUnavailableError(f"unknown model `{name}`; available: {', '.join(self._catalog)}")
-        # A causal LM serves both tasks, so it is keyed by source alone.
+        # Keyed by the head the task needs: a causal LM serves both tasks from one copy.
         with self._lock:
-            for key in ((spec, task), (spec, "any")):
-                if key in self._loaded:
-                    return self._loaded[key]
+            head = self._heads.get((spec, task))
+            if head is not None and (spec, head) in self._loaded:
+                return self._loaded[(spec, head)]
             model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)
-            self._loaded[(spec, "any" if model.head == "causal" else task)] = model
-            return model
+            self._heads[(spec, task)] = model.head
+            return self._loaded.setdefault((spec, model.head), model)

@@ -50,6 +50,7 @@ class _Ticket:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.cancelled = threading.Event()
+        self.started = asyncio.Event()  # set (on the loop) when a worker picks the request up
 
     def should_stop(self) -> FinishReason | None:
         if self.cancelled.is_set():
@@ -69,7 +70,8 @@ class GenerationStream:
     def __init__(self, service: ModelService, request: GenerationRequest, timeout: float) -> None:
         self._service = service
         self._request = request
-        self._timeout = timeout
+        # Admitted at once, so "busy" is known before the caller commits to a reply.
+        self._ticket = service._admit(timeout)
         self._iterator: AsyncIterator[str] | None = None
         self.result: GenerationResult | None = None
 
@@ -79,12 +81,19 @@ class GenerationStream:
         return self._iterator
 
     async def aclose(self) -> None:
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+        """Stop early and free the slot; a stream must be iterated to the end or closed.
+
+        Safe from another task than the reader: the reader then ends with ``cancelled``.
+        """
+        self._ticket.cancelled.set()
+        iterator = self._iterator
+        if iterator is not None and not getattr(iterator, "ag_running", False):
+            await iterator.aclose()  # type: ignore[attr-defined]
+        if iterator is None or not getattr(iterator, "ag_running", False):
+            self._service._release(self._ticket)
 
     async def _produce(self) -> AsyncIterator[str]:
-        service, request = self._service, self._request
-        ticket = service._admit(self._timeout)
+        service, request, ticket = self._service, self._request, self._ticket
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[object] = asyncio.Queue()
 
@@ -99,15 +108,17 @@ class GenerationStream:
 
         future = asyncio.ensure_future(service._run(work))
         try:
+            await service._wait_started(ticket, future)
             while (item := await deltas.get()) is not _DONE:
                 yield item  # type: ignore[misc]
             self.result = await future
         finally:
             if not future.done():
                 ticket.cancelled.set()
-                # Wait for the worker to notice, so the slot is free when we return.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(future)
+                if ticket.started.is_set():
+                    # Wait for the worker to notice, so the model is free when we return.
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(future)
             service._release(ticket)
 
 
@@ -120,6 +131,7 @@ class ModelService:
             dict(config.models), device=config.device, dtype=config.dtype, offline=config.offline
         )
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._active: set[_Ticket] = set()
         self._running = 0
         self._started_at = 0.0
@@ -134,11 +146,16 @@ class ModelService:
         # One worker: torch already spreads a forward over the cores; two forwards at once on
         # a small machine only fight over them. Batching, not threads, is how requests share.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
         if self.config.preload:
-            await self._run(self._registry.get, self.config.default_model, "generate")
-            fill_name = self.config.fill_model or self.config.default_model
-            await self._run(self._registry.get, fill_name, "fill-mask")
+            try:
+                await self._run(self._registry.get, self.config.default_model, "generate")
+                fill_name = self.config.fill_model or self.config.default_model
+                await self._run(self._registry.get, fill_name, "fill-mask")
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     async def close(self) -> None:
@@ -188,6 +205,23 @@ class ModelService:
         self._active.add(ticket)
         return ticket
 
+    def _mark_started(self, ticket: _Ticket) -> None:
+        """Called on the worker thread when it picks a request up."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(ticket.started.set)
+
+    async def _wait_started(self, ticket: _Ticket, future: asyncio.Future[object]) -> None:
+        """Bound the time in the queue by the request's deadline, not by the work ahead of it."""
+        waiter = asyncio.ensure_future(ticket.started.wait())
+        try:
+            remaining = max(0.0, ticket.deadline - time.monotonic())
+            await asyncio.wait({waiter, future}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not ticket.started.is_set() and not future.done():
+            ticket.cancelled.set()  # the worker skips it when it gets there
+            raise RequestTimeoutError("the request timed out while waiting for the model")
+
     def _release(self, ticket: _Ticket) -> None:
         self._active.discard(ticket)
 
@@ -231,6 +265,7 @@ class ModelService:
     def _generate_blocking(
         self, request: GenerationRequest, ticket: _Ticket, on_text: Callable[[str], None]
     ) -> GenerationResult:
+        self._mark_started(ticket)
         started = time.monotonic()
         if (reason := ticket.should_stop()) is not None:
             if reason == "timeout":
@@ -269,11 +304,15 @@ class ModelService:
             raise ValidationError(f"unknown model `{name}`; available: {', '.join(self._registry.names)}")
         ticket = self._admit(self.config.request_timeout_s)
         try:
-            return await self._run(self._fill_blocking, name, request, ticket)
+            future = asyncio.ensure_future(self._run(self._fill_blocking, name, request, ticket))
+            await self._wait_started(ticket, future)
+            return await future
         finally:
+            ticket.cancelled.set()
             self._release(ticket)
 
     def _fill_blocking(self, name: str, request: FillMaskRequest, ticket: _Ticket) -> FillMaskResult:
+        self._mark_started(ticket)
         if ticket.should_stop() == "timeout":
             raise RequestTimeoutError("the request timed out while waiting for the model")
         started = time.monotonic()

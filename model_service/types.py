@@ -14,6 +14,8 @@ from typing import Any, Literal
 from model_service.errors import ValidationError
 
 MASK = "[MASK]"
+# What users may write for the blank: BERT's and RoBERTa's spellings (a model's own token too).
+MASK_FORMS = ("[MASK]", "<mask>")
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_PROMPT_CHARS = 8000
 MAX_SYSTEM_PROMPT_CHARS = 2000
@@ -51,11 +53,15 @@ def _as_float(name: str, value: Any) -> float:
     return number
 
 
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
     too_low = value <= low if low_open else value < low
     if too_low or value > high:
         bracket = "(" if low_open else "["
-        raise ValidationError(f"`{name}` must be in {bracket}{low:g}, {high:g}], got {value:g}")
+        raise ValidationError(f"`{name}` must be in {bracket}{_num(low)}, {_num(high)}], got {_num(value)}")
 
 
 def check_text(name: str, value: Any, *, limit: int, allow_empty: bool = False) -> str:
@@ -176,6 +182,25 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class MaskedText:
+    left: str
+    right: str
+
+
+def split_mask(text: str, model_mask: str | None = None) -> MaskedText:
+    """Exactly one mask, written ``[MASK]``, ``<mask>`` or the model's own mask token."""
+    marks = list(dict.fromkeys([*MASK_FORMS, *([model_mask] if model_mask else [])]))
+    count = sum(text.count(m) for m in marks)
+    shown = ", ".join(f"`{m}`" for m in marks)
+    if count != 1:
+        found = "none" if count == 0 else str(count)
+        raise ValidationError(f"`text` must contain exactly one mask ({shown}), found {found}")
+    mark = next(m for m in marks if m in text)
+    index = text.index(mark)
+    return MaskedText(text[:index], text[index + len(mark) :])
+
+
+@dataclass(frozen=True)
 class FillMaskRequest:
     text: str
     top_k: int = 5
@@ -183,6 +208,7 @@ class FillMaskRequest:
 
     def __post_init__(self) -> None:
         check_text("text", self.text, limit=MAX_PROMPT_CHARS)
+        split_mask(self.text)
         top_k = _as_int("top_k", self.top_k)
         _check_range("top_k", top_k, 1, MAX_FILL_TOP_K)
 

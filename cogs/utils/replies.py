@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import discord
 from discord import app_commands
@@ -26,6 +27,7 @@ from model_service import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MESSAGE_LIMIT = 2000
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -161,11 +163,11 @@ async def stream_reply(
     ``transform`` is applied to the visible text (the place to redact); the final edit holds
     the whole text, split across follow-ups when it is longer than one message.
     """
-    if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
     text = ""
     last_edit = 0.0
     try:
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
         async for delta in stream:
             text += delta
             now = time.monotonic()
@@ -183,6 +185,23 @@ async def stream_reply(
     await send_long(interaction, header + body + "\n" + footer(result))
     interaction.extras["visible_text"] = fit(header + body)
     return result
+
+
+async def answer_soon(interaction: discord.Interaction, work: Awaitable[T], *, grace: float = 1.0) -> T:
+    """Await ``work``; defer (show "thinking…") only if it takes longer than ``grace`` seconds.
+
+    Refusals (validation, busy) come back at once, before any deferral, so they can still be
+    answered ephemerally instead of leaving a public placeholder behind.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            await interaction.response.defer(thinking=True)
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 async def _show(interaction: discord.Interaction, content: str) -> None:

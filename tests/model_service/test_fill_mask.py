@@ -91,9 +91,15 @@ def test_masked_lm_returns_the_models_own_top_k(bert: LoadedModel) -> None:
         logits = bert.model(**enc).logits
     position = enc["input_ids"][0].tolist().index(tok.mask_token_id)
     probs = logits[0, position].softmax(-1)
-    best = probs.topk(5)
-    assert [tok.decode([i]).strip() for i in best.indices.tolist()] == [p.token for p in predictions]
-    assert [p.score for p in predictions] == pytest.approx(best.values.tolist())
+    # Special tokens and word-pieces ("##at") are not words a person would accept here.
+    ranked = probs.topk(40)
+    best = [
+        (tok.decode([i]).strip(), score)
+        for score, i in zip(ranked.values.tolist(), ranked.indices.tolist(), strict=True)
+        if i not in tok.all_special_ids and not tok.convert_ids_to_tokens(i).startswith("##")
+    ][:5]
+    assert [word for word, _ in best] == [p.token for p in predictions]
+    assert [p.score for p in predictions] == pytest.approx([score for _, score in best])
 
 
 def test_models_own_mask_token_is_accepted(angle_bert: LoadedModel) -> None:
@@ -153,11 +159,6 @@ def test_causal_fill_mask_at_either_end(gpt2: LoadedModel, text: str, expected: 
         assert "[MASK]" not in p.sequence
 
 
-@pytest.mark.xfail(
-    reason="fill_mask never checks the text against the model's context: a long text (allowed up "
-    "to 8000 chars) overflows the position embeddings and raises RuntimeError/IndexError",
-    strict=True,
-)
 @pytest.mark.parametrize("model", ["bert", "gpt2"])
 def test_text_longer_than_the_context_is_refused_or_cut(request: pytest.FixtureRequest, model: str) -> None:
     loaded: LoadedModel = request.getfixturevalue(model)

@@ -70,11 +70,6 @@ def test_parse_source_missing_path_is_not_mistaken_for_a_hub_id(spec: str) -> No
         parse_source(spec)
 
 
-@pytest.mark.xfail(
-    reason="parse_source checks Path('').is_dir() before the blank check: Path('') is '.', so a "
-    "blank source silently means the current directory",
-    strict=True,
-)
 @pytest.mark.parametrize("spec", ["", "   "])
 def test_parse_source_blank_is_refused(spec: str) -> None:
     with pytest.raises(ModelUnavailableError):
@@ -106,11 +101,6 @@ def test_unreadable_config_is_refused(tmp_path: Path) -> None:
     assert f"can't read the config of `{folder}`" in refusal(folder, "generate")
 
 
-@pytest.mark.xfail(
-    reason="loading._read_config catches only OSError; AutoConfig raises ValueError for an "
-    "unknown model_type, which escapes as a bare ValueError (InternalError in the service)",
-    strict=True,
-)
 def test_unknown_model_type_is_a_model_error(tmp_path: Path) -> None:
     folder = tmp_path / "future-model"
     folder.mkdir()
@@ -118,11 +108,6 @@ def test_unknown_model_type_is_a_model_error(tmp_path: Path) -> None:
     assert "brand-new-arch" in refusal(folder, "generate")
 
 
-@pytest.mark.xfail(
-    reason="without tokenizer files transformers builds an empty GPT2Tokenizer (1 token) and the "
-    "load succeeds; every prompt then tokenizes to [] and generation fails later",
-    strict=True,
-)
 def test_folder_without_tokenizer_is_refused_at_load(tmp_path: Path, tiny_gpt2_dir: Path) -> None:
     folder = copy_without(tiny_gpt2_dir, tmp_path / "no-tok", keep=("config.json", "model.safetensors"))
     assert "tokenizer" in refusal(folder, "generate")
@@ -214,11 +199,6 @@ def test_gpt2_is_causal_for_both_tasks(tiny_gpt2_dir: Path, task: loading.Task) 
     assert not loaded.model.training
 
 
-@pytest.mark.xfail(
-    reason="choose_head treats any model_type with a causal mapping as causal, so a "
-    "BertForMaskedLM checkpoint is loaded as BertLMHeadModel and 'generates' garbage",
-    strict=True,
-)
 def test_masked_lm_checkpoint_refuses_to_generate(tiny_bert_dir: Path) -> None:
     assert "can't generate text" in refusal(tiny_bert_dir, "generate")
 
@@ -304,11 +284,6 @@ def test_a_failed_load_is_not_cached(tmp_path: Path, tiny_gpt2_dir: Path) -> Non
     assert models.get("later", "generate").head == "causal"
 
 
-@pytest.mark.xfail(
-    reason="once the masked-LM checkpoint was loaded for generate (as a causal LM), the registry "
-    "stores it under (source, 'any') and serves it to fill-mask, which then rescores with it",
-    strict=True,
-)
 def test_fill_mask_keeps_the_masked_head_after_a_generate_attempt(tiny_bert_dir: Path) -> None:
     models = registry(bert=tiny_bert_dir)
     with contextlib.suppress(ModelUnavailableError):

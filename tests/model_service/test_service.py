@@ -163,11 +163,6 @@ async def test_preload_of_an_unusable_model_fails_start_with_the_reason(no_head_
         await service.close()
 
 
-@pytest.mark.xfail(
-    reason="ModelService.start creates the executor before preloading and keeps it when the "
-    "preload fails: started stays True and a retried start() returns without loading anything",
-    strict=True,
-)
 async def test_a_failed_start_leaves_the_service_stopped(no_head_dir: Path) -> None:
     service = ModelService(service_config({"vision": no_head_dir}, preload=True))
     try:
@@ -301,11 +296,6 @@ async def test_timeout_while_waiting_in_the_queue(service: ModelService, forward
     assert service.status().queue_depth == 0
 
 
-@pytest.mark.xfail(
-    reason="the deadline is only checked once the worker picks the request up, so a request "
-    "queued behind a long generation waits for all of it before hearing it timed out",
-    strict=True,
-)
 async def test_timeout_in_the_queue_is_told_on_time(service: ModelService, forwards: Forwards) -> None:
     forwards.delay = 0.02
     busy = Reader(service.stream(greedy(LONG)))  # about 4 s of work ahead of ours
@@ -361,12 +351,6 @@ async def test_cancelling_the_reader_stops_generation(service: ModelService, for
     await assert_worker_is_free(service, forwards)
 
 
-@pytest.mark.xfail(
-    reason="GenerationStream.aclose() only closes the async generator; called from another task "
-    "while the reader waits for text (a stop button, a moderator) it raises RuntimeError "
-    "'asynchronous generator is already running' and the generation goes on",
-    strict=True,
-)
 async def test_aclose_from_another_task_stops_the_reader(service: ModelService, forwards: Forwards) -> None:
     forwards.delay = 0.02
     reader = Reader(service.stream(greedy(LONG)))

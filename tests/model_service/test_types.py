@@ -45,11 +45,6 @@ def test_out_of_range_names_parameter_bound_and_value(values: dict[str, Any], me
     assert refusal(values).startswith(message)
 
 
-@pytest.mark.xfail(
-    reason="types._check_range formats bounds with :g, so the seed bound reads 4.29497e+09 "
-    "(a rounded number above the real limit 4294967295)",
-    strict=True,
-)
 def test_large_integer_bounds_are_written_exactly() -> None:
     assert refusal({"seed": 2**32}) == f"`seed` must be in [0, {SEED_MAX}], got {2**32}"
 
