@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
 import discord
 from discord import app_commands
@@ -28,7 +29,7 @@ from cogs.utils.config import BotConfig, ConfigError, load_config, log_level_num
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.store import Store
 from loopback.client import point_discord_at
-from model_service import ModelServiceAPI
+from model_service import ModelServiceAPI, ServiceError
 
 log = logging.getLogger("transcord")
 
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     if args.sync:
-        config = _replace(config, force_sync=True)
+        config = dataclasses.replace(config, force_sync=True)
     discord.utils.setup_logging(level=log_level_number(config), root=True)
     if args.playground or not config.token_set:
         from loopback.playground import run_playground
@@ -282,15 +283,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info(
             "no DISCORD_TOKEN set: starting the local playground" if not args.playground else "playground"
         )
-        return asyncio.run(run_playground(config))
+        return _run(run_playground(config))
     log.info("DISCORD_TOKEN is set: connecting to %s", config.api_base or "Discord")
-    return asyncio.run(run_discord(config))
+    return _run(run_discord(config))
 
 
-def _replace(config: BotConfig, **changes: object) -> BotConfig:
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+def _run(coro: Coroutine[object, object, int]) -> int:
+    try:
+        return asyncio.run(coro)
+    except ServiceError as exc:
+        # A model that can't load is the usual first-run problem: say what and how to fix it.
+        log.error("%s", exc.message)
+        log.error("the default model is set up with: .venv/bin/python -m model_service.fetch")
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
