@@ -36,9 +36,17 @@ RESTARTING = "⚠️ The bot is restarting, so this reply stopped here. Please t
 
 
 class UserFacingError(ServiceError):
-    """An error of the bot itself (not the model service) with a message for the user."""
+    """An error of the bot itself (not the model service) with a message for the user.
+
+    ``icon`` leads the reply: ❌ for a mistake, another for a refusal that is no mistake
+    (🔒 a locked channel, ⏳ a busy one).
+    """
 
     kind = ErrorKind.VALIDATION
+
+    def __init__(self, message: str, *, icon: str = "❌", retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.icon = icon
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -55,7 +63,9 @@ def error_message(error: BaseException) -> str:
         return f"⏳ The model is busy right now; try again in {wait} s."
     if isinstance(error, RequestTimeoutError):
         return f"⌛ {error.message}"
-    if isinstance(error, ValidationError | ModelUnavailableError | UserFacingError):
+    if isinstance(error, UserFacingError):
+        return f"{error.icon} {error.message}"
+    if isinstance(error, ValidationError | ModelUnavailableError):
         return f"❌ {error.message}"
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"⏳ Slow down: you can use this again in {error.retry_after:.0f} s."
