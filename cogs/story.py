@@ -1,0 +1,337 @@
+"""/story: collaborative storytelling. Players take turns; the model continues after each one.
+
+Stories, players and turns live in SQLite, so a story survives a restart. Additions to one
+story are serialised by a per-story lock (and numbered inside a write transaction), so two
+``/story add`` at the same moment are both kept, in order, each with its own continuation.
+The model parts run inside ``bot.model_command``: lock, blocklist, cooldown and limit apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from cogs.utils.store import NewTurn, Story, StoryPlayer, StoryTurn
+from model_service import GenerationRequest
+
+if TYPE_CHECKING:
+    from bot import Transcord
+
+TurnChoice = Literal["free", "round-robin"]
+PREMISE_LIMIT = 1000
+CONTRIBUTION_LIMIT = 1500
+MAX_PLAYERS = 25
+# What the prompt keeps of the story (premise + latest turns); the model service then cuts
+# from the left again to fit the model's own context.
+CONTEXT_CHARS = 3000
+PREMISE_SHARE = 4  # the premise takes at most a quarter of the prompt
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def next_player(
+    story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]
+) -> StoryPlayer | None:
+    """Whose turn it is in a round-robin story (None in free mode): the one after the last author."""
+    if story.turn_mode != "round-robin" or not players:
+        return None
+    last = next((t for t in reversed(turns) if t.kind == "player"), None)
+    ids = [p.user_id for p in players]
+    if last is None or last.author_id not in ids:
+        return players[0]
+    return players[(ids.index(last.author_id) + 1) % len(players)]
+
+
+def story_prompt(premise: str, texts: Sequence[str], limit: int = CONTEXT_CHARS) -> str:
+    """The premise and as many of the latest turns as fit in ``limit`` characters, in order."""
+    head = premise.strip()[: limit // PREMISE_SHARE]
+    room = limit - len(head)
+    kept: list[str] = []
+    for text in reversed([t.strip() for t in texts if t.strip()]):
+        cost = len(text) + 2  # the blank line between pieces
+        if cost > room:
+            if not kept:  # the latest turn always counts, cut from the left if it must be
+                kept.append(text[-max(1, room - 2) :])
+            break
+        kept.append(text)
+        room -= cost
+    return "\n\n".join([head, *reversed(kept)])
+
+
+def transcript(story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]) -> str:
+    """The whole story as plain text, for the file posted when it ends."""
+    started = datetime.fromtimestamp(story.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Story #{story.id}",
+        f"Premise: {story.premise}",
+        f"Turns: {story.turn_mode} · Players: {', '.join(p.name for p in players)}",
+        f"Started: {started}",
+        "",
+    ]
+    for turn in turns:
+        label = "Opening" if turn.kind == "opening" else turn.author_name
+        lines += [f"[{label}]", turn.text.strip(), ""]
+    return "\n".join(lines)
+
+
+def _bold_name(name: str) -> str:
+    return f"**{discord.utils.escape_markdown(name)}**"
+
+
+# -- the cog -----------------------------------------------------------------------------------
+
+
+class StoryMode(
+    commands.GroupCog, group_name="story", group_description="Write a story together, turn by turn"
+):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+        self._locks: dict[int, asyncio.Lock] = {}
+        super().__init__()
+
+    @property
+    def bot_name(self) -> str:
+        return self.bot.user.display_name if self.bot.user else "Transcord"
+
+    async def _open_story(self, interaction: discord.Interaction) -> Story:
+        if interaction.guild_id is None:
+            raise replies.UserFacingError("Stories are told in server channels.")
+        story = await self.bot.store.open_story(interaction.channel_id or 0)
+        if story is None:
+            raise replies.UserFacingError("No story is open here. Start one with `/story start`.")
+        return story
+
+    @contextlib.asynccontextmanager
+    async def _story_lock(self, interaction: discord.Interaction, story_id: int) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(story_id, asyncio.Lock())
+        if lock.locked() and not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)  # the wait may outlast Discord's 3 s
+        async with lock:
+            yield
+
+    async def _continue(
+        self,
+        interaction: discord.Interaction,
+        story: Story,
+        texts: Sequence[str],
+        header: str,
+        redact: Callable[[str], str],
+    ) -> str:
+        """Stream the model's continuation of the story into the reply; return it as posted."""
+        settings = await self.bot.settings_for(interaction)
+        request = GenerationRequest(
+            prompt=story_prompt(story.premise, texts),
+            params=settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap),
+            model=settings.model,
+        )
+        result = await replies.stream_reply(
+            interaction,
+            self.bot.service.stream(request),
+            header=redact(header),
+            interval=self.bot.config.stream_edit_interval_s,
+            transform=redact,
+        )
+        return redact(result.text)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    @app_commands.command(name="start", description="Open a story here; the bot writes the opening")
+    @app_commands.describe(
+        premise="What the story is about, e.g. 'A dragon who is afraid of the dark'",
+        turns="free: any player adds at any time; round-robin: players take turns in join order",
+        max_players="How many players may join (you included)",
+    )
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        premise: app_commands.Range[str, 1, PREMISE_LIMIT],
+        turns: TurnChoice = "free",
+        max_players: app_commands.Range[int, 1, MAX_PLAYERS] = 6,
+    ) -> None:
+        if interaction.guild_id is None:
+            raise replies.UserFacingError("Stories are told in server channels.")
+        store = self.bot.store
+        existing = await store.open_story(interaction.channel_id or 0)
+        if existing is not None:
+            raise _already_open(existing)
+        async with self.bot.model_command(interaction, premise) as redact:
+            story = await store.create_story(
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id or 0,
+                starter_id=interaction.user.id,
+                starter_name=interaction.user.display_name,
+                premise=premise,
+                turn_mode=turns,
+                max_players=max_players,
+            )
+            if story is None:  # another /story start won the race
+                existing = await store.open_story(interaction.channel_id or 0)
+                raise _already_open(existing)
+            header = (
+                f"📖 **Story #{story.id}** · {turns} · up to {max_players} players · "
+                f"started by {interaction.user.mention}\n> {discord.utils.escape_markdown(premise)}\n"
+                "-# join with `/story join`, then add your part with `/story add`\n\n"
+            )
+            try:
+                async with self._story_lock(interaction, story.id):
+                    opening = await self._continue(interaction, story, [], header, redact)
+                    await store.add_story_turns(story.id, [("opening", None, self.bot_name, opening)])
+            except BaseException:
+                # No opening, no story: the channel is free for another try.
+                await asyncio.shield(store.discard_story(story.id))
+                raise
+
+    @app_commands.command(name="join", description="Join the story told here")
+    async def join(self, interaction: discord.Interaction) -> None:
+        story = await self._open_story(interaction)
+        result = await self.bot.store.join_story(story.id, interaction.user.id, interaction.user.display_name)
+        if result != "joined":
+            messages = {
+                "already": f"You are already in story #{story.id}.",
+                "full": f"Story #{story.id} is full ({story.max_players} players).",
+                "closed": f"Story #{story.id} has ended.",
+            }
+            raise replies.UserFacingError(messages[result], icon="ℹ️")
+        players = await self.bot.store.story_players(story.id)
+        text = f"👋 {interaction.user.mention} joined story #{story.id} ({len(players)}/{story.max_players} players)."
+        if story.turn_mode == "round-robin":
+            text += " Turn order: " + " → ".join(_bold_name(p.name) for p in players) + "."
+        await replies.send_long(interaction, text)
+
+    @app_commands.command(name="add", description="Add your part to the story; the bot continues it")
+    @app_commands.describe(text="What happens next, in your words")
+    async def add(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, CONTRIBUTION_LIMIT]
+    ) -> None:
+        story = await self._open_story(interaction)
+        store = self.bot.store
+        # Checked before the guard (a refused turn costs no cooldown) and again under the lock.
+        _check_turn(
+            interaction.user, story, await store.story_players(story.id), await store.story_turns(story.id)
+        )
+        async with self.bot.model_command(interaction, text) as redact:
+            if not interaction.response.is_done():
+                await interaction.response.defer(thinking=True)
+            async with self._story_lock(interaction, story.id):
+                current = await store.story(story.id)
+                if current is None or current.status != "open":
+                    raise replies.UserFacingError(f"Story #{story.id} ended before your turn could be added.")
+                turns = await store.story_turns(story.id)
+                _check_turn(interaction.user, current, await store.story_players(story.id), turns)
+                name = interaction.user.display_name
+                header = f"✍️ {_bold_name(name)}: {discord.utils.escape_markdown(text)}\n"
+                texts = [*(t.text for t in turns), text]
+                continuation = await self._continue(interaction, current, texts, header, redact)
+                added: list[NewTurn] = [
+                    ("player", interaction.user.id, name, text),
+                    ("bot", None, self.bot_name, continuation),
+                ]
+                await store.add_story_turns(story.id, added)
+
+    @app_commands.command(name="show", description="The story so far")
+    @app_commands.describe(public="Show it to the whole channel instead of only to you")
+    async def show(self, interaction: discord.Interaction, public: bool = False) -> None:
+        story = await self._open_story(interaction)
+        players = await self.bot.store.story_players(story.id)
+        turns = await self.bot.store.story_turns(story.id)
+        lines = [
+            f"📖 **Story #{story.id}** · {story.turn_mode} · {len(players)}/{story.max_players} players: "
+            + ", ".join(_bold_name(p.name) for p in players),
+            f"> {discord.utils.escape_markdown(story.premise)}",
+            "",
+        ]
+        for turn in turns:
+            body = turn.text.strip()
+            lines.append(f"{_bold_name(turn.author_name)}: {body}" if turn.kind == "player" else body)
+        if (nxt := next_player(story, players, turns)) is not None:
+            lines += ["", f"-# next turn: {discord.utils.escape_markdown(nxt.name)}"]
+        await replies.send_long(interaction, "\n".join(lines), ephemeral=not public)
+
+    @app_commands.command(
+        name="undo", description="Remove the last player's turn and its continuation (moderators)"
+    )
+    async def undo(self, interaction: discord.Interaction) -> None:
+        if not await self.bot.is_moderator(interaction):
+            raise app_commands.CheckFailure("Undoing a turn needs Manage Channels or the moderator role.")
+        story = await self._open_story(interaction)
+        async with self._story_lock(interaction, story.id):
+            undone = await self.bot.store.undo_story_turn(story.id, actor_id=interaction.user.id)
+        if not undone:
+            raise replies.UserFacingError(
+                f"Nothing to undo: no player has added to story #{story.id} yet.", icon="ℹ️"
+            )
+        text = (
+            f"↩️ {interaction.user.mention} removed {_bold_name(undone[0].author_name)}'s last turn "
+            f"from story #{story.id}, and the bot's continuation of it."
+        )
+        nxt = next_player(
+            story, await self.bot.store.story_players(story.id), await self.bot.store.story_turns(story.id)
+        )
+        if nxt is not None:
+            text += f" Next turn: {_bold_name(nxt.name)}."
+        await replies.send_long(interaction, text)
+
+    @app_commands.command(
+        name="end", description="End the story and post it as a file (its starter or a moderator)"
+    )
+    async def end(self, interaction: discord.Interaction) -> None:
+        story = await self._open_story(interaction)
+        if interaction.user.id != story.starter_id and not await self.bot.is_moderator(interaction):
+            raise app_commands.CheckFailure("Only the story's starter or a moderator can end it.")
+        async with self._story_lock(interaction, story.id):  # lets a continuation being written finish
+            ended = await self.bot.store.end_story(story.id, actor_id=interaction.user.id)
+        self._locks.pop(story.id, None)
+        if not ended:
+            raise replies.UserFacingError(f"Story #{story.id} has already ended.", icon="ℹ️")
+        players = await self.bot.store.story_players(story.id)
+        turns = await self.bot.store.story_turns(story.id)
+        contributions = sum(t.kind == "player" for t in turns)
+        content = (
+            f"📕 {interaction.user.mention} ended story #{story.id}: {contributions} "
+            f"turn{'s' if contributions != 1 else ''} by {len(players)} player{'s' if len(players) != 1 else ''}. "
+            "The whole story is attached."
+        )
+        data = transcript(story, players, turns).encode("utf-8")
+        file = discord.File(io.BytesIO(data), filename=f"story-{story.id}.txt")
+        if interaction.response.is_done():
+            await interaction.followup.send(content, file=file, allowed_mentions=replies.NO_MENTIONS)
+        else:
+            await interaction.response.send_message(content, file=file, allowed_mentions=replies.NO_MENTIONS)
+
+
+def _already_open(story: Story | None) -> replies.UserFacingError:
+    which = f" (#{story.id}, started by <@{story.starter_id}>)" if story else ""
+    return replies.UserFacingError(
+        f"A story is already open here{which}. Join it with `/story join`; its starter or a "
+        "moderator can close it with `/story end`.",
+        icon="📖",
+    )
+
+
+def _check_turn(
+    user: discord.abc.User, story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]
+) -> None:
+    if not any(p.user_id == user.id for p in players):
+        room = "" if len(players) < story.max_players else f" (it is full: {story.max_players} players)"
+        raise replies.UserFacingError(
+            f"You are not playing in story #{story.id}{room}. Join with `/story join` first.", icon="ℹ️"
+        )
+    nxt = next_player(story, players, turns)
+    if nxt is not None and nxt.user_id != user.id:
+        raise replies.UserFacingError(
+            f"It's {_bold_name(nxt.name)}'s turn (round-robin). Wait for them to add theirs.", icon="⏳"
+        )
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(StoryMode(bot))
