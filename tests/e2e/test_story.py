@@ -1,0 +1,213 @@
+"""/story end to end: turns, a restart mid-story, concurrent additions, moderation, the transcript."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from cogs.story import story_prompt
+from loopback import InteractionRecord, LoopbackDiscord, Member
+from model_service import GenerationParams, GenerationRequest
+from tests.e2e.harness import BotRunner
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = {"DEFAULT_MAX_NEW_TOKENS": "12"}
+FOOTER = re.compile(r"\n-# \d+ tokens · [^\n]*$")
+
+
+def settled(record: InteractionRecord) -> bool:
+    """Answered at once, or a deferred reply that is finished (footer) or was refused after all."""
+    if not record.responded or record.is_thinking:
+        return False
+    if record.callback_type == 4:
+        return True
+    return bool(FOOTER.search(shown(record))) or any(m.ephemeral for m in record.followups)
+
+
+def shown(record: InteractionRecord) -> str:
+    return "".join(m.content for m in record.messages if not m.deleted)
+
+
+async def run(
+    server: LoopbackDiscord, command: str, options: dict[str, object] | None = None, **kwargs: object
+) -> InteractionRecord:
+    record = await server.invoke(command, options, **kwargs)  # type: ignore[arg-type]
+    return await record.wait_for(settled, timeout=15)
+
+
+def continuation(record: InteractionRecord, header_end: str) -> str:
+    """The model's part of a story reply: after the header, before the footer."""
+    text = shown(record)
+    assert not record.ephemeral and FOOTER.search(text), record.summary()
+    start = text.index(header_end) + len(header_end)
+    return text[start : FOOTER.search(text).start()]  # type: ignore[union-attr]
+
+
+def name(member: Member | None) -> str:
+    assert member is not None
+    return member.user.name
+
+
+async def test_round_robin_story_keeps_turns_across_a_restart_and_ends_with_its_transcript(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start(**FAST)
+    alice, bob = server.member, server.moderator
+    carol = server.add_member("carol")
+    premise = "A lighthouse keeper finds a talking crab"
+    # Stories sample with the channel's settings: greedy here, so the opening is predictable.
+    await run(server, "settings set", {"temperature": 0.0}, user=server.moderator)
+
+    opening = await run(server, "story start", {"premise": premise, "turns": "round-robin", "max_players": 3})
+    assert opening.content and opening.content.startswith("📖 **Story #1** · round-robin · up to 3 players")
+    posted = {"opening": continuation(opening, "`/story add`\n\n")}
+    assert runner.service is not None
+    greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
+    direct = await runner.service.generate(GenerationRequest(story_prompt(premise, []), greedy))
+    assert posted["opening"] == direct.text and direct.text.strip()
+
+    second = await run(server, "story start", {"premise": "Another tale"}, user=bob)
+    assert second.ephemeral and "A story is already open here (#1" in (second.content or "")
+
+    joined = await run(server, "story join", user=bob)
+    assert joined.content == (
+        f"👋 <@{bob.id}> joined story #1 (2/3 players). Turn order: **{name(alice)}** → **{name(bob)}**."  # type: ignore[union-attr]
+    )
+    assert (await run(server, "story join", user=carol)).content.endswith("→ **carol**.")  # type: ignore[union-attr]
+    full = await run(server, "story join", user=server.owner)
+    assert full.ephemeral and full.content == "ℹ️ Story #1 is full (3 players)."
+
+    early = await run(server, "story add", {"text": "Bob jumps the queue."}, user=bob)
+    assert (
+        early.ephemeral
+        and early.content == f"⏳ It's **{name(alice)}**'s turn (round-robin). Wait for them to add theirs."
+    )
+    outsider = await run(server, "story add", {"text": "Let me in."}, user=server.owner)
+    assert outsider.ephemeral and "Join with `/story join` first" in (outsider.content or "")
+
+    contributions = {
+        "alice": "The crab asked for a cup of tea.",
+        "bob": "The keeper boiled the kettle.",
+        "carol": "A storm rolled in from the sea.",
+    }
+    turn = await run(server, "story add", {"text": contributions["alice"]}, user=alice)
+    posted["alice"] = continuation(turn, f"✍️ **{name(alice)}**: {contributions['alice']}\n")
+    again = await run(server, "story add", {"text": "Me again."}, user=alice)
+    assert again.ephemeral and f"It's **{name(bob)}**'s turn" in (again.content or "")
+
+    await runner.restart(**FAST)  # the story, its players and whose turn it is live in SQLite
+
+    assert (await run(server, "story add", {"text": "Out of turn."}, user=carol)).ephemeral
+    turn = await run(server, "story add", {"text": contributions["bob"]}, user=bob)
+    posted["bob"] = continuation(turn, f"✍️ **{name(bob)}**: {contributions['bob']}\n")
+    turn = await run(server, "story add", {"text": "A wrong turn to undo."}, user=carol)
+    assert not turn.ephemeral
+
+    # Undo is for moderators; it takes back carol's turn and the bot's continuation of it.
+    assert (await run(server, "story undo", user=carol)).ephemeral
+    undo = await run(server, "story undo", user=bob)
+    assert undo.content == (
+        f"↩️ <@{bob.id}> removed **carol**'s last turn from story #1, and the bot's continuation of it. "  # type: ignore[union-attr]
+        "Next turn: **carol**."
+    )
+    turn = await run(server, "story add", {"text": contributions["carol"]}, user=carol)
+    posted["carol"] = continuation(turn, f"✍️ **carol**: {contributions['carol']}\n")
+
+    show = await run(server, "story show", user=carol)
+    assert show.ephemeral and "A wrong turn" not in (show.content or "")
+    assert f"**{name(alice)}**: {contributions['alice']}" in (show.content or "")
+    assert (show.content or "").endswith(f"-# next turn: {name(alice)}")
+
+    # Only the starter or a moderator may end it; the starter gets the transcript as a file.
+    assert (await run(server, "story end", user=carol)).ephemeral
+    end = await run(server, "story end", user=alice)
+    assert not end.ephemeral
+    assert (
+        end.content == f"📕 <@{alice.id}> ended story #1: 3 turns by 3 players. The whole story is attached."
+    )  # type: ignore[union-attr]
+    [attachment] = [a for m in end.messages for a in m.attachments]
+    assert attachment.filename == "story-1.txt"
+    transcript = attachment.text
+    assert transcript.startswith(f"Story #1\nPremise: {premise}\nTurns: round-robin · Players: ")
+    assert "A wrong turn" not in transcript
+    # Everything that was posted, in the order it was posted.
+    expected = [
+        ("[Opening]", posted["opening"]),
+        (f"[{name(alice)}]", contributions["alice"]),
+        ("[Transcord]", posted["alice"]),
+        (f"[{name(bob)}]", contributions["bob"]),
+        ("[Transcord]", posted["bob"]),
+        ("[carol]", contributions["carol"]),
+        ("[Transcord]", posted["carol"]),
+    ]
+    body = transcript.split("\n\n", 1)[1]  # after the header
+    assert body == "\n\n".join(f"{label}\n{text.strip()}" for label, text in expected) + "\n"
+
+    # Ended and archived: the channel is free for a new story.
+    assert (
+        await run(server, "story show")
+    ).content == "❌ No story is open here. Start one with `/story start`."
+    assert (await run(server, "story start", {"premise": "A second story"})).content.startswith(
+        "📖 **Story #2**"
+    )  # type: ignore[union-attr]
+
+
+async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    bot = await runner.start(**FAST)
+    alice, bob = server.member, server.moderator
+    await run(server, "settings set", {"temperature": 0.0}, user=server.moderator)  # greedy: predictable
+    premise = "Two friends build a raft"
+    await run(server, "story start", {"premise": premise}, user=alice)
+    await run(server, "story join", user=bob)
+
+    first, second = await asyncio.gather(
+        server.invoke("story add", {"text": "Alice ties the logs."}, user=alice),
+        server.invoke("story add", {"text": "Bob finds a sail."}, user=bob),
+    )
+    await asyncio.gather(first.wait_for(settled, timeout=15), second.wait_for(settled, timeout=15))
+    assert not first.ephemeral and not second.ephemeral
+
+    story = await bot.store.open_story(server.general.id)  # type: ignore[union-attr]
+    assert story is not None
+    turns = await bot.store.story_turns(story.id)
+    assert [t.kind for t in turns] == ["opening", "player", "bot", "player", "bot"]
+    assert {turns[1].text, turns[3].text} == {"Alice ties the logs.", "Bob finds a sail."}
+    # Each contribution is followed by the continuation its own reply showed.
+    for record in (first, second):
+        text = shown(record)
+        mine = next(i for i, t in enumerate(turns) if t.kind == "player" and t.text in text)
+        assert turns[mine + 1].text.strip() in text
+    # The later one was written after the earlier exchange was stored, and continues from it.
+    greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
+    prompt = story_prompt(premise, [t.text for t in turns[:4]])
+    assert runner.service is not None
+    assert turns[4].text == (await runner.service.generate(GenerationRequest(prompt, greedy))).text
+
+
+async def test_moderation_applies_to_story_commands(server: LoopbackDiscord, runner: BotRunner) -> None:
+    await runner.start(**FAST)
+    await run(server, "mod blocklist add", {"phrase": "kraken"}, user=server.moderator)
+    refused = await run(server, "story start", {"premise": "The Kraken wakes"})
+    assert refused.ephemeral and "“kraken”" in (refused.content or "")
+    await run(server, "story start", {"premise": "A sea voyage"})
+    blocked = await run(server, "story add", {"text": "Then the kraken rose."})
+    assert blocked.ephemeral and "“kraken”" in (blocked.content or "")
+
+    await run(server, "mod lock", user=server.moderator)
+    locked = await run(server, "story add", {"text": "The ship sailed on."})
+    assert locked.content == "🔒 This channel is locked by a moderator."
+    show = await run(server, "story show")  # reading the story needs no model
+    assert "The ship sailed on." not in (show.content or "") and "kraken" not in (show.content or "")
+    await run(server, "mod unlock", user=server.moderator)
+    assert not (await run(server, "story add", {"text": "The ship sailed on."})).ephemeral
+
+    log = await run(server, "mod log", user=server.moderator)
+    end = await run(server, "story end", user=server.moderator)  # a moderator may end anyone's story
+    assert not end.ephemeral and "ended story #1" in (end.content or "")
+    log = await run(server, "mod log", {"count": 1}, user=server.moderator)
+    assert log.content and log.content.splitlines()[1].endswith("**story end**: story #1")
