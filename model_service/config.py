@@ -24,6 +24,7 @@ class ServiceConfig:
     offline: bool = False  # True: never touch the network, even for hub ids
     max_new_tokens_cap: int = 512
     queue_limit: int = 8  # admitted requests (queued + running); more are refused at once
+    max_batch_size: int = 8  # generations decoded together in one forward pass
     request_timeout_s: float = 120.0
     preload: bool = True  # load the default (and fill) model at start, not on first use
 
@@ -42,6 +43,8 @@ class ServiceConfig:
             problems.append(f"max_new_tokens_cap must be in [1, {MAX_NEW_TOKENS_LIMIT}]")
         if self.queue_limit < 1:
             problems.append("queue_limit must be at least 1")
+        if self.max_batch_size < 1:
+            problems.append("max_batch_size must be at least 1")
         if self.request_timeout_s <= 0:
             problems.append("request_timeout_s must be positive")
         if problems:

@@ -1,18 +1,18 @@
-"""Text generation: preprocess (prompt -> ids), forward (model.generate), postprocess (text).
+"""Text generation: preprocess (prompt -> ids) and postprocess (tokens -> text deltas).
 
-Blocking code, run on the service's executor. Streaming goes through transformers'
-``TextStreamer``; stopping (cancel, timeout, stop sequences) through a ``StoppingCriteria``
-that is checked after every token, so a cancelled request stops within a token.
+The forward passes live in ``batching`` (many requests share each step); this module turns a
+request into token ids, decodes tokens into text as they come (transformers' ``TextStreamer``
+logic), and holds back text that may be the start of a stop sequence. Blocking code, run on
+the service's executor.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import PreTrainedTokenizerBase, TextStreamer
 
 from model_service.loading import LoadedModel
 from model_service.types import FinishReason, GenerationParams, GenerationRequest
@@ -83,39 +83,27 @@ class StopFilter:
         return out
 
 
-class _Streamer(TextStreamer):
-    """transformers' word-boundary-aware decoding, delivering deltas through a stop filter."""
+class TextDecoder(TextStreamer):
+    """transformers' word-boundary-aware incremental decoding, handing text back instead of printing."""
 
-    def __init__(self, loaded: LoadedModel, stops: StopFilter, on_text: Callable[[str], None]) -> None:
-        super().__init__(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self._stops = stops
-        self._on_text = on_text
-        self.first_text_at: float | None = None
-        self.text = ""
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self._out: list[str] = []
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-        delta = self._stops.feed(text) + (self._stops.flush() if stream_end else "")
-        if delta:
-            self.first_text_at = self.first_text_at or time.monotonic()
-            self.text += delta
-            self._on_text(delta)
+        self._out.append(text)
 
+    def push(self, token: int) -> str:
+        self.put(torch.tensor([token]))
+        return self._drain()
 
-class _Stopper(StoppingCriteria):
-    """Checked after every token: cancel, deadline, or a stop sequence seen."""
+    def flush(self) -> str:
+        self.end()
+        return self._drain()
 
-    def __init__(self, should_stop: Callable[[], FinishReason | None], stops: StopFilter) -> None:
-        self._should_stop = should_stop
-        self._stops = stops
-        self.reason: FinishReason | None = None
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object
-    ) -> torch.BoolTensor:
-        if self.reason is None:
-            self.reason = "stop" if self._stops.stopped else self._should_stop()
-        done = self.reason is not None
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+    def _drain(self) -> str:
+        text, self._out = "".join(self._out), []
+        return text
 
 
 @dataclass(frozen=True)
@@ -126,17 +114,6 @@ class RawGeneration:
     first_text_at: float | None
 
 
-def _sampling_kwargs(params: GenerationParams) -> dict[str, object]:
-    if params.greedy:
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    return {
-        "do_sample": True,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-    }
-
-
 def run(
     loaded: LoadedModel,
     prompt: PreparedPrompt,
@@ -144,35 +121,17 @@ def run(
     on_text: Callable[[str], None],
     should_stop: Callable[[], FinishReason | None],
 ) -> RawGeneration:
-    """The forward step: touches only the model, under inference mode and the model's lock."""
-    stops = StopFilter(params.stop)
-    streamer = _Streamer(loaded, stops, on_text)
-    stopper = _Stopper(should_stop, stops)
-    input_ids = torch.tensor([prompt.input_ids], device=loaded.device)
-    tok = loaded.tokenizer
-    with loaded.lock, torch.inference_mode():
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        output = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            # Never past the model's positions, however large the request.
-            max_new_tokens=max(1, min(params.max_new_tokens, loaded.context_length - len(prompt.input_ids))),
-            repetition_penalty=params.repetition_penalty,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=loaded.model.generation_config.eos_token_id or tok.eos_token_id,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([stopper]),
-            **_sampling_kwargs(params),
-        )
-    new_ids = output[0, input_ids.shape[1] :].tolist()
-    reason = stopper.reason or ("stop" if stops.stopped else _natural_finish(loaded, new_ids, params))
-    return RawGeneration(streamer.text, reason, len(new_ids), streamer.first_text_at)
+    """One request on its own: a batch of one, stepped until it finishes."""
+    from model_service.batching import Batch, new_row  # batching builds on this module
 
-
-def _natural_finish(loaded: LoadedModel, new_ids: list[int], params: GenerationParams) -> FinishReason:
-    eos = loaded.model.generation_config.eos_token_id or loaded.tokenizer.eos_token_id
-    eos_ids = set(eos) if isinstance(eos, list) else {eos}
-    if new_ids and new_ids[-1] in eos_ids:
-        return "eos"
-    return "length"
+    row = new_row(loaded, prompt, params, should_stop)
+    batch = Batch(loaded)
+    joining = [row]
+    text = ""
+    while row.finish_reason is None:
+        batch.step(joining)
+        joining = []
+        if delta := row.take_text():
+            text += delta
+            on_text(delta)
+    return RawGeneration(text, row.finish_reason, row.generated, row.first_text_at)

@@ -260,8 +260,11 @@ class ModelRegistry:
         # Keyed by the head the task needs: a causal LM serves both tasks from one copy.
         with self._lock:
             head = self._heads.get((spec, task))
-            if head is not None and (spec, head) in self._loaded:
-                return self._loaded[(spec, head)]
-            model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)
-            self._heads[(spec, task)] = model.head
-            return self._loaded.setdefault((spec, model.head), model)
+            if head is None:
+                source = parse_source(spec)
+                config, _ = _read_config(name, source, self._offline)
+                head = self._heads[(spec, task)] = choose_head(name, source, config, task)
+            if (spec, head) not in self._loaded:
+                model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)
+                self._loaded[(spec, head)] = model
+            return self._loaded[(spec, head)]

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from model_service import fill_mask as fill_mask_task
-from model_service import generation
 from model_service.config import ServiceConfig
 from model_service.errors import (
     InternalError,
@@ -28,6 +27,7 @@ from model_service.errors import (
     ValidationError,
 )
 from model_service.loading import LoadedModel, ModelRegistry, Task
+from model_service.scheduler import DONE, Job, Scheduler
 from model_service.types import (
     FillMaskRequest,
     FillMaskResult,
@@ -41,7 +41,6 @@ from model_service.types import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_DONE = object()
 
 
 class _Ticket:
@@ -93,32 +92,26 @@ class GenerationStream:
             self._service._release(self._ticket)
 
     async def _produce(self) -> AsyncIterator[str]:
-        service, request, ticket = self._service, self._request, self._ticket
-        loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[object] = asyncio.Queue()
-
-        def on_text(delta: str) -> None:
-            loop.call_soon_threadsafe(deltas.put_nowait, delta)
-
-        def work() -> GenerationResult:
-            try:
-                return service._generate_blocking(request, ticket, on_text)
-            finally:
-                loop.call_soon_threadsafe(deltas.put_nowait, _DONE)
-
-        future = asyncio.ensure_future(service._run(work))
+        service, ticket = self._service, self._ticket
+        job = Job(
+            request=self._request,
+            model=self._request.model or service.config.default_model,
+            should_stop=ticket.should_stop,
+            started=ticket.started,
+        )
+        service._scheduler_submit(job)
         try:
-            await service._wait_started(ticket, future)
-            while (item := await deltas.get()) is not _DONE:
+            await service._wait_started(ticket, job.result)
+            while (item := await job.deltas.get()) is not DONE:
                 yield item  # type: ignore[misc]
-            self.result = await future
+            self.result = await job.result
         finally:
-            if not future.done():
+            if not job.result.done():
                 ticket.cancelled.set()
                 if ticket.started.is_set():
-                    # Wait for the worker to notice, so the model is free when we return.
+                    # The row stops at the next step; wait for it, so the slot is really free.
                     with contextlib.suppress(BaseException):
-                        await asyncio.shield(future)
+                        await asyncio.shield(job.result)
             service._release(ticket)
 
 
@@ -132,8 +125,8 @@ class ModelService:
         )
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler: Scheduler | None = None
         self._active: set[_Ticket] = set()
-        self._running = 0
         self._started_at = 0.0
         self._latencies: collections.deque[float] = collections.deque(maxlen=50)
         self._token_rates: collections.deque[float] = collections.deque(maxlen=50)
@@ -148,6 +141,13 @@ class ModelService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
+        self._scheduler = Scheduler(
+            self._registry,
+            self._run,
+            max_batch_size=self.config.max_batch_size,
+            on_finished=lambda r: self._record(r.elapsed_s, r.generated_tokens),
+        )
+        self._scheduler.start()
         if self.config.preload:
             try:
                 await self._run(self._registry.get, self.config.default_model, "generate")
@@ -159,11 +159,13 @@ class ModelService:
         return self
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
+        if self._executor is None:
             return
         for ticket in list(self._active):
             ticket.cancelled.set()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        executor, self._executor = self._executor, None
         await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
 
     async def __aenter__(self) -> ModelService:
@@ -262,34 +264,10 @@ class ModelService:
     def _model(self, name: str | None, task: Task) -> LoadedModel:
         return self._registry.get(name or self.config.default_model, task)
 
-    def _generate_blocking(
-        self, request: GenerationRequest, ticket: _Ticket, on_text: Callable[[str], None]
-    ) -> GenerationResult:
-        self._mark_started(ticket)
-        started = time.monotonic()
-        if (reason := ticket.should_stop()) is not None:
-            if reason == "timeout":
-                raise RequestTimeoutError("the request timed out while waiting for the model")
-            return GenerationResult("", "cancelled", 0, 0, False, request.model or "", 0.0)
-        loaded = self._model(request.model, "generate")
-        prompt = generation.prepare(loaded, request)
-        self._running += 1
-        try:
-            raw = generation.run(loaded, prompt, request.params, on_text, ticket.should_stop)
-        finally:
-            self._running -= 1
-        elapsed = time.monotonic() - started
-        self._record(elapsed, raw.generated_tokens)
-        return GenerationResult(
-            text=raw.text,
-            finish_reason=raw.finish_reason,
-            prompt_tokens=len(prompt.input_ids),
-            generated_tokens=raw.generated_tokens,
-            prompt_truncated=prompt.truncated,
-            model=loaded.name,
-            elapsed_s=elapsed,
-            first_token_s=None if raw.first_text_at is None else raw.first_text_at - started,
-        )
+    def _scheduler_submit(self, job: Job) -> None:
+        if self._scheduler is None:
+            raise InternalError("the model service is not running: call start() first")
+        self._scheduler.submit(job)
 
     def _record(self, elapsed: float, tokens: int) -> None:
         self._latencies.append(elapsed)
@@ -341,14 +319,20 @@ class ModelService:
             for m in self._registry.loaded()
         )
         latency = sum(self._latencies) / len(self._latencies) if self._latencies else None
-        rate = sum(self._token_rates) / len(self._token_rates) if self._token_rates else None
+        live = self._scheduler.tokens_per_s() if self._scheduler else None
+        rate = (
+            live
+            if live is not None
+            else (sum(self._token_rates) / len(self._token_rates) if self._token_rates else None)
+        )
+        running = self._scheduler.running if self._scheduler else 0
         return ServiceStatus(
             models=models,
             catalog=tuple(self._registry.names),
             queue_depth=len(self._active),
             queue_limit=self.config.queue_limit,
-            running=self._running,
-            batch_size=1 if self._running else 0,
+            running=running,
+            batch_size=running,
             recent_latency_s=latency,
             tokens_per_s=rate,
             uptime_s=time.monotonic() - self._started_at if self._executor else 0.0,

@@ -1,0 +1,218 @@
+"""The generation scheduler: an event-loop task that steps every model's batch in turn.
+
+Requests from any channel join the running batch of their model at the next step (after a
+prefill), so a late request does not wait for earlier ones to finish; each row leaves when
+it is done. Every step is one call through the service's executor boundary, so the event
+loop only ever waits on a future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_service import generation
+from model_service.batching import Batch, Row, new_row
+from model_service.errors import InternalError, ServiceError
+from model_service.loading import ModelRegistry
+from model_service.types import FinishReason, GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+DONE = object()  # ends a job's stream of deltas
+RATE_WINDOW_S = 10.0
+
+
+@dataclass(eq=False)
+class Job:
+    """A generation request as the event loop sees it: its deltas, its result, its row."""
+
+    request: GenerationRequest
+    model: str
+    should_stop: Callable[[], FinishReason | None]
+    started: asyncio.Event
+    submitted_at: float = field(default_factory=time.monotonic)
+    deltas: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    result: asyncio.Future[GenerationResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    row: Row | None = None
+    prompt: generation.PreparedPrompt | None = None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        run: Callable[..., Awaitable[Any]],
+        *,
+        max_batch_size: int,
+        on_finished: Callable[[GenerationResult], None],
+    ) -> None:
+        self._registry = registry
+        self._run = run
+        self._max_batch = max_batch_size
+        self._on_finished = on_finished
+        self._pending: collections.deque[Job] = collections.deque()
+        self._active: dict[str, list[Job]] = {}
+        self._batches: dict[str, Batch] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._tokens: collections.deque[tuple[float, int]] = collections.deque()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="generation-scheduler")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let cancelled rows finish (they stop at the next step), then end what is left."""
+        if self.running or self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for job in self._pending:
+            self._finish_unstarted(job)
+        stopped = InternalError("the model service stopped before this request finished")
+        for job in (j for jobs in self._active.values() for j in jobs):
+            self._fail(job, stopped)
+        self._pending.clear()
+        self._active.clear()
+
+    def submit(self, job: Job) -> None:
+        self._pending.append(job)
+        self._wake.set()
+
+    # -- live figures -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return sum(len(jobs) for jobs in self._active.values())
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    def tokens_per_s(self) -> float | None:
+        """Tokens produced per second over the last few seconds, all rows together."""
+        now = time.monotonic()
+        while self._tokens and self._tokens[0][0] < now - RATE_WINDOW_S:
+            self._tokens.popleft()
+        if not self._tokens:
+            return None
+        span = max(now - self._tokens[0][0], 1.0)
+        return sum(n for _, n in self._tokens) / span
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._pending and not self.running:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._idle.clear()
+            joining = self._take_pending()
+            for model in list({*self._active, *joining}):
+                await self._step(model, joining.get(model, []))
+
+    def _take_pending(self) -> dict[str, list[Job]]:
+        """Hand waiting jobs to their model's batch, as far as it has room."""
+        joining: dict[str, list[Job]] = {}
+        keep: collections.deque[Job] = collections.deque()
+        while self._pending:
+            job = self._pending.popleft()
+            if job.should_stop() is not None:  # cancelled or timed out while waiting
+                self._finish_unstarted(job)
+                continue
+            taken = joining.setdefault(job.model, [])
+            if len(self._active.get(job.model, [])) + len(taken) < self._max_batch:
+                taken.append(job)
+                job.started.set()
+            else:
+                keep.append(job)
+        self._pending = keep
+        return {m: jobs for m, jobs in joining.items() if jobs}
+
+    async def _step(self, model: str, joining: list[Job]) -> None:
+        active = self._active.setdefault(model, [])
+        try:
+            finished = await self._run(self._step_blocking, model, joining)
+        except ServiceError as exc:
+            batch = self._batches.pop(model, None)
+            if batch is not None:
+                batch.fail()
+            for job in [*active, *joining]:
+                self._fail(job, exc)
+            self._active.pop(model, None)
+            return
+        active.extend(j for j in joining if j.row is not None)
+        produced = 0
+        for job in active:
+            assert job.row is not None
+            if text := job.row.take_text():
+                job.deltas.put_nowait(text)
+            produced += 1
+        self._tokens.append((time.monotonic(), produced))
+        done = {id(row) for row in finished}
+        for job in [j for j in active if id(j.row) in done]:
+            self._complete(job)
+        self._active[model] = [j for j in active if id(j.row) not in done]
+        if not self._active[model]:
+            del self._active[model]
+
+    def _step_blocking(self, model: str, joining: list[Job]) -> list[Row]:
+        """On the executor: prepare the joining rows, then one step of the model's batch."""
+        batch = self._batches.get(model)
+        if batch is None:
+            batch = self._batches[model] = Batch(self._registry.get(model, "generate"))
+        rows = []
+        for job in joining:
+            job.prompt = generation.prepare(batch.loaded, job.request)
+            job.row = new_row(batch.loaded, job.prompt, job.request.params, job.should_stop)
+            rows.append(job.row)
+        return batch.step(rows)
+
+    # -- endings ----------------------------------------------------------------------------------
+
+    def _complete(self, job: Job) -> None:
+        row, prompt = job.row, job.prompt
+        assert row is not None and prompt is not None and row.finish_reason is not None
+        result = GenerationResult(
+            text="".join(row.text_parts),
+            finish_reason=row.finish_reason,
+            prompt_tokens=len(prompt.input_ids),
+            generated_tokens=row.generated,
+            prompt_truncated=prompt.truncated,
+            model=job.model,
+            elapsed_s=time.monotonic() - job.submitted_at,
+            first_token_s=None if row.first_text_at is None else row.first_text_at - job.submitted_at,
+        )
+        self._on_finished(result)
+        job.deltas.put_nowait(DONE)
+        if not job.result.done():
+            job.result.set_result(result)
+
+    def _finish_unstarted(self, job: Job) -> None:
+        job.started.set()
+        job.deltas.put_nowait(DONE)
+        if not job.result.done():
+            job.result.set_result(
+                GenerationResult("", job.should_stop() or "cancelled", 0, 0, False, job.model, 0.0)
+            )
+
+    @staticmethod
+    def _fail(job: Job, error: BaseException) -> None:
+        job.deltas.put_nowait(DONE)
+        if not job.result.done():
+            job.result.set_exception(error)
