@@ -683,13 +683,30 @@ def _decode(scope: str, scope_id: int, key: str, raw: str) -> object:
 
 
 async def _configure(db: aiosqlite.Connection) -> None:
-    async with db.execute("PRAGMA journal_mode = WAL") as cursor:
-        (mode,) = await cursor.fetchone() or ("?",)
+    mode = await _enable_wal(db)
     if mode != "wal":
         log.warning("SQLite journal_mode is %s, not wal", mode)  # e.g. ':memory:'
     await db.execute("PRAGMA synchronous = NORMAL")
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+async def _enable_wal(db: aiosqlite.Connection) -> str:
+    """Switch to WAL, waiting out another connection that is migrating the same new file.
+
+    Changing the journal mode answers "database is locked" at once while another connection
+    writes, without consulting the busy timeout; so retry until that timeout has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+                (mode,) = await cursor.fetchone() or ("?",)
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
 
 
 async def _migrate(db: aiosqlite.Connection, path: str | os.PathLike[str]) -> None:
