@@ -1,0 +1,78 @@
+"""Story mode's pure parts: whose turn it is, the prompt window, the transcript."""
+
+from __future__ import annotations
+
+from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript
+from cogs.utils.store import Story, StoryPlayer, StoryTurn
+from model_service.types import MAX_PROMPT_CHARS
+
+ALICE, BOB, CAROL = StoryPlayer(1, "alice", 1.0), StoryPlayer(2, "bob", 2.0), StoryPlayer(3, "carol", 3.0)
+
+
+def story(mode: str = "round-robin") -> Story:
+    return Story(1, 10, 20, ALICE.user_id, "A crab keeps a lighthouse.", mode, 3, "open", 0.0)  # type: ignore[arg-type]
+
+
+def turn(seq: int, kind: str, author: StoryPlayer | None, text: str = "…") -> StoryTurn:
+    return StoryTurn(
+        seq, kind, author.user_id if author else None, author.name if author else "bot", text, 0.0
+    )  # type: ignore[arg-type]
+
+
+def test_round_robin_goes_round_in_join_order() -> None:
+    players = [ALICE, BOB, CAROL]
+    turns = [turn(1, "opening", None)]
+    assert next_player(story(), players, turns) == ALICE
+    turns += [turn(2, "player", ALICE), turn(3, "bot", None)]
+    assert next_player(story(), players, turns) == BOB
+    turns += [turn(4, "player", BOB), turn(5, "bot", None), turn(6, "player", CAROL), turn(7, "bot", None)]
+    assert next_player(story(), players, turns) == ALICE
+
+
+def test_a_late_joiner_comes_after_the_last_author_not_out_of_order() -> None:
+    turns = [turn(1, "player", ALICE), turn(2, "bot", None), turn(3, "player", BOB)]
+    assert next_player(story(), [ALICE, BOB], turns) == ALICE
+    assert next_player(story(), [ALICE, BOB, CAROL], turns) == CAROL
+
+
+def test_free_mode_has_no_turn_order() -> None:
+    assert next_player(story("free"), [ALICE, BOB], [turn(1, "player", ALICE)]) is None
+
+
+def test_the_prompt_keeps_the_premise_and_the_latest_turns_that_fit() -> None:
+    texts = [f"turn {i} " + "x" * 90 for i in range(100)]  # ~10 000 characters of story
+    prompt = story_prompt("The premise.", texts)
+    assert len(prompt) <= CONTEXT_CHARS < MAX_PROMPT_CHARS
+    assert prompt.startswith("The premise.\n\n")
+    assert prompt.endswith(texts[-1])  # the newest turn, whole
+    kept = prompt.split("\n\n")[1:]
+    assert kept == texts[-len(kept) :]  # a contiguous, most recent run, in order
+    assert len(kept) > 20
+
+
+def test_a_huge_latest_turn_is_cut_from_the_left_and_a_huge_premise_is_capped() -> None:
+    prompt = story_prompt("P" * 5000, ["old", "y" * 5000 + "END"])
+    assert len(prompt) <= CONTEXT_CHARS
+    assert prompt.startswith("P" * 100) and prompt.endswith("END")
+    assert "old" not in prompt
+
+
+def test_a_short_story_is_all_there_and_blank_turns_are_skipped() -> None:
+    assert story_prompt(" Premise ", ["One.", "  ", " Two. "]) == "Premise\n\nOne.\n\nTwo."
+    assert story_prompt("Premise", []) == "Premise"
+
+
+def test_the_transcript_labels_each_part_in_order() -> None:
+    turns = [
+        turn(1, "opening", None, " Once. "),
+        turn(2, "player", ALICE, "Then."),
+        turn(4, "bot", None, "After."),
+    ]
+    text = transcript(story(), [ALICE, BOB], turns)
+    header, body = text.split("\n\n", 1)
+    assert header.splitlines()[:3] == [
+        "Story #1",
+        "Premise: A crab keeps a lighthouse.",
+        "Turns: round-robin · Players: alice, bob",
+    ]
+    assert body == "[Opening]\nOnce.\n\n[alice]\nThen.\n\n[bot]\nAfter.\n"
