@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 
 from cogs.utils.moderation import Blocklist
 from loopback import InteractionRecord, LoopbackDiscord
-from model_service import GenerationParams, GenerationRequest
+from model_service import GenerationParams, GenerationRequest, GenerationResult
 from tests.e2e.harness import BotRunner
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,22 +168,18 @@ async def test_limit_answers_busy_while_n_requests_run(server: LoopbackDiscord, 
     assert answered(await generate(server, user=server.moderator))  # the slot is free again
 
 
-async def test_a_blocked_phrase_is_refused_in_prompts_and_redacted_in_streamed_output(
+async def test_a_blocked_phrase_is_refused_in_prompts_and_redacted_in_model_output(
     server: LoopbackDiscord, runner: BotRunner
 ) -> None:
-    # The 1024-position GPT-2 writes long enough for several streamed edits.
-    await runner.start(DEFAULT_MODEL="long", MAX_NEW_TOKENS_CAP="1024")
-    prompt, tokens = "Once upon a time", 1000
+    await runner.start(**FAST)
+    prompt, tokens = "Once upon a time", 48
     assert runner.service is not None
-    expected = await runner.service.generate(
-        GenerationRequest(prompt, GenerationParams(max_new_tokens=tokens, temperature=0))
-    )
-    # A word the model writes early and often (greedy decoding writes it again), not in the prompt.
-    words = re.findall(r"[A-Za-z]{4,}", expected.text[: len(expected.text) // 3])
-    counts = Counter(w.lower() for w in words if w.lower() not in prompt.lower())
-    word = counts.most_common(1)[0][0]
+    greedy = GenerationParams(max_new_tokens=tokens, temperature=0)
+    expected = await runner.service.generate(GenerationRequest(prompt, greedy))
+    # A word the model writes (greedy decoding writes it again), and not in the prompt.
+    words = Counter(w.lower() for w in re.findall(r"[A-Za-z]{4,}", expected.text))
+    word = next(w for w, _ in words.most_common() if w not in prompt.lower())
     blocklist = Blocklist.of([word])
-    assert blocklist.find(expected.text) == word
 
     added = await run(server, "mod blocklist add", {"phrase": word.upper()}, user=server.moderator)
     assert added.ephemeral and f"Blocked “{word}”" in (added.content or "")
@@ -190,20 +188,87 @@ async def test_a_blocked_phrase_is_refused_in_prompts_and_redacted_in_streamed_o
     assert refused.ephemeral
     assert refused.content == f"🚫 Your text contains “{word}”, which a moderator blocked in this channel."
 
-    reply = await run(server, "generate", {"prompt": prompt, "max_new_tokens": tokens, "temperature": 0})
-    final = "".join(m.content for m in reply.messages)
-    body = final[len(f"**{prompt}**") : final.rindex("\n-# ")]
-    assert body == blocklist.redact(expected.text)
+    options = {"prompt": prompt, "max_new_tokens": tokens, "temperature": 0}
+    reply = await run(server, "generate", options)
+    body = FOOTER.split(reply.content or "")[0].removeprefix(f"**{prompt}**")
+    assert body == blocklist.redact(expected.text) != expected.text
     assert "█" * len(word) in body
-    previews = [v.content for v in reply.edits[:-1]]
-    assert any("█" in p for p in previews), reply.summary()  # redacted while streaming, too
-    for shown in previews:
-        assert blocklist.find(shown.removesuffix(" …")) is None, shown
+    for version in reply.edits:  # the streamed previews too, however many there were
+        assert blocklist.find(version.content.removesuffix(" …")) is None, version.content
 
     # Unblocked, the word is shown again.
     await run(server, "mod blocklist remove", {"phrase": word}, user=server.moderator)
-    again = await run(server, "generate", {"prompt": prompt, "max_new_tokens": 40, "temperature": 0})
-    assert "█" not in (again.content or "")
+    again = await run(server, "generate", options)
+    assert FOOTER.split(again.content or "")[0] == f"**{prompt}**{expected.text}"
+
+
+GATE = None  # in a script: wait for the test to open the gate
+
+
+class ScriptedStream:
+    def __init__(self, script: list[str | None], pause: float, gate: asyncio.Event) -> None:
+        self.script, self.pause, self.gate = script, pause, gate
+        self.result: GenerationResult | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for delta in self.script:
+            if delta is GATE:
+                await self.gate.wait()
+                continue
+            await asyncio.sleep(self.pause)
+            yield delta
+        text = "".join(d for d in self.script if d is not GATE)
+        self.result = GenerationResult(text, "eos", 2, len(self.script), False, "scripted", 0.1)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ScriptedService:
+    """A ModelServiceAPI whose streams replay a script, slowly: one streamed edit per delta."""
+
+    def __init__(self, script: list[str | None], pause: float) -> None:
+        self.script, self.pause, self.gate = script, pause, asyncio.Event()
+
+    def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> ScriptedStream:
+        return ScriptedStream(self.script, self.pause, self.gate)
+
+    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
+        return GenerationParams.from_values(values)
+
+    def model_names(self) -> list[str]:
+        return ["tiny"]
+
+
+async def test_streamed_edits_are_redacted_even_for_a_phrase_blocked_mid_reply(
+    server: LoopbackDiscord, env: dict[str, str]
+) -> None:
+    service = ScriptedService(["The ", "wolf", " howled", GATE, " at the ", "bear", "."], pause=0.3)
+
+    async def factory(config: object) -> ScriptedService:
+        return service
+
+    runner = BotRunner(server, env, service_factory=factory)  # type: ignore[arg-type]
+    try:
+        await runner.start()
+        await run(server, "mod blocklist add", {"phrase": "wolf"}, user=server.moderator)
+        reply = await server.invoke("generate", {"prompt": "Tell me"})
+        await reply.wait_for(lambda r: "howled" in (r.content or ""), timeout=10)
+        await run(server, "mod blocklist add", {"phrase": "bear"}, user=server.moderator)
+        service.gate.set()
+        await reply.wait_for(settled, timeout=10)
+    finally:
+        await runner.aclose()
+
+    assert [v.content for v in reply.edits] == [
+        "**Tell me**The  …",
+        "**Tell me**The ████ …",
+        "**Tell me**The ████ howled …",
+        "**Tell me**The ████ howled at the  …",
+        "**Tell me**The ████ howled at the ████ …",
+        "**Tell me**The ████ howled at the ████. …",
+        "**Tell me**The ████ howled at the ████.\n-# 7 tokens · 0.1 s · scripted",
+    ]
 
 
 async def test_blocklist_list_shows_a_threads_own_and_inherited_phrases(
