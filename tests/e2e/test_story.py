@@ -9,7 +9,7 @@ import pytest
 
 from cogs.story import story_prompt
 from loopback import InteractionRecord, LoopbackDiscord, Member
-from model_service import GenerationParams, GenerationRequest
+from model_service import GenerationParams, GenerationRequest, OverloadedError
 from tests.e2e.harness import BotRunner
 
 pytestmark = pytest.mark.timeout(60)
@@ -211,3 +211,35 @@ async def test_moderation_applies_to_story_commands(server: LoopbackDiscord, run
     assert not end.ephemeral and "ended story #1" in (end.content or "")
     log = await run(server, "mod log", {"count": 1}, user=server.moderator)
     assert log.content and log.content.splitlines()[1].endswith("**story end**: story #1")
+
+
+class BusyService:
+    """A ModelServiceAPI that is always full: every stream is refused as overloaded."""
+
+    def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> object:
+        raise OverloadedError("the queue is full", retry_after=3)
+
+    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
+        return GenerationParams.from_values(values)
+
+    def model_names(self) -> list[str]:
+        return ["tiny"]
+
+
+async def test_a_story_whose_opening_fails_is_not_left_open(
+    server: LoopbackDiscord, env: dict[str, str]
+) -> None:
+    async def factory(config: object) -> BusyService:
+        return BusyService()
+
+    runner = BotRunner(server, env, service_factory=factory)  # type: ignore[arg-type]
+    try:
+        bot = await runner.start()
+        refused = await run(server, "story start", {"premise": "A quiet night"})
+        assert refused.ephemeral and refused.content == "⏳ The model is busy right now; try again in 3 s."
+        assert await bot.store.open_story(server.general.id) is None  # type: ignore[union-attr]
+        assert (
+            await run(server, "story join")
+        ).content == "❌ No story is open here. Start one with `/story start`."
+    finally:
+        await runner.aclose()
