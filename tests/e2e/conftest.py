@@ -1,0 +1,90 @@
+"""E2E fixtures: the loopback server, and the real bot with the tiny real models on a temp SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import discord
+import pytest
+
+import bot as bot_module
+from loopback import LoopbackDiscord
+from tests.e2e.harness import BotRunner, base_env
+from tests.fixtures import tiny_models
+
+TOKEN = "e2e.S3cret-Token.do-not-log"
+
+
+LONG_CONTEXT = 1024
+
+
+@pytest.fixture(scope="session")
+def long_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-2 recipe with a 1024-token context: room for long, multi-message replies.
+
+    The shared tiny GPT-2 has 256 positions, too few for a continuation past Discord's
+    2000 characters or a stream lasting several edit intervals.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("long-gpt2")
+    tokenizer = tiny_models.byte_level_tokenizer()
+    tokenizer.model_max_length = LONG_CONTEXT
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=LONG_CONTEXT,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(tiny_models.SEED)
+    model = GPT2LMHeadModel(config)
+    tiny_models._train(model, tokenizer)  # word-like output, as the shared tiny GPT-2 has
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LoopbackDiscord]:
+    async with LoopbackDiscord(token=TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def env(
+    server: LoopbackDiscord, tmp_path: Path, tiny_gpt2_dir: Path, tiny_bert_dir: Path, long_gpt2_dir: Path
+) -> dict[str, str]:
+    """The bot's settings: ``tiny`` (GPT-2, the default), ``bert`` and ``long`` (GPT-2, 1024
+    positions) in the catalog, no FILL_MODEL."""
+    models = {"tiny": tiny_gpt2_dir, "bert": tiny_bert_dir, "long": long_gpt2_dir}
+    return base_env(server, tmp_path / "data" / "transcord.sqlite3", models)
+
+
+@pytest.fixture
+async def runner(server: LoopbackDiscord, env: dict[str, str]) -> AsyncIterator[BotRunner]:
+    """Not started: a test starts it with the settings it needs (``await runner.start(KEY=value)``)."""
+    running = BotRunner(server, env)
+    try:
+        yield running
+    finally:
+        await running.aclose()
+
+
+@pytest.fixture
+async def transcord(runner: BotRunner) -> bot_module.Transcord:
+    """The bot, started with the default test settings."""
+    return await runner.start()
+
+
+@pytest.fixture(autouse=True)
+def discord_addresses_restored() -> Iterator[None]:
+    """Every test must leave discord.py pointed where it found it."""
+    before = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    yield
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before
