@@ -27,6 +27,9 @@ HELP = f"""**Transcord**: language models in this channel.
   e.g. `/settings set temperature: 0.3 persona: You are a cheerful pirate.`
   A thread inherits its channel's settings, a channel the server's, the server the bot's.
 **/settings moderator-role** picks the role that may change settings (Manage Server).
+**/story start** `premise` `[turns]` `[max_players]` opens a story the channel writes together;
+  **/story join**, **/story add** `text`, **/story show**, **/story undo** (moderators), **/story end** (posts the transcript).
+**/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
 **/status** shows the models loaded, the queue and recent speed.
 -# Temperature 0 always picks the likeliest word; higher values are more surprising."""
 
