@@ -55,6 +55,7 @@ class BotRunner:
         self.bot: bot_module.Transcord | None = None
         self.config: BotConfig | None = None
         self.starts = 0
+        self.extensions: Sequence[str] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def start(
@@ -76,6 +77,7 @@ class BotRunner:
             await stack.aclose()
             raise
         self._stack, self.bot, self.config = stack, transcord, config
+        self.extensions = extensions
         self.starts += 1
         return transcord
 
@@ -84,9 +86,12 @@ class BotRunner:
         if stack is not None:
             await stack.aclose()
 
-    async def restart(self, **overrides: str) -> bot_module.Transcord:
+    async def restart(
+        self, *, extensions: Sequence[str] | None = None, **overrides: str
+    ) -> bot_module.Transcord:
+        """Stop, then start on the same database; the extensions stay those of the last start."""
         await self.stop()
-        return await self.start(**overrides)
+        return await self.start(extensions=self.extensions if extensions is None else extensions, **overrides)
 
     async def aclose(self) -> None:
         await self.stop()
