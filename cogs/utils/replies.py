@@ -209,6 +209,11 @@ async def answer_soon(interaction: discord.Interaction, work: Awaitable[T], *, g
         if not done:
             await interaction.response.defer(thinking=True)
         return await task
+    except asyncio.CancelledError:
+        if interaction.response.is_done():
+            # Shutdown cancelled us after "thinking…" was shown: don't leave it there.
+            await _notify_restart(interaction, "")
+        raise
     finally:
         if not task.done():
             task.cancel()
@@ -221,11 +226,10 @@ async def _show(interaction: discord.Interaction, content: str) -> None:
 
 async def _notify_restart(interaction: discord.Interaction, shown: str) -> None:
     # Shielded: the task is being cancelled, but the user must still learn why it stopped.
+    content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
     try:
         await asyncio.shield(
-            interaction.edit_original_response(
-                content=fit(shown + "\n\n" + RESTARTING), allowed_mentions=NO_MENTIONS
-            )
+            interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
         )
     except (discord.HTTPException, asyncio.CancelledError):
         log.warning("could not tell a user that the bot is restarting")
