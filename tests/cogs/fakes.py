@@ -1,0 +1,161 @@
+"""A fake model service for cog tests: scripted streams, errors on demand, every request recorded.
+
+It implements :class:`model_service.api.ModelServiceAPI` without torch, so the real bot (real
+cogs, real store, the loopback server) can be driven in milliseconds with exact control over
+what the "model" says, how fast, and how it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from model_service import (
+    FillMaskRequest,
+    FillMaskResult,
+    FillPrediction,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ServiceStatus,
+)
+from model_service.types import FinishReason
+
+Request = GenerationRequest | FillMaskRequest
+
+
+@dataclass
+class Script:
+    """What the next streams do: ``deltas`` each after ``delay`` s (the first after ``first_delay``).
+
+    ``error`` is raised once ``error_after`` deltas have been yielded (0: before any text).
+    """
+
+    deltas: Sequence[str] = ("Hello", " there", ".")
+    delay: float = 0.0
+    first_delay: float = 0.0
+    error: BaseException | None = None
+    error_after: int = 0
+    finish_reason: FinishReason = "length"
+    prompt_truncated: bool = False
+
+
+class FakeStream:
+    def __init__(self, service: FakeService, request: GenerationRequest, script: Script) -> None:
+        self._service = service
+        self._request = request
+        self._script = script
+        self.result: GenerationResult | None = None
+        self.closed = False
+        self.yielded: list[str] = []
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._produce()
+
+    async def _produce(self) -> AsyncIterator[str]:
+        script, started = self._script, time.monotonic()
+        for index, delta in enumerate(script.deltas):
+            if script.error is not None and index == script.error_after:
+                raise script.error
+            await asyncio.sleep(script.first_delay if index == 0 else script.delay)
+            self.yielded.append(delta)
+            yield delta
+        if script.error is not None and script.error_after >= len(script.deltas):
+            raise script.error
+        self.result = GenerationResult(
+            text="".join(script.deltas),
+            finish_reason=script.finish_reason,
+            prompt_tokens=len(self._request.prompt.split()),
+            generated_tokens=len(script.deltas),
+            prompt_truncated=script.prompt_truncated,
+            model=self._request.model or self._service.models[0],
+            elapsed_s=time.monotonic() - started,
+        )
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._service.open_streams -= 1
+
+
+class FakeService:
+    """Implements ModelServiceAPI. Set ``script``, ``refuse`` (raised at admission, before any
+    reply), ``fill_delay`` / ``fill_error`` / ``predictions`` for /fill; read ``requests``."""
+
+    def __init__(self, models: Sequence[str] = ("fake", "other"), *, cap: int = 512) -> None:
+        self.models = list(models)
+        self.cap = cap
+        self.script = Script()
+        self.refuse: BaseException | None = None
+        self.fill_delay = 0.0
+        self.fill_error: BaseException | None = None
+        self.predictions: tuple[FillPrediction, ...] = (
+            FillPrediction(" Paris", 0.75, "The capital of France is Paris."),
+            FillPrediction(" Rome", 0.2, "The capital of France is Rome."),
+            FillPrediction(" home", 0.05, "The capital of France is home."),
+        )
+        self.requests: list[Request] = []
+        self.streams: list[FakeStream] = []
+        self.open_streams = 0
+
+    def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> FakeStream:
+        self.requests.append(request)
+        if self.refuse is not None:
+            raise self.refuse
+        stream = FakeStream(self, request, self.script)
+        self.streams.append(stream)
+        self.open_streams += 1
+        return stream
+
+    async def generate(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationResult:
+        stream = self.stream(request, timeout=timeout)
+        try:
+            async for _ in stream:
+                pass
+        finally:
+            await stream.aclose()
+        assert stream.result is not None
+        return stream.result
+
+    async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
+        self.requests.append(request)
+        if self.refuse is not None:
+            raise self.refuse
+        started = time.monotonic()
+        await asyncio.sleep(self.fill_delay)
+        if self.fill_error is not None:
+            raise self.fill_error
+        model = request.model or self.models[0]
+        predictions = self.predictions[: int(request.top_k)]
+        return FillMaskResult(predictions, model, "masked_lm", time.monotonic() - started)
+
+    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
+        return GenerationParams.from_values(values, max_new_tokens_cap=self.cap)
+
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+    def status(self) -> ServiceStatus:
+        info = ModelInfo(self.models[0], "fake", "generate, fill-mask", "cpu", "float32", 135_000_000)
+        return ServiceStatus(
+            models=(info,),
+            catalog=tuple(self.models),
+            queue_depth=self.open_streams,
+            queue_limit=8,
+            running=self.open_streams,
+            batch_size=1 if self.open_streams else 0,
+            recent_latency_s=None,
+            tokens_per_s=None,
+            uptime_s=1.0,
+        )
+
+    @property
+    def generation_requests(self) -> list[GenerationRequest]:
+        return [r for r in self.requests if isinstance(r, GenerationRequest)]
+
+    @property
+    def fill_requests(self) -> list[FillMaskRequest]:
+        return [r for r in self.requests if isinstance(r, FillMaskRequest)]
