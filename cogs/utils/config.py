@@ -90,9 +90,10 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
 def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
     raw = _text(env, key, default)
     assert raw is not None
-    if raw not in choices and raw.upper() not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw if raw in choices else raw.upper()
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {raw!r}")
 
 
 def _guild_ids(env: Mapping[str, str]) -> tuple[int, ...]:
