@@ -128,6 +128,17 @@ def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
 
 def load_config(env: Mapping[str, str]) -> BotConfig:
     """Build the config from a mapping (``os.environ`` after python-dotenv, or a test's dict)."""
+    try:
+        return _load_config(env)
+    except ConfigError as exc:
+        # Messages quote the bad value; a token pasted under another key must not be printed.
+        token = _text(env, "DISCORD_TOKEN")
+        if token and token in str(exc):
+            raise ConfigError(str(exc).replace(token, "<the DISCORD_TOKEN value>")) from None
+        raise
+
+
+def _load_config(env: Mapping[str, str]) -> BotConfig:
     models_dir = Path(_text(env, "MODELS_DIR", "models") or "models")
     catalog = _catalog(env, models_dir)
     default_model = _text(env, "DEFAULT_MODEL", next(iter(catalog)))
