@@ -313,23 +313,38 @@ async def test_long_output_is_split_into_messages_and_nothing_is_lost(
     assert not any(m.content.endswith("…") for m in parts)
 
 
+LIMIT = " · stopped at the token limit"
+
+
 @pytest.mark.parametrize(
-    ("script", "expected"),
+    ("script", "body", "tail"),
     [
-        (Script(deltas=()), "**Go***(the model produced no text)*\n-# 0 tokens"),
-        (Script(finish_reason="timeout"), " · stopped: time limit reached"),
-        (Script(finish_reason="eos"), " · fake\n"),
-        (Script(prompt_truncated=True), " · prompt cut from the left to fit the model's context"),
+        (Script(deltas=()), "*(the model produced no text)*", LIMIT),
+        (Script(finish_reason="timeout"), "Hello there.", " · stopped: time limit reached"),
+        (Script(finish_reason="eos"), "Hello there.", ""),
+        (
+            Script(prompt_truncated=True),
+            "Hello there.",
+            " · prompt cut from the left to fit the model's context" + LIMIT,
+        ),
     ],
+    ids=["no-text", "timeout", "eos", "truncated"],
 )
 async def test_the_footer_says_why_a_reply_ended(
-    server: LoopbackDiscord, fake: FakeService, transcord: bot_module.Transcord, script: Script, expected: str
+    server: LoopbackDiscord,
+    fake: FakeService,
+    transcord: bot_module.Transcord,
+    script: Script,
+    body: str,
+    tail: str,
 ) -> None:
     fake.script = script
     reply = await run(server, "generate", {"prompt": "Go"}, until=has_footer)
-    assert expected.rstrip("\n") in (reply.content or ""), reply.content
-    if expected.endswith("\n"):
-        assert (reply.content or "").endswith(expected.rstrip("\n"))
+    shown, _, footer = (reply.content or "").rpartition("\n")
+    assert shown == f"**Go**{body}"
+    assert re.fullmatch(rf"-# {len(script.deltas)} tokens · \d+\.\d s · fake{re.escape(tail)}", footer), (
+        footer
+    )
 
 
 async def test_mentions_in_prompts_and_output_ping_nobody(
