@@ -1,0 +1,156 @@
+"""The real bot, started as ``bot.py`` starts it, against the loopback Discord server.
+
+Requests are real ``/generate`` interactions; every figure is read from the server's record
+of what a user would have seen: the deferral, the first streamed edit carrying model text,
+and the final edit with its ``-# N tokens`` footer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import discord
+
+import bot as bot_module
+from benchmarks.measure import RequestTiming
+from benchmarks.workloads import Arrival, Sampling
+from cogs.utils.config import BotConfig, load_config
+from loopback import Channel, InteractionRecord, LoopbackDiscord
+from loopback.testing import run_bot
+
+FOOTER = re.compile(r"^-# (\d+) tokens", re.MULTILINE)
+
+
+def bot_env(server: LoopbackDiscord, model_name: str, model_dir: Path, database: Path) -> dict[str, str]:
+    return {
+        "DISCORD_TOKEN": server.token,
+        "DISCORD_API_BASE": server.api_base,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "MODELS": f"{model_name}={model_dir}",
+        "DATABASE_PATH": str(database),
+        "STREAM_EDIT_INTERVAL_S": "1.0",
+        "QUEUE_LIMIT": "32",
+        "MAX_NEW_TOKENS_CAP": "512",
+        "MODEL_OFFLINE": "true",  # a local folder: never reach for the hub
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+class BotBench:
+    """Server + service + store + bot, up after ``start()``; ``ready_at`` is when it could answer."""
+
+    def __init__(self, model_name: str, model_dir: Path, workdir: Path, channels: int) -> None:
+        self.model_name = model_name
+        self.model_dir = model_dir
+        self.workdir = workdir
+        self.server = LoopbackDiscord()
+        self.channels: list[Channel] = [self.server.add_channel(f"bench-{i}") for i in range(channels)]
+        self.config: BotConfig | None = None
+        self.service: Any = None
+        self.ready_at = 0.0
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self, overrides: Mapping[str, str] | None = None) -> BotBench:
+        stack = self._stack
+        try:
+            await stack.enter_async_context(self.server)
+            env = bot_env(self.server, self.model_name, self.model_dir, self.workdir / "bench.sqlite3")
+            self.config = config = load_config({**env, **(overrides or {})})
+            self.service = await bot_module.build_service(config)
+            stack.push_async_callback(self.service.close)
+            store = await bot_module.open_store(config)
+            stack.push_async_callback(store.close)
+            transcord = bot_module.Transcord(config, self.service, store)
+            await stack.enter_async_context(run_bot(transcord, self.server, config.token, ready_timeout=120))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.ready_at = time.monotonic()
+        return self
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> BotBench:
+        return await self.start()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def apply_settings(self, settings: Sequence[Sampling]) -> None:
+        """``/settings set`` in each channel, as the moderator."""
+        assert self.server.moderator is not None
+        for channel, sampling in zip(self.channels, settings, strict=True):
+            record = await self.server.invoke(
+                "settings set", sampling.as_options(), user=self.server.moderator, channel=channel
+            )
+            await record.wait_for(lambda r: r.content is not None, timeout=30)
+            if "⚙️" not in (record.content or ""):
+                raise RuntimeError(f"/settings set refused in #{channel.name}: {record.summary()}")
+
+    async def run(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
+        """Send each ``/generate`` at its arrival time; wait for every final reply."""
+        start = time.monotonic()
+        sent: list[tuple[Arrival, InteractionRecord]] = []
+        for arrival in arrivals:
+            delay = start + arrival.at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            options = {"prompt": arrival.prompt, "max_new_tokens": arrival.max_new_tokens}
+            record = await self.server.invoke("generate", options, channel=self.channels[arrival.channel])
+            sent.append((arrival, record))
+        remaining = max(1.0, start + timeout - time.monotonic())
+        await asyncio.gather(*(record.wait_for(_settled, remaining) for _, record in sent))
+        return [_timing(arrival, record) for arrival, record in sent]
+
+
+def _footer_version(record: InteractionRecord) -> tuple[float, int] | None:
+    for message in record.messages:
+        for version in message.versions:
+            if match := FOOTER.search(version.content):
+                return version.at, int(match.group(1))
+    return None
+
+
+def _failed(record: InteractionRecord) -> bool:
+    """An error reply instead of a generation: /generate always defers, so a direct reply is one."""
+    original = record.original
+    return (
+        record.expired
+        or bool(record.rejected)
+        or record.callback_type == 4
+        or (original is not None and original.deleted)
+    )
+
+
+def _settled(record: InteractionRecord) -> bool:
+    return _footer_version(record) is not None or _failed(record)
+
+
+def _has_model_text(content: str, header: str) -> bool:
+    body = content.removeprefix(header).removesuffix("…").strip()
+    return bool(body)
+
+
+def _timing(arrival: Arrival, record: InteractionRecord) -> RequestTiming:
+    final = _footer_version(record)
+    if final is None:
+        raise RuntimeError(f"/generate in channel {arrival.channel} did not complete: {record.summary()}")
+    done, tokens = final
+    header = f"**{discord.utils.escape_markdown(arrival.prompt)}**"
+    assert record.original is not None
+    first_text = next(
+        (v.at for v in record.original.versions[1:] if _has_model_text(v.content, header)), done
+    )
+    return RequestTiming(
+        sent=record.sent_at, first_text=first_text, done=done, tokens=tokens, deferred=record.callback_at
+    )

@@ -1,0 +1,387 @@
+"""Throughput of the whole bot against a naive one-at-a-time bot, in one process run.
+
+    python -m benchmarks.throughput [--quick] [--model-dir DIR] [--json-only]
+
+The real bot (config from ``load_config``, ``build_service``, ``open_store``, ``Transcord``)
+runs against the loopback Discord server with 8 channels, each with its own sampling
+settings. Two workloads go through it as real ``/generate`` interactions, then through a
+naive bot (one worker thread, plain ``model.generate`` per request, first come first served)
+holding the same model object:
+
+  A  8 requests at once, one per channel;
+  B  one request per second for 30 s (10 s with ``--quick``), round-robin over the channels.
+
+It prints a table per workload, then as its last line one JSON object (headline: workload A).
+Timings on a shared machine are noisy: compare the two paths of one run, and read
+``loadavg`` and ``torch_threads`` alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.batched import BotBench
+from benchmarks.measure import LoopLag, Summary, loadavg, peak_rss_mb, process_started_at, summarize
+from benchmarks.naive import NaiveBot
+from benchmarks.workloads import Arrival, Sampling, channel_sampling, simultaneous, staggered
+from cogs.utils.config import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = ROOT / "models" / DEFAULT_MODEL_FOLDER
+DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down
+REQUIRED_KEYS = (
+    "aggregate_tok_s",
+    "naive_tok_s",
+    "speedup",
+    "ttft_p95_s",
+    "defer_p99_ms",
+    "loop_lag_p99_ms",
+    "rss_mb",
+    "cold_start_s",
+    "weights_mb",
+    "torch_threads",
+)
+
+log = logging.getLogger("benchmarks.throughput")
+
+
+@dataclass(frozen=True)
+class Options:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    channels: int = 8
+    max_new_tokens: int = 64
+    b_requests: int = 30
+    b_interval: float = 1.0
+    budget_s: float | None = DEFAULT_BUDGET_S  # None: never shorten workload B
+    warmup: bool = True
+    torch_threads: int | None = None  # None: leave torch's own setting, as the bot does
+
+    @property
+    def model_name(self) -> str:
+        if self.model_dir.name == DEFAULT_MODEL_FOLDER:
+            return DEFAULT_MODEL_NAME
+        return re.sub(r"[^a-z0-9_.-]+", "-", self.model_dir.name.lower()).strip("-") or "bench"
+
+
+@dataclass(frozen=True)
+class WorkloadReport:
+    name: str
+    description: str
+    batched: Summary
+    naive: Summary
+    planned_requests: int
+
+    @property
+    def speedup(self) -> float:
+        return self.batched.tok_s / self.naive.tok_s if self.naive.tok_s > 0 else math.nan
+
+    @property
+    def capped(self) -> bool:
+        return self.batched.requests < self.planned_requests
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "requests": self.batched.requests,
+            "planned_requests": self.planned_requests,
+            "capped": self.capped,
+            "speedup": self.speedup,
+            "batched": self.batched.as_dict(),
+            "naive": self.naive.as_dict(),
+        }
+
+
+@dataclass
+class Report:
+    model: str
+    max_new_tokens: int
+    cold_start_s: float
+    weights_mb: float
+    torch_threads: int
+    cpu_count: int
+    loadavg_start: list[float]
+    bot_settings: dict[str, float | int] = field(default_factory=dict)
+    workloads: dict[str, WorkloadReport] = field(default_factory=dict)
+    rss_mb: float = 0.0
+    loadavg_end: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        a = self.workloads["A"]
+        return _finite(
+            {
+                "aggregate_tok_s": a.batched.tok_s,
+                "naive_tok_s": a.naive.tok_s,
+                "speedup": a.speedup,
+                "ttft_p95_s": a.batched.ttft_p95_s,
+                "naive_ttft_p95_s": a.naive.ttft_p95_s,
+                "defer_p99_ms": a.batched.defer_p99_ms,
+                "loop_lag_p99_ms": a.batched.loop_lag_p99_ms,
+                "rss_mb": self.rss_mb,
+                "cold_start_s": self.cold_start_s,
+                "weights_mb": self.weights_mb,
+                "torch_threads": self.torch_threads,
+                "cpu_count": self.cpu_count,
+                "loadavg_start": self.loadavg_start,
+                "loadavg_end": self.loadavg_end,
+                "model": self.model,
+                "max_new_tokens": self.max_new_tokens,
+                "bot_settings": self.bot_settings,
+                "workloads": {name: w.as_dict() for name, w in self.workloads.items()},
+                "notes": self.notes,
+            }
+        )
+
+
+def _finite(value: Any) -> Any:
+    """Rounded, and JSON-safe: NaN/inf become null."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def plan_b(options: Options, a: WorkloadReport, now: float, origin: float) -> int:
+    """How many of workload B's requests fit the budget, for both paths (the naive one is long).
+
+    Estimates from workload A: the batched path takes B's span plus one request's latency,
+    or longer when B asks for more tokens than A's rate delivers; the naive one serves
+    requests back to back, each taking its mean ``generate`` time.
+    """
+    planned = options.b_requests
+    if options.budget_s is None:
+        return planned
+    left = origin + options.budget_s - now - 5.0  # shutting down
+    service = a.naive.service_mean_s or 0.0
+    rate = a.batched.tok_s if a.batched.tok_s > 0 else math.inf
+
+    def cost(n: int) -> float:
+        span = (n - 1) * options.b_interval
+        batched = max(span + a.batched.latency_p95_s, n * options.max_new_tokens / rate)
+        naive = max(n * service, span + service)
+        return 1.1 * (batched + naive)
+
+    n = planned
+    while n > 2 and cost(n) > left:
+        n -= 1
+    return n
+
+
+async def _workload(
+    bench: BotBench,
+    naive: NaiveBot,
+    settings: Sequence[Sampling],
+    name: str,
+    description: str,
+    arrivals: Sequence[Arrival],
+    planned: int,
+) -> WorkloadReport:
+    span = arrivals[-1].at if arrivals else 0.0
+    log.info("workload %s: %s (batched)", name, description)
+    async with LoopLag() as lag:
+        batched = await bench.run(arrivals, timeout=span + 300)
+    batched_summary = summarize(batched, lag)
+    log.info("workload %s: %s (naive)", name, description)
+    async with LoopLag() as lag:
+        naive_timings = await naive.run(arrivals, settings)
+    return WorkloadReport(name, description, batched_summary, summarize(naive_timings, lag), planned)
+
+
+def _naive_bot(bench: BotBench, options: Options) -> tuple[NaiveBot, str | None]:
+    """The naive bot on the very model object the service loaded (else a second copy)."""
+    registry = getattr(bench.service, "_registry", None)
+    if registry is not None:
+        loaded = registry.get(options.model_name, "generate")
+        return NaiveBot(loaded.model, loaded.tokenizer, loaded.lock), None
+    from model_service.loading import load
+
+    loaded = load(
+        options.model_name, str(options.model_dir), "generate", device="auto", dtype="auto", offline=True
+    )
+    return NaiveBot(loaded.model, loaded.tokenizer), "the naive bot loaded its own copy of the model"
+
+
+async def run_benchmark(options: Options, origin: float) -> Report:
+    """Start the bot, run both workloads through it and through the naive bot; ``origin`` is
+    the ``time.monotonic()`` reading cold start is counted from (the process start)."""
+    import torch
+
+    if options.torch_threads is not None:
+        torch.set_num_threads(options.torch_threads)
+    load_start = loadavg()
+    settings = channel_sampling(options.channels)
+    with tempfile.TemporaryDirectory(prefix="transcord-bench-") as workdir:
+        async with BotBench(options.model_name, options.model_dir, Path(workdir), options.channels) as bench:
+            cold_start = bench.ready_at - origin
+            naive, note = _naive_bot(bench, options)
+            weights = sum(p.numel() * p.element_size() for p in naive.model.parameters()) / 1e6
+            report = Report(
+                model=str(options.model_dir),
+                max_new_tokens=options.max_new_tokens,
+                cold_start_s=cold_start,
+                weights_mb=weights,
+                torch_threads=torch.get_num_threads(),
+                cpu_count=os.cpu_count() or 0,
+                loadavg_start=load_start,
+            )
+            if note:
+                report.notes.append(note)
+            if options.torch_threads is not None:
+                report.notes.append(f"torch threads set to {options.torch_threads} by --threads")
+            assert bench.config is not None
+            report.bot_settings = {
+                "max_batch_size": bench.config.service.max_batch_size,
+                "queue_limit": bench.config.service.queue_limit,
+                "stream_edit_interval_s": bench.config.stream_edit_interval_s,
+            }
+            await bench.apply_settings(settings)
+            if options.warmup:
+                # One short request down each path first, so neither pays the first-call costs.
+                warm = [Arrival(0.0, 0, "Hello", 4)]
+                await bench.run(warm, timeout=120)
+                await naive.run(warm, settings)
+
+            a_arrivals = simultaneous(options.channels, options.max_new_tokens)
+            a = await _workload(
+                bench,
+                naive,
+                settings,
+                "A",
+                f"{len(a_arrivals)} simultaneous /generate, one per channel",
+                a_arrivals,
+                len(a_arrivals),
+            )
+            report.workloads["A"] = a
+
+            count = plan_b(options, a, time.monotonic(), origin)
+            b_arrivals = staggered(count, options.b_interval, options.channels, options.max_new_tokens)
+            b_text = f"{count} staggered /generate, one every {options.b_interval:g} s, round-robin"
+            if count < options.b_requests:
+                report.notes.append(
+                    f"workload B capped at {count} of {options.b_requests} requests, for both paths, to "
+                    f"stay within the {options.budget_s:g} s budget (naive generate() took "
+                    f"{a.naive.service_mean_s or 0:.1f} s per request in A)"
+                )
+            report.workloads["B"] = await _workload(
+                bench, naive, settings, "B", b_text, b_arrivals, options.b_requests
+            )
+    report.rss_mb = peak_rss_mb()
+    report.loadavg_end = loadavg()
+    report.notes.append(
+        "batched TTFT: interaction sent -> first edit carrying model text, as the server recorded it; "
+        "naive TTFT: arrival -> first token out of generate() (wait in the queue included, no Discord)"
+    )
+    return report
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def render_table(report: Report) -> list[str]:
+    load = "/".join(f"{x:.2f}" for x in report.loadavg_start) or "?"
+    lines = [
+        f"Transcord throughput — {Path(report.model).name}, {report.max_new_tokens} new tokens a request, "
+        f"torch threads {report.torch_threads}, {report.cpu_count} CPUs, load average {load}",
+        f"cold start {report.cold_start_s:.1f} s · weights {report.weights_mb:.0f} MB · "
+        f"peak RSS {report.rss_mb:.0f} MB",
+    ]
+    for name, w in report.workloads.items():
+        b, n = w.batched, w.naive
+        rows = [
+            ("tokens/s", _fmt(b.tok_s, 1), _fmt(n.tok_s, 1)),
+            ("speedup", f"{_fmt(w.speedup)}x", "1.00x"),
+            ("TTFT p50 (s)", _fmt(b.ttft_p50_s), _fmt(n.ttft_p50_s)),
+            ("TTFT p95 (s)", _fmt(b.ttft_p95_s), _fmt(n.ttft_p95_s)),
+            ("completion p95 (s)", _fmt(b.latency_p95_s), _fmt(n.latency_p95_s)),
+            ("defer p99 (ms)", _fmt(b.defer_p99_ms, 1), _fmt(n.defer_p99_ms, 1)),
+            ("loop lag p99 (ms)", _fmt(b.loop_lag_p99_ms, 1), _fmt(n.loop_lag_p99_ms, 1)),
+            ("requests / tokens", f"{b.requests} / {b.tokens}", f"{n.requests} / {n.tokens}"),
+            ("makespan (s)", _fmt(b.makespan_s, 1), _fmt(n.makespan_s, 1)),
+        ]
+        lines += ["", f"Workload {name}: {w.description}", f"{'':<20}{'batched':>14}{'naive':>14}"]
+        lines += [f"{label:<20}{x:>14}{y:>14}" for label, x, y in rows]
+    lines += ["", *(f"note: {note}" for note in report.notes)]
+    return lines
+
+
+def render(report: Report, *, json_only: bool = False) -> str:
+    """The table (unless ``json_only``), then the JSON object as the last line."""
+    lines = [] if json_only else [*render_table(report), ""]
+    lines.append(json.dumps(report.as_dict(), ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="workload B over 10 s instead of 30 s")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="the model folder")
+    parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per request (64)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)"
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help=f"shorten workload B to finish within this many s of start ({DEFAULT_BUDGET_S:g}; 0: never)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)  # progress on stderr; stdout holds only the table and the JSON
+    logging.getLogger("discord").setLevel(logging.ERROR)  # "voice will NOT be supported" and such
+    if not (args.model_dir / "config.json").is_file():
+        print(
+            f"no model at {args.model_dir}; fetch the default one with: .venv/bin/python -m model_service.fetch",
+            file=sys.stderr,
+        )
+        return 2
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    options = Options(
+        model_dir=args.model_dir,
+        max_new_tokens=args.max_new_tokens,
+        b_requests=10 if args.quick else 30,
+        budget_s=args.budget_s or None,
+        torch_threads=args.threads,
+    )
+    report = asyncio.run(run_benchmark(options, process_started_at()))
+    print(render(report, json_only=args.json_only))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

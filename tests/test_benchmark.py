@@ -1,0 +1,60 @@
+"""The throughput benchmark, on the tiny GPT-2 with tiny workloads: both paths run, the JSON line holds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import discord
+import pytest
+
+from benchmarks import throughput
+from benchmarks.measure import Summary
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_dir: Path) -> None:
+    addresses = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    options = throughput.Options(
+        model_dir=tiny_gpt2_dir, channels=3, max_new_tokens=8, b_requests=3, b_interval=0.5, budget_s=None
+    )
+    started = time.monotonic()
+    report = await throughput.run_benchmark(options, started)
+    output = throughput.render(report)
+
+    data = json.loads(output.splitlines()[-1])
+    for key in throughput.REQUIRED_KEYS:
+        assert isinstance(data[key], int | float) and data[key] > 0, (key, data[key])
+    assert data["cold_start_s"] < time.monotonic() - started
+    for name, count in (("A", 3), ("B", 3)):
+        workload = data["workloads"][name]
+        batched, naive = workload["batched"], workload["naive"]
+        assert batched["requests"] == naive["requests"] == count
+        assert not workload["capped"]
+        # Each of the 3 requests wrote something, within the token limit, down both paths.
+        assert count <= batched["tokens"] <= count * 8 and count <= naive["tokens"] <= count * 8
+        assert batched["tok_s"] > 0 and naive["tok_s"] > 0 and batched["ttft_p95_s"] > 0
+        assert batched["defer_p99_ms"] > 0 and naive["defer_p99_ms"] is None
+    assert "Workload A" in output and "Workload B" in output and "tokens/s" in output
+
+    quiet = throughput.render(report, json_only=True)
+    assert quiet.count("\n") == 0 and json.loads(quiet) == data
+    # The bot is stopped and discord.py points back where it did.
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == addresses
+
+
+def _summary(requests: int, tok_s: float, latency: float, service: float | None) -> Summary:
+    return Summary(requests, requests * 64, 10.0, tok_s, 1.0, 2.0, latency, None, 1.0, service)
+
+
+def test_workload_b_is_shortened_for_both_paths_only_when_the_budget_needs_it() -> None:
+    a = throughput.WorkloadReport("A", "", _summary(8, 40.0, 10.0, None), _summary(8, 10.0, 40.0, 5.0), 8)
+    options = throughput.Options(budget_s=270.0)
+    now = 100.0
+    # 170 s left: 30 requests would need ~30 s + 10 s + 150 s of naive generate() calls.
+    count = throughput.plan_b(options, a, now, origin=0.0)
+    assert 2 <= count < 30
+    assert throughput.plan_b(throughput.Options(budget_s=None), a, now, origin=0.0) == 30
+    assert throughput.plan_b(throughput.Options(budget_s=1000.0), a, now, origin=0.0) == 30
