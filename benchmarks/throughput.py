@@ -83,6 +83,7 @@ class WorkloadReport:
     batched: Summary
     naive: Summary
     planned_requests: int
+    loadavg: list[float] = field(default_factory=list)  # when the workload started
 
     @property
     def speedup(self) -> float:
@@ -99,6 +100,7 @@ class WorkloadReport:
             "planned_requests": self.planned_requests,
             "capped": self.capped,
             "speedup": self.speedup,
+            "loadavg": self.loadavg,
             "batched": self.batched.as_dict(),
             "naive": self.naive.as_dict(),
         }
@@ -196,6 +198,7 @@ async def _workload(
     planned: int,
 ) -> WorkloadReport:
     span = arrivals[-1].at if arrivals else 0.0
+    load = loadavg()
     log.info("workload %s: %s (batched)", name, description)
     async with LoopLag() as lag:
         batched = await bench.run(arrivals, timeout=span + 300)
@@ -203,7 +206,8 @@ async def _workload(
     log.info("workload %s: %s (naive)", name, description)
     async with LoopLag() as lag:
         naive_timings = await naive.run(arrivals, settings)
-    return WorkloadReport(name, description, batched_summary, summarize(naive_timings, lag), planned)
+    naive_summary = summarize(naive_timings, lag)
+    return WorkloadReport(name, description, batched_summary, naive_summary, planned, load)
 
 
 def _naive_bot(bench: BotBench, options: Options) -> tuple[NaiveBot, str | None]:
@@ -323,7 +327,9 @@ def render_table(report: Report) -> list[str]:
             ("requests / tokens", f"{b.requests} / {b.tokens}", f"{n.requests} / {n.tokens}"),
             ("makespan (s)", _fmt(b.makespan_s, 1), _fmt(n.makespan_s, 1)),
         ]
-        lines += ["", f"Workload {name}: {w.description}", f"{'':<20}{'batched':>14}{'naive':>14}"]
+        load = "/".join(f"{x:.2f}" for x in w.loadavg) or "?"
+        lines += ["", f"Workload {name}: {w.description} (load average {load})"]
+        lines.append(f"{'':<20}{'batched':>14}{'naive':>14}")
         lines += [f"{label:<20}{x:>14}{y:>14}" for label, x, y in rows]
     lines += ["", *(f"note: {note}" for note in report.notes)]
     return lines
