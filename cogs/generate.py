@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from cogs.utils import replies
 from model_service import GenerationRequest
+from model_service.types import MAX_PROMPT_CHARS, check_text
 
 if TYPE_CHECKING:
     from bot import Transcord
@@ -24,6 +25,8 @@ class Generate(commands.Cog):
     async def _request(
         self, interaction: discord.Interaction, prompt: str, overrides: dict[str, object], *, chat: bool
     ) -> GenerationRequest:
+        # Checked here too, so a refusal names the option the user filled in (/chat's `message`).
+        check_text("message" if chat else "prompt", prompt, limit=MAX_PROMPT_CHARS)
         settings = await self.bot.settings_for(interaction)
         given = {k: v for k, v in overrides.items() if v is not None}
         self.bot.service.params(given)  # refuse a bad option with its own message, before clamping
