@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import discord
 from discord import app_commands
@@ -27,6 +27,7 @@ SOURCE_LABELS = {
 def _scope(interaction: discord.Interaction, choice: ScopeChoice) -> tuple[Scope, int]:
     if interaction.guild_id is None:
         raise replies.UserFacingError("Settings can only be changed in a server channel.")
+    replies.check_choice("scope", choice, get_args(ScopeChoice))
     if choice == "server":
         return "guild", interaction.guild_id
     return "channel", interaction.channel_id or 0

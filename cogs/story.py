@@ -13,7 +13,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import discord
 from discord import app_commands
@@ -160,6 +160,7 @@ class StoryMode(
     ) -> None:
         if interaction.guild_id is None:
             raise replies.UserFacingError("Stories are told in server channels.")
+        replies.check_choice("turns", turns, get_args(TurnChoice))
         store = self.bot.store
         existing = await store.open_story(interaction.channel_id or 0)
         if existing is not None:

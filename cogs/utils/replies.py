@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import discord
@@ -47,6 +47,12 @@ class UserFacingError(ServiceError):
     def __init__(self, message: str, *, icon: str = "❌", retry_after: float | None = None) -> None:
         super().__init__(message, retry_after=retry_after)
         self.icon = icon
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    """Refuse a value outside an option's choices: Discord's client checks them, discord.py does not."""
+    if value not in allowed:
+        raise UserFacingError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _unwrap(error: BaseException) -> BaseException:
