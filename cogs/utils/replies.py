@@ -80,6 +80,8 @@ def error_message(error: BaseException) -> str:
         return f"🚫 {text}"
     if isinstance(error, app_commands.CommandNotFound):
         return "❓ This command no longer exists; your Discord client may show an outdated list."
+    if isinstance(error, app_commands.CommandSignatureMismatch):
+        return "❓ This command's options have changed; your Discord client may show an outdated list."
     if isinstance(error, app_commands.TransformerError):
         return f"❌ {error}"
     return GENERIC_ERROR
@@ -91,6 +93,7 @@ def is_unexpected(error: BaseException) -> bool:
         ServiceError,
         app_commands.CheckFailure,
         app_commands.CommandNotFound,
+        app_commands.CommandSignatureMismatch,
         app_commands.TransformerError,
     )
     return not isinstance(error, known) or getattr(error, "kind", None) is ErrorKind.INTERNAL
@@ -101,6 +104,9 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     text = error_message(error)
     if is_unexpected(error):
         log.error("command %s failed", _command_name(interaction), exc_info=_unwrap(error))
+    elif (stale := _stale_command(error)) is not None:
+        # Not the user's doing: a client with an old command list, or commands not synced.
+        log.warning("%s does not match the synced commands; if they changed, run bot.py --sync", stale)
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -117,6 +123,16 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         log.warning("could not deliver an error reply for %s", _command_name(interaction), exc_info=True)
+
+
+def _stale_command(error: BaseException) -> str | None:
+    """``/name sub`` of an interaction that doesn't fit the bot's commands, else None."""
+    error = _unwrap(error)
+    if isinstance(error, app_commands.CommandNotFound):
+        return "/" + " ".join([*error.parents, error.name])
+    if isinstance(error, app_commands.CommandSignatureMismatch):
+        return f"/{error.command.qualified_name}"
+    return None
 
 
 def _command_name(interaction: discord.Interaction) -> str:
