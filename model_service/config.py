@@ -26,6 +26,7 @@ class ServiceConfig:
     queue_limit: int = 8  # admitted requests (queued + running); more are refused at once
     max_batch_size: int = 8  # generations decoded together in one forward pass
     request_timeout_s: float = 120.0
+    threads: int = 0  # torch's intra-op threads; 0 keeps torch's choice (one per core)
     preload: bool = True  # load the default (and fill) model at start, not on first use
 
     def __post_init__(self) -> None:
@@ -43,6 +44,8 @@ class ServiceConfig:
             problems.append(f"max_new_tokens_cap must be in [1, {MAX_NEW_TOKENS_LIMIT}]")
         if self.queue_limit < 1:
             problems.append("queue_limit must be at least 1")
+        if self.threads < 0:
+            problems.append("threads must be 0 (torch's choice) or more")
         if self.max_batch_size < 1:
             problems.append("max_batch_size must be at least 1")
         if self.request_timeout_s <= 0:

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import torch
+
 from model_service import fill_mask as fill_mask_task
 from model_service.config import ServiceConfig
 from model_service.errors import (
@@ -138,6 +140,9 @@ class ModelService:
             return self
         # One worker: torch already spreads a forward over the cores; two forwards at once on
         # a small machine only fight over them. Batching, not threads, is how requests share.
+        if self.config.threads:
+            # Process-wide: on a shared machine, spinning intra-op threads wait on each other.
+            torch.set_num_threads(self.config.threads)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()

@@ -181,6 +181,7 @@ def _service_config(
         max_new_tokens_cap=cap,
         queue_limit=_int(env, "QUEUE_LIMIT", 8, 1, 1000),
         max_batch_size=_int(env, "MAX_BATCH_SIZE", 8, 1, 64),
+        threads=_int(env, "MODEL_THREADS", 0, 0, 1024),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 120.0, 1.0, 3600.0),
         preload=_bool(env, "PRELOAD_MODELS", True),
     )
