@@ -1,0 +1,215 @@
+"""The bot as a real process (``python bot.py``) against a loopback server run by the test.
+
+kill -9 in the middle of many settings writes loses no acknowledged write and leaves a sound
+database; SIGTERM during a generation ends the reply properly and the process exits 0 within
+its grace period; a refused token ends the process with a message that says so, and the token
+appears in none of its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from cogs.utils.replies import RESTARTING
+from loopback import InteractionRecord, LoopbackDiscord
+from tests.e2e.reliability import GENERATION_FOOTER, settled, shown_text
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "MTIzNDU2Nzg5MDEy.Process-Token.k1ll-m3-N0t"
+GRACE_S = 0.5
+START_S = 90.0  # importing torch and loading a model, on a machine whose cores may be shared
+
+
+class BotProcess:
+    """``python bot.py`` with its settings in the environment and its output in files."""
+
+    def __init__(self, folder: Path, env: Mapping[str, str]) -> None:
+        self.folder = folder
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.stdout = folder / "stdout.txt"
+        self.stderr = folder / "stderr.txt"
+
+    async def start(self) -> BotProcess:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "empty.env").write_text("")
+        # Only what a shell would pass on: no DISCORD_* or model settings of the developer's own.
+        inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(ROOT / "bot.py"),
+                "--env-file",
+                str(self.folder / "empty.env"),
+                cwd=self.folder,
+                env={**inherited, "PYTHONUNBUFFERED": "1", **self.env},
+                stdout=out,
+                stderr=err,
+            )
+        return self
+
+    async def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+def bot_env(server: LoopbackDiscord, database: Path, models: str, **overrides: str) -> dict[str, str]:
+    return {
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": server.api_base,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "MODELS": models,
+        "DATABASE_PATH": str(database),
+        "MODEL_DEVICE": "cpu",
+        "MODEL_DTYPE": "float32",
+        "MODEL_OFFLINE": "true",
+        "STREAM_EDIT_INTERVAL_S": "0.2",
+        "SHUTDOWN_GRACE_S": str(GRACE_S),
+        "MAX_NEW_TOKENS_CAP": "1024",
+        **overrides,
+    }
+
+
+async def connected_anew(server: LoopbackDiscord, process: BotProcess) -> None:
+    """Wait for a new IDENTIFY (this process's), failing at once if the process ends first."""
+    identified = sum(e.kind == "identify" and e.session_id is not None for e in server.gateway.events)
+
+    def ready() -> bool:
+        assert process.process is not None
+        if process.process.returncode is not None:
+            raise AssertionError(f"bot.py exited {process.process.returncode}:\n{process.output()[-3000:]}")
+        now = sum(e.kind == "identify" and e.session_id is not None for e in server.gateway.events)
+        return now > identified and server.gateway.connected()
+
+    await server.wait_for(ready, START_S, "bot.py to connect")
+
+
+def read_db(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return list(db.execute(sql, args))
+
+
+def acknowledged(record: InteractionRecord) -> bool:
+    return (record.content or "").startswith("⚙️ ")
+
+
+async def test_kill_9_mid_writes_loses_nothing_acknowledged_and_sigterm_mid_generation_exits_0(
+    tmp_path: Path, long_gpt2_dir: Path
+) -> None:
+    async with LoopbackDiscord(token=TOKEN) as server:
+        assert server.moderator
+        database = tmp_path / "data" / "transcord.sqlite3"
+        env = bot_env(server, database, f"long={long_gpt2_dir}")
+        channels = [server.add_channel(f"busy-{i}") for i in range(60)]
+        by_id = {c.id: c for c in channels}
+
+        first = await BotProcess(tmp_path / "first", env).start()
+        try:
+            await connected_anew(server, first)
+            # Many writes at once; kill -9 as soon as 20 are acknowledged, with the rest in flight.
+            sent: list[tuple[int, float, InteractionRecord]] = []
+            for i, channel in enumerate(channels):
+                temperature = round(0.01 * (i + 1), 2)
+                record = await server.invoke(
+                    "settings set", {"temperature": temperature}, user=server.moderator, channel=channel
+                )
+                sent.append((channel.id, temperature, record))
+            await server.wait_for(lambda: sum(acknowledged(r) for _, _, r in sent) >= 20, 30, "20 writes")
+            assert first.process is not None
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.wait(10) == -signal.SIGKILL
+        finally:
+            await first.stop()
+        await asyncio.sleep(0.2)  # replies already on the wire still land
+        acked = [(cid, t) for cid, t, r in sent if acknowledged(r)]
+        assert 20 <= len(acked) < len(sent), (len(acked), len(sent))  # killed in the middle
+
+        assert read_db(database, "PRAGMA integrity_check") == [("ok",)]
+        stored = dict(
+            read_db(
+                database,
+                "SELECT scope_id, value FROM settings WHERE scope = 'channel' AND key = 'temperature'",
+            )
+        )
+        missing = [(cid, t) for cid, t in acked if stored.get(cid) != str(t)]
+        assert not missing, missing
+
+        # The next start opens the same file and carries on where the killed one stopped.
+        second = await BotProcess(tmp_path / "second", env).start()
+        try:
+            await connected_anew(server, second)
+            cid, temperature = acked[-1]
+            show = await (await server.invoke("settings show", channel=by_id[cid])).wait_for(settled, 15)
+            assert f"• **temperature**: `{temperature}` · *channel*" in (show.content or ""), show.summary()
+            before = await (
+                await server.invoke("settings set", {"top_k": 7}, user=server.moderator, channel=channels[0])
+            ).wait_for(settled, 15)
+            assert acknowledged(before), before.summary()
+
+            reply = await server.invoke(
+                "generate",
+                {"prompt": "Once upon a time", "max_new_tokens": 1000, "temperature": 0.0},
+                channel=channels[1],
+            )
+            await reply.wait_for(lambda r: bool(r.edits) and r.edits[-1].content.endswith("…"), 30)
+            assert second.process is not None
+            signalled = time.monotonic()
+            second.process.send_signal(signal.SIGTERM)
+            code = await second.wait(GRACE_S + 20)
+            took = time.monotonic() - signalled
+        finally:
+            await second.stop()
+
+        await reply.wait_for(lambda r: not (r.content or "").endswith("…"), 5)
+        content = reply.content or ""
+        assert not reply.is_thinking
+        assert content.endswith("\n\n" + RESTARTING) or GENERATION_FOOTER.search(shown_text(reply)), content[
+            -300:
+        ]
+        assert code == 0, second.output()[-3000:]
+        assert took < GRACE_S + 5, f"exit took {took:.1f} s after SIGTERM (grace {GRACE_S} s)"
+
+        # Everything written before the restart is still there, in a sound file.
+        assert read_db(database, "PRAGMA integrity_check") == [("ok",)]
+        rows = read_db(database, "SELECT key, value FROM settings WHERE scope_id = ?", channels[0].id)
+        assert set(rows) == {("temperature", "0.01"), ("top_k", "7")}
+        for process in (first, second):
+            assert TOKEN not in process.output()
+
+
+async def test_a_refused_token_exits_non_zero_saying_so_and_never_prints_it(
+    tmp_path: Path, tiny_gpt2_dir: Path
+) -> None:
+    async with LoopbackDiscord(token="the-right-token") as server:
+        env = bot_env(server, tmp_path / "t.sqlite3", f"tiny={tiny_gpt2_dir}", LOG_LEVEL="DEBUG")
+        process = await BotProcess(tmp_path / "refused", env).start()
+        try:
+            code = await process.wait(START_S)
+        finally:
+            await process.stop()
+        assert [c.status for c in server.calls_to("GET", "/users/@me")] == [401]
+
+    output = process.output()
+    assert code != 0, output[-3000:]
+    assert "Discord refused the token (DISCORD_TOKEN)" in output, output[-3000:]
+    for secret in (TOKEN, *TOKEN.split(".")):
+        assert secret not in output, secret
