@@ -229,11 +229,20 @@ def test_bfloat16_really_gives_bfloat16_weights(tiny_gpt2_dir: Path) -> None:
     assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
 
 
-def test_auto_dtype_on_cpu_is_float32(tiny_gpt2_dir: Path) -> None:
-    loaded = load("m", str(tiny_gpt2_dir), "generate", device="auto", dtype="auto", offline=True)
-    if loaded.device.type == "cpu":
-        assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
-    assert next(loaded.model.parameters()).device.type == loaded.device.type
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_has_it(
+    tiny_gpt2_dir: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool, expected: torch.dtype
+) -> None:
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: native_bf16)
+    loaded = load("m", str(tiny_gpt2_dir), "generate", device="cpu", dtype="auto", offline=True)
+    assert {p.dtype for p in loaded.model.parameters()} == {expected}
+    assert next(loaded.model.parameters()).device.type == "cpu"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    has = any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    assert loading.cpu_has_native_bf16() == has
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
