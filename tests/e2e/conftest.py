@@ -26,28 +26,7 @@ def long_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The shared tiny GPT-2 has 256 positions, too few for a continuation past Discord's
     2000 characters or a stream lasting several edit intervals.
     """
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("long-gpt2")
-    tokenizer = tiny_models.byte_level_tokenizer()
-    tokenizer.model_max_length = LONG_CONTEXT
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=LONG_CONTEXT,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(tiny_models.SEED)
-    model = GPT2LMHeadModel(config)
-    tiny_models._train(model, tokenizer)  # word-like output, as the shared tiny GPT-2 has
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_models.build_tiny_gpt2(tmp_path_factory.mktemp("long-gpt2"), context=LONG_CONTEXT)
 
 
 @pytest.fixture
