@@ -28,7 +28,7 @@ from model_service.errors import (
     ServiceError,
     ValidationError,
 )
-from model_service.loading import LoadedModel, ModelRegistry, Task
+from model_service.loading import ModelRegistry
 from model_service.scheduler import DONE, Job, Scheduler
 from model_service.types import (
     FillMaskRequest,
@@ -171,7 +171,8 @@ class ModelService:
         if self._scheduler is not None:
             await self._scheduler.stop()
         executor, self._executor = self._executor, None
-        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        # Waiting for the worker to finish is not model work: a plain thread, not the boundary.
+        await asyncio.to_thread(executor.shutdown, True)
 
     async def __aenter__(self) -> ModelService:
         return await self.start()
@@ -250,10 +251,12 @@ class ModelService:
             raise ValidationError(
                 f"`max_new_tokens` must be in [1, {cap}], got {request.params.max_new_tokens}"
             )
-        if request.model is not None and request.model not in self._registry.names:
-            raise ValidationError(
-                f"unknown model `{request.model}`; available: {', '.join(self._registry.names)}"
-            )
+        if request.model is not None:
+            self._check_model(request.model)
+
+    def _check_model(self, name: str) -> None:
+        if name not in self._registry.names:
+            raise ValidationError(f"unknown model `{name}`; available: {', '.join(self._registry.names)}")
 
     def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationStream:
         self._check_request(request)
@@ -265,9 +268,6 @@ class ModelService:
             pass
         assert stream.result is not None
         return stream.result
-
-    def _model(self, name: str | None, task: Task) -> LoadedModel:
-        return self._registry.get(name or self.config.default_model, task)
 
     def _scheduler_submit(self, job: Job) -> None:
         if self._scheduler is None:
@@ -283,8 +283,7 @@ class ModelService:
 
     async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
         name = request.model or self.config.fill_model or self.config.default_model
-        if name not in self._registry.names:
-            raise ValidationError(f"unknown model `{name}`; available: {', '.join(self._registry.names)}")
+        self._check_model(name)
         ticket = self._admit(self.config.request_timeout_s)
         try:
             future = asyncio.ensure_future(self._run(self._fill_blocking, name, request, ticket))
@@ -299,7 +298,7 @@ class ModelService:
         if ticket.should_stop() == "timeout":
             raise RequestTimeoutError("the request timed out while waiting for the model")
         started = time.monotonic()
-        loaded = self._model(name, "fill-mask")
+        loaded = self._registry.get(name, "fill-mask")
         predictions = fill_mask_task.fill(loaded, request.text, int(request.top_k))
         elapsed = time.monotonic() - started
         self._record(elapsed, 0)
