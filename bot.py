@@ -143,8 +143,12 @@ class Transcord(commands.Bot):
         """Manage Channels here, or the guild's moderator role; decided by the server, not the client."""
         if interaction.guild_id is None:
             return False
-        if interaction.permissions.manage_channels:
-            return True
+        return interaction.permissions.manage_channels or await self.has_moderator_role(interaction)
+
+    async def has_moderator_role(self, interaction: discord.Interaction) -> bool:
+        """The member holds the role set with /settings moderator-role."""
+        if interaction.guild_id is None:
+            return False
         role_id = await self.moderator_role_id(interaction.guild_id)
         roles = getattr(interaction.user, "roles", [])
         return role_id is not None and any(r.id == role_id for r in roles)

@@ -54,7 +54,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
     async def _require_moderator(self, interaction: discord.Interaction, scope: Scope) -> None:
         if scope == "guild":
             # Manage Channels may be granted in one channel only; it must not reach the server default.
-            if interaction.permissions.manage_guild or await self._has_moderator_role(interaction):
+            if interaction.permissions.manage_guild or await self.bot.has_moderator_role(interaction):
                 return
         elif await self.bot.is_moderator(interaction):
             return
@@ -62,10 +62,6 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
         raise app_commands.CheckFailure(
             f"Changing settings needs the {needed} permission or this server's moderator role."
         )
-
-    async def _has_moderator_role(self, interaction: discord.Interaction) -> bool:
-        role_id = await self.bot.moderator_role_id(interaction.guild_id or 0)
-        return role_id is not None and any(r.id == role_id for r in getattr(interaction.user, "roles", []))
 
     @app_commands.command(
         name="show", description="Show the settings model commands use here, and where each comes from"
