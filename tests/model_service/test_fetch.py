@@ -155,6 +155,11 @@ def test_from_file_gguf_gives_a_folder_the_service_can_load(converted: tuple[Pat
     model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     assert type(model).__name__ == "LlamaForCausalLM"
     assert getattr(model.config, "quantization_config", None) is None
+    from safetensors import safe_open
+
+    with safe_open(folder / WEIGHTS_NAME, "pt") as weights:
+        dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}  # noqa: SIM118
+    assert dtypes == {"BF16"}  # half the disk, and the bf16 load maps it without a second copy
     assert tokenizer.pad_token is not None
     assert model.generation_config.pad_token_id == tokenizer.pad_token_id
     assert tokenizer.model_max_length == model.config.max_position_embeddings == 128
@@ -321,6 +326,19 @@ def test_failed_force_keeps_the_old_folder(
 
     assert fetch.folder_problem(models_copy / DEFAULT_MODEL_NAME, deep=True) is None
     assert scratch_leftovers(models_copy) == []
+
+
+def test_folder_of_an_older_format_is_converted_again(models_copy: Path, tiny_gguf: Path) -> None:
+    folder = models_copy / DEFAULT_MODEL_NAME
+    marker = json.loads((folder / MARKER_NAME).read_text())
+    (folder / MARKER_NAME).write_text(json.dumps({**marker, "format": 1}))  # fp32 weights, before bf16
+    assert "older Transcord (format 1" in (fetch.folder_problem(folder) or "")
+    lines: list[str] = []
+
+    fetch.ensure_default_model(models_copy, from_file=tiny_gguf, log=lines.append)
+
+    assert any(line.startswith("Replacing") and "older Transcord" in line for line in lines)
+    assert json.loads((folder / MARKER_NAME).read_text())["format"] == fetch.MARKER_FORMAT
 
 
 def test_folder_without_marker_is_replaced(models_copy: Path, tiny_gguf: Path) -> None:
