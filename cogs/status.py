@@ -55,7 +55,8 @@ class Status(commands.Cog):
         if not s.models:
             lines.append("• no model loaded yet (the first request loads one)")
         lines.append(
-            f"Queue: {s.queue_depth}/{s.queue_limit} requests · running {s.running} · batch {s.batch_size}"
+            f"Queue: {s.queue_depth}/{s.queue_limit} requests · generating {s.batch_size} together"
+            f" · filling {s.filling} together"
         )
         latency = f"{s.recent_latency_s:.1f} s" if s.recent_latency_s is not None else "n/a"
         rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"

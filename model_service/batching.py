@@ -143,9 +143,9 @@ class Batch:
             attention_mask=mask.to(device),
             position_ids=positions.to(device),
             use_cache=True,
-            **{_cache_arg(model): DynamicCache(ddp_cache_data=self._kv)},
+            **cache_kwargs(model, self._kv),
         )
-        self._kv = _layers(out)
+        self._kv = kv_layers(out)
         self._mask = mask
         self._accept(self.rows, out.logits[:, -1, :].float())
 
@@ -167,7 +167,7 @@ class Batch:
             use_cache=True,
             logits_to_keep=1,  # only the last position's logits are needed
         )
-        self._merge(_layers(out), mask)
+        self._merge(kv_layers(out), mask)
         self.rows.extend(joining)
         first = torch.zeros((len(joining),), dtype=torch.long)
         self._next = torch.cat([self._next, first])
@@ -250,16 +250,18 @@ class Batch:
         return rows
 
 
-def _cache_arg(model: torch.nn.Module) -> str:
+def cache_kwargs(model: torch.nn.Module, kv: KV) -> dict[str, DynamicCache]:
+    """The keyword that hands ``kv`` to ``model.forward`` as a cache to extend."""
     # transformers renamed `past_key_values` to `cache` during 5.x; take whichever this one has.
     name = getattr(model, "_transcord_cache_arg", None)
     if name is None:
         name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         model._transcord_cache_arg = name  # type: ignore[attr-defined]
-    return name
+    return {name: DynamicCache(ddp_cache_data=kv)}
 
 
-def _layers(out: object) -> KV:
+def kv_layers(out: object) -> KV:
+    """Each layer's (keys, values) from a forward's output cache."""
     cache = getattr(out, "cache", None) or out.past_key_values  # type: ignore[attr-defined]
     return [(layer.keys, layer.values) for layer in cache.layers]
 

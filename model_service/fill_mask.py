@@ -1,20 +1,31 @@
-"""Mask-filling: a masked LM when one is configured, else a causal LM that proposes and rescores.
+"""Mask-filling, batched: a masked LM when one is configured, else a causal LM that proposes and rescores.
+
+Requests on one model are filled together in a ``FillBatch``: their texts (masked LM), their
+proposal prompts and their candidate sentences (causal LM) share forward passes, packed up to
+``FORWARD_TOKENS`` tokens each. The batch advances one forward at a time, so a scheduler can
+run generation steps between them instead of stalling every stream behind a long fill.
 
 The causal path: propose candidate words for the blank (from a few-shot "fill in the blank"
-prompt and from the left context, in one batch), then rank each whole filled sentence by
-the model's likelihood, also batched. Ranking whole sentences lets the words after the
-blank vote, which the naive "next token after the left context" cannot do.
+prompt and from the left context), then rank each whole filled sentence by the model's
+likelihood. Ranking whole sentences lets the words after the blank vote, which the naive
+"next token after the left context" cannot do.
+
+Blocking code, called on the service's executor.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
-from model_service.errors import ValidationError
+from model_service.batching import cache_kwargs, kv_layers
+from model_service.errors import ServiceError, ValidationError
 from model_service.loading import LoadedModel
-from model_service.types import FillPrediction, MaskedText, split_mask
+from model_service.types import FillMethod, FillPrediction, MaskedText, split_mask
 
 FEW_SHOT = (
     "Fill in the blank with one word.\n"
@@ -23,18 +34,218 @@ FEW_SHOT = (
     "Sentence: {sentence}\nAnswer:"
 )
 PROPOSALS_PER_PROMPT = 40
-RESCORE_CHUNK = 32
+# Rows x padded width of one forward. 256 tokens of the 135M default take ~0.15 s on 2 cores:
+# big enough that the matmuls run at full speed, small enough that generation steps between
+# forwards keep streams moving, and the logits (256 x 49k vocab) stay ~25 MB in bf16.
+FORWARD_TOKENS = 256
+
+T = TypeVar("T")
 
 
-def _with_leading_space(masked: MaskedText, word: str) -> tuple[str, str]:
-    """Where the word goes: ``(token, sentence)``; a word after a space carries the space."""
-    if masked.left[-1:].isspace():
-        token = " " + word
-        return token, masked.left.rstrip() + token + masked.right
-    return word, masked.left + word + masked.right
+@dataclass(eq=False)
+class FillTask:
+    """One request inside a batch: its input, then its predictions or its error."""
+
+    text: str
+    top_k: int
+    predictions: list[FillPrediction] | None = None
+    error: ServiceError | None = None
+    dropped: bool = False  # its caller left; the batch skips its remaining work
+    masked: MaskedText | None = None
+    words: dict[str, None] = field(default_factory=dict)  # causal: candidates, best first
+    placed: list[tuple[str, str]] = field(default_factory=list)  # causal: (token, sentence)
+    totals: list[float] = field(default_factory=list)  # causal: log-likelihood per sentence
+
+    @property
+    def done(self) -> bool:
+        return self.predictions is not None or self.error is not None
+
+    @property
+    def live(self) -> bool:
+        return not self.done and not self.dropped
 
 
-# -- masked LM -------------------------------------------------------------------------------
+class FillBatch:
+    """Fill-mask requests on one model, worked through one forward pass per ``advance``."""
+
+    def __init__(self, loaded: LoadedModel, tasks: Sequence[FillTask]) -> None:
+        self.loaded = loaded
+        self.tasks = list(tasks)
+        for task in self.tasks:
+            try:
+                self._check(task)
+            except ValidationError as error:
+                task.error = error
+        self._steps = self._masked_lm() if loaded.head == "masked" else self._causal()
+        self.done = False
+
+    @property
+    def method(self) -> FillMethod:
+        return "masked_lm" if self.loaded.head == "masked" else "causal_rescore"
+
+    def advance(self) -> None:
+        """Run the next forward pass (and whatever bookkeeping follows it)."""
+        if self.done:
+            return
+        with self.loaded.lock, torch.inference_mode():
+            try:
+                next(self._steps)
+            except StopIteration:
+                self.done = True
+
+    def run(self) -> None:
+        while not self.done:
+            self.advance()
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _check(self, task: FillTask) -> None:
+        tok = self.loaded.tokenizer
+        if self.loaded.head == "masked":
+            task.masked = split_mask(task.text, tok.mask_token)
+            check_length(self.loaded, task.masked.left + tok.mask_token + task.masked.right)
+        else:
+            task.masked = split_mask(task.text, None)
+            check_length(self.loaded, FEW_SHOT.format(sentence=task.text))
+
+    # -- masked LM ------------------------------------------------------------------------------
+
+    def _masked_lm(self) -> Iterator[None]:
+        tok = self.loaded.tokenizer
+        live = [t for t in self.tasks if t.live]
+        assert all(t.masked is not None for t in live)
+        texts = [t.masked.left + tok.mask_token + t.masked.right for t in live]  # type: ignore[union-attr]
+        encoded = [tok(text, add_special_tokens=True)["input_ids"] for text in texts]
+        for chunk in _chunks(list(zip(live, encoded, strict=True)), lambda item: len(item[1])):
+            chunk = [(t, ids) for t, ids in chunk if t.live]
+            if not chunk:
+                continue
+            ids, mask = _pad([ids for _, ids in chunk], tok.pad_token_id or 0, left=False)
+            logits = self.loaded.model(**_on(self.loaded, input_ids=ids, attention_mask=mask)).logits
+            for row, (task, row_ids) in enumerate(chunk):
+                position = row_ids.index(tok.mask_token_id)
+                task.predictions = self._masked_predictions(task, logits[row, position].float().softmax(-1))
+            yield
+
+    def _masked_predictions(self, task: FillTask, probs: torch.Tensor) -> list[FillPrediction]:
+        tok, masked = self.loaded.tokenizer, task.masked
+        assert masked is not None
+        inside_word = masked.left[-1:].isalnum()
+        out: list[FillPrediction] = []
+        top = probs.topk(min(len(probs), task.top_k * 4 + len(tok.all_special_ids)))
+        for score, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            token = _shown_piece(self.loaded, token_id, inside_word)
+            if token is not None and len(out) < task.top_k:
+                out.append(
+                    FillPrediction(token=token, score=score, sequence=masked.left + token + masked.right)
+                )
+        return out
+
+    # -- causal LM: propose, then rescore -------------------------------------------------------
+
+    def _causal(self) -> Iterator[None]:
+        tok = self.loaded.tokenizer
+        live = [t for t in self.tasks if t.live]
+        prompts = [(task, tok(prompt)["input_ids"]) for task in live for prompt in _proposal_prompts(task)]
+        for chunk in _chunks(prompts, lambda item: len(item[1])):
+            chunk = [(t, ids) for t, ids in chunk if t.live]
+            if not chunk:
+                continue
+            logprobs = self._next_token_logprobs([ids for _, ids in chunk])
+            for (task, _), row in zip(chunk, logprobs, strict=True):
+                for token_id in row.topk(PROPOSALS_PER_PROMPT).indices.tolist():
+                    piece = tok.decode([token_id])
+                    if _is_word(piece):
+                        task.words.setdefault(piece.strip(), None)
+            yield
+
+        # Every candidate sentence of a task starts with the same tokens (the text before the
+        # blank): run them once per task and score only what follows, on a copy of their cache.
+        # The shared tokens' likelihood is the same for every candidate, so the ranking and the
+        # scores, normalised among the candidates, are those of the whole sentences.
+        # "\n" stands for the start of text (a tokenizer that drops it gets its end-of-text token).
+        start = tok("\n", add_special_tokens=False)["input_ids"] or [tok.eos_token_id or 0]
+        for task in (t for t in live if t.live):
+            assert task.masked is not None
+            task.placed = [_with_leading_space(task.masked, w) for w in task.words]
+            task.totals = [0.0] * len(task.placed)
+        scored = [(t, _split_shared(t, tok, start)) for t in live if t.live and t.placed]
+        for prefill in _chunks(scored, lambda item: len(item[1][0])):
+            yield from self._rescore(prefill)
+
+        for task in (t for t in live if t.live):
+            task.predictions = _ranked(task)
+
+    def _rescore(self, items: list[tuple[FillTask, tuple[list[int], list[list[int]]]]]) -> Iterator[None]:
+        """Run the tasks' shared tokens in one forward, then their candidates' own in chunks."""
+        tasks = [task for task, _ in items]
+        pad = self.loaded.tokenizer.pad_token_id or 0
+        ids, mask = _pad([shared for _, (shared, _) in items], pad, left=True)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        model = self.loaded.model
+        out = model(
+            **_on(self.loaded, input_ids=ids, attention_mask=mask, position_ids=positions),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        first = out.logits[:, -1, :].float().log_softmax(-1)  # scores each candidate's first token
+        kv = kv_layers(out)
+        rows = [
+            (i, index, rest)
+            for i, (_, (_, suffixes)) in enumerate(items)
+            for index, rest in enumerate(suffixes)
+            if tasks[i].live
+        ]
+        rows.sort(key=lambda row: len(row[2]))
+        yield
+        for chunk in _chunks(rows, lambda row: len(row[2])):
+            chunk = [row for row in chunk if tasks[row[0]].live]
+            if not chunk:
+                continue
+            owner = torch.tensor([i for i, _, _ in chunk])
+            rest_ids, rest_mask = _pad([rest for _, _, rest in chunk], pad, left=False)
+            seen = mask.sum(-1)[owner]  # real tokens before each row's own
+            device_owner = owner.to(self.loaded.device)
+            cache = [(k.index_select(0, device_owner), v.index_select(0, device_owner)) for k, v in kv]
+            logits = model(
+                **_on(
+                    self.loaded,
+                    input_ids=rest_ids,
+                    attention_mask=torch.cat([mask[owner], rest_mask], dim=1),
+                    position_ids=seen[:, None] + torch.arange(rest_ids.shape[1])[None, :],
+                ),
+                use_cache=True,
+                **cache_kwargs(model, cache),
+            ).logits
+            for row, (i, index, rest) in enumerate(chunk):
+                n = len(rest)
+                # One row at a time in fp32: a whole chunk's fp32 log-softmax would be 4x the logits.
+                following = logits[row, : n - 1].float().log_softmax(-1)
+                targets = torch.tensor(rest[1:], device=following.device)
+                total = first[i, rest[0]] + following.gather(-1, targets[:, None]).sum()
+                tasks[i].totals[index] = float(total)
+            yield
+
+    def _next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
+        ids, mask = _pad(prompts, self.loaded.tokenizer.pad_token_id or 0, left=True)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        out = self.loaded.model(
+            **_on(self.loaded, input_ids=ids, attention_mask=mask, position_ids=positions), logits_to_keep=1
+        )
+        return out.logits[:, -1, :].float().log_softmax(-1)
+
+
+def fill(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
+    """Fill one text on its own (a batch of one); raises the request's error."""
+    task = FillTask(text, top_k)
+    FillBatch(loaded, [task]).run()
+    if task.error is not None:
+        raise task.error
+    assert task.predictions is not None
+    return task.predictions
+
+
+# -- helpers ----------------------------------------------------------------------------------
 
 
 def check_length(loaded: LoadedModel, text: str, overhead: int = 0) -> None:
@@ -45,6 +256,78 @@ def check_length(loaded: LoadedModel, text: str, overhead: int = 0) -> None:
         raise ValidationError(
             f"`text` is too long for model `{loaded.name}`: {tokens} tokens, at most {limit}"
         )
+
+
+def _chunks(items: list[T], length: Callable[[T], int], budget: int = FORWARD_TOKENS) -> Iterator[list[T]]:
+    """Consecutive runs of ``items`` whose rows x longest length stays within ``budget``."""
+    chunk: list[T] = []
+    width = 0
+    for item in items:
+        n = length(item)
+        if chunk and max(width, n) * (len(chunk) + 1) > budget:
+            yield chunk
+            chunk, width = [], 0
+        chunk.append(item)
+        width = max(width, n)
+    if chunk:
+        yield chunk
+
+
+def _pad(rows: list[list[int]], pad_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def _on(loaded: LoadedModel, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {name: t.to(loaded.device) for name, t in tensors.items()}
+
+
+def _split_shared(task: FillTask, tok: Any, start: list[int]) -> tuple[list[int], list[list[int]]]:
+    """A task's candidate sentences as ``(the tokens all share, each one's own tokens)``.
+
+    Every sentence keeps at least one token of its own, so each has something to score.
+    """
+    sentences = [start + tok(s, add_special_tokens=False)["input_ids"] for _, s in task.placed]
+    shared = min(len(s) for s in sentences) - 1
+    for position in range(shared):
+        if any(s[position] != sentences[0][position] for s in sentences):
+            shared = position
+            break
+    return sentences[0][:shared], [s[shared:] for s in sentences]
+
+
+def _proposal_prompts(task: FillTask) -> list[str]:
+    masked = task.masked
+    assert masked is not None
+    prompts = [FEW_SHOT.format(sentence=f"{masked.left}___{masked.right}")]
+    if masked.left.strip():
+        prompts.append(masked.left.rstrip())
+    return prompts
+
+
+def _ranked(task: FillTask) -> list[FillPrediction]:
+    if not task.placed:
+        return []
+    # Scores are probabilities among the candidates, so they add up and compare at a glance.
+    best = max(task.totals)
+    weights = [math.exp(t - best) for t in task.totals]
+    norm = sum(weights)
+    ranked = sorted(zip(weights, task.placed, strict=True), key=lambda item: item[0], reverse=True)
+    return [FillPrediction(token=t, score=w / norm, sequence=s) for w, (t, s) in ranked[: task.top_k]]
+
+
+def _with_leading_space(masked: MaskedText, word: str) -> tuple[str, str]:
+    """Where the word goes: ``(token, sentence)``; a word after a space carries the space."""
+    if masked.left[-1:].isspace():
+        token = " " + word
+        return token, masked.left.rstrip() + token + masked.right
+    return word, masked.left + word + masked.right
 
 
 def _shown_piece(loaded: LoadedModel, token_id: int, inside_word: bool) -> str | None:
@@ -60,28 +343,6 @@ def _shown_piece(loaded: LoadedModel, token_id: int, inside_word: bool) -> str |
     return text or None
 
 
-def fill_masked_lm(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
-    tok = loaded.tokenizer
-    masked = split_mask(text, tok.mask_token)
-    check_length(loaded, text)
-    enc = tok(masked.left + tok.mask_token + masked.right, return_tensors="pt").to(loaded.device)
-    with loaded.lock, torch.inference_mode():
-        logits = loaded.model(**enc).logits
-    position = (enc["input_ids"][0] == tok.mask_token_id).nonzero(as_tuple=True)[0][0]
-    probs = logits[0, position].float().softmax(-1)
-    inside_word = masked.left[-1:].isalnum()
-    out: list[FillPrediction] = []
-    top = probs.topk(min(len(probs), top_k * 4 + len(tok.all_special_ids)))
-    for score, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-        token = _shown_piece(loaded, token_id, inside_word)
-        if token is not None and len(out) < top_k:
-            out.append(FillPrediction(token=token, score=score, sequence=masked.left + token + masked.right))
-    return out
-
-
-# -- causal LM: propose, then rescore ---------------------------------------------------------
-
-
 def _is_word(text: str) -> bool:
     stripped = text.strip()
     return (
@@ -89,68 +350,3 @@ def _is_word(text: str) -> bool:
         and any(c.isalnum() for c in stripped)
         and all(c.isalnum() or c in "'-" for c in stripped)
     )
-
-
-def _next_token_logprobs(loaded: LoadedModel, prompts: list[str]) -> torch.Tensor:
-    tok = loaded.tokenizer
-    tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True).to(loaded.device)
-    logits = loaded.model(**enc).logits[:, -1, :]
-    return logits.float().log_softmax(-1)
-
-
-def propose(loaded: LoadedModel, masked: MaskedText) -> list[str]:
-    """Candidate words for the blank, best guesses first, no duplicates."""
-    sentence = f"{masked.left}___{masked.right}"
-    prompts = [FEW_SHOT.format(sentence=sentence)]
-    if masked.left.strip():
-        prompts.append(masked.left.rstrip())
-    logprobs = _next_token_logprobs(loaded, prompts)
-    words: dict[str, None] = {}
-    for row in logprobs:
-        for token_id in row.topk(PROPOSALS_PER_PROMPT).indices.tolist():
-            piece = loaded.tokenizer.decode([token_id])
-            if _is_word(piece):
-                words.setdefault(piece.strip(), None)
-    return list(words)
-
-
-def _sentence_logprobs(loaded: LoadedModel, sentences: list[str]) -> list[float]:
-    """Total log-likelihood of each sentence, after a newline that stands for 'start of text'."""
-    tok = loaded.tokenizer
-    tok.padding_side = "right"
-    prefix = len(tok("\n", add_special_tokens=False)["input_ids"])
-    totals: list[float] = []
-    for start in range(0, len(sentences), RESCORE_CHUNK):
-        chunk = ["\n" + s for s in sentences[start : start + RESCORE_CHUNK]]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.device)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        logits = loaded.model(input_ids=ids, attention_mask=mask).logits.float()
-        token_lp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-        weights = mask[:, 1:].clone()
-        weights[:, : prefix - 1] = 0  # the first scored token is the sentence's first token
-        totals.extend((token_lp * weights).sum(-1).tolist())
-    return totals
-
-
-def fill_causal(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
-    masked = split_mask(text, None)
-    check_length(loaded, FEW_SHOT.format(sentence=text))
-    with loaded.lock, torch.inference_mode():
-        words = propose(loaded, masked)
-        if not words:
-            return []
-        placed = [_with_leading_space(masked, w) for w in words]
-        totals = _sentence_logprobs(loaded, [sentence for _, sentence in placed])
-    # Scores are probabilities among the candidates, so they add up and compare at a glance.
-    best = max(totals)
-    weights = [math.exp(t - best) for t in totals]
-    norm = sum(weights)
-    ranked = sorted(zip(weights, placed, strict=True), key=lambda item: item[0], reverse=True)
-    return [FillPrediction(token=t, score=w / norm, sequence=s) for w, (t, s) in ranked[:top_k]]
-
-
-def fill(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
-    if loaded.head == "masked":
-        return fill_masked_lm(loaded, text, top_k)
-    return fill_causal(loaded, text, top_k)

@@ -1,9 +1,11 @@
-"""The generation scheduler: an event-loop task that steps every model's batch in turn.
+"""The scheduler: an event-loop task that steps every model's generation batch, and fill-mask, in turn.
 
-Requests from any channel join the running batch of their model at the next step (after a
-prefill), so a late request does not wait for earlier ones to finish; each row leaves when
-it is done. Every step is one call through the service's executor boundary, so the event
-loop only ever waits on a future.
+Generation requests from any channel join the running batch of their model at the next step
+(after a prefill), so a late request does not wait for earlier ones to finish; each row leaves
+when it is done. Fill-mask requests waiting on one model are filled together in a
+``FillBatch``, one forward per turn, so generation steps go on between a fill's forwards. Every
+step is one call through the service's executor boundary, so the event loop only ever waits
+on a future.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ from typing import Any
 
 from model_service import generation
 from model_service.batching import Batch, Row, new_row
-from model_service.errors import InternalError, ServiceError
+from model_service.errors import InternalError, RequestTimeoutError, ServiceError
+from model_service.fill_mask import FillBatch, FillTask
 from model_service.loading import ModelRegistry
-from model_service.types import FinishReason, GenerationRequest, GenerationResult
+from model_service.types import (
+    FillMaskRequest,
+    FillMaskResult,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,21 @@ class Job:
     prompt: generation.PreparedPrompt | None = None
 
 
+@dataclass(eq=False)
+class FillJob:
+    """A fill-mask request as the event loop sees it."""
+
+    request: FillMaskRequest
+    model: str
+    should_stop: Callable[[], FinishReason | None]
+    started: asyncio.Event
+    submitted_at: float = field(default_factory=time.monotonic)
+    result: asyncio.Future[FillMaskResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    task: FillTask | None = None
+
+
 class Scheduler:
     def __init__(
         self,
@@ -54,12 +78,16 @@ class Scheduler:
         *,
         max_batch_size: int,
         on_finished: Callable[[GenerationResult], None],
+        on_filled: Callable[[FillMaskResult], None] = lambda _: None,
     ) -> None:
         self._registry = registry
         self._run = run
         self._max_batch = max_batch_size
         self._on_finished = on_finished
+        self._on_filled = on_filled
         self._pending: collections.deque[Job] = collections.deque()
+        self._fill_pending: collections.deque[FillJob] = collections.deque()
+        self._filling: tuple[str, FillBatch | None, list[FillJob]] | None = None
         self._active: dict[str, list[Job]] = {}
         self._batches: dict[str, Batch] = {}
         self._wake = asyncio.Event()
@@ -74,7 +102,7 @@ class Scheduler:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Let cancelled rows finish (they stop at the next step), then end what is left."""
-        if self.running or self._pending:
+        if self.running or self._pending or self._busy_filling:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace)
         if self._task is not None:
@@ -85,11 +113,22 @@ class Scheduler:
         stopped = InternalError("the model service stopped before this request finished")
         for job in (j for jobs in self._active.values() for j in jobs):
             self._fail(job, stopped)
+        fills = [*self._fill_pending, *(self._filling[2] if self._filling else [])]
+        for fill in fills:
+            fill.started.set()
+            if not fill.result.done():
+                fill.result.set_exception(stopped)
         self._pending.clear()
         self._active.clear()
+        self._fill_pending.clear()
+        self._filling = None
 
     def submit(self, job: Job) -> None:
         self._pending.append(job)
+        self._wake.set()
+
+    def submit_fill(self, job: FillJob) -> None:
+        self._fill_pending.append(job)
         self._wake.set()
 
     # -- live figures -----------------------------------------------------------------------------
@@ -100,7 +139,16 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._fill_pending)
+
+    @property
+    def filling(self) -> int:
+        """Fill-mask requests being worked on together now."""
+        return len(self._filling[2]) if self._filling else 0
+
+    @property
+    def _busy_filling(self) -> bool:
+        return bool(self._fill_pending or self._filling)
 
     def tokens_per_s(self) -> float | None:
         """Tokens produced per second over the last few seconds, all rows together."""
@@ -116,7 +164,7 @@ class Scheduler:
 
     async def _loop(self) -> None:
         while True:
-            if not self._pending and not self.running:
+            if not self._pending and not self.running and not self._busy_filling:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
@@ -125,6 +173,8 @@ class Scheduler:
             joining = self._take_pending()
             for model in list({*self._active, *joining}):
                 await self._step(model, joining.get(model, []))
+            if self._busy_filling:
+                await self._fill_step()
 
     def _take_pending(self) -> dict[str, list[Job]]:
         """Hand waiting jobs to their model's batch, as far as it has room."""
@@ -182,6 +232,77 @@ class Scheduler:
             job.row = new_row(batch.loaded, job.prompt, job.request.params, job.should_stop)
             rows.append(job.row)
         return batch.step(rows)
+
+    # -- fill-mask ------------------------------------------------------------------------------
+
+    async def _fill_step(self) -> None:
+        """One forward of the fill batch in progress, or start one with every waiting request of a model."""
+        if self._filling is None:
+            jobs = self._take_fills()
+            if not jobs:
+                return
+            self._filling = (jobs[0].model, None, jobs)
+        model, batch, jobs = self._filling
+        for job in jobs:
+            if job.task is not None and not job.task.done and (reason := job.should_stop()):
+                job.task.dropped = True
+                self._settle_fill(
+                    job, RequestTimeoutError("the request timed out") if reason == "timeout" else None
+                )
+        try:
+            batch = await self._run(self._fill_blocking, model, batch, jobs)
+        except ServiceError as exc:
+            for job in jobs:
+                self._settle_fill(job, exc)
+            self._filling = None
+            return
+        self._filling = (model, batch, jobs)
+        for job in jobs:
+            if job.task is not None and job.task.done:
+                self._settle_fill(job, job.task.error, batch)
+        if batch.done:
+            self._filling = None
+
+    def _take_fills(self) -> list[FillJob]:
+        """The waiting fill requests for the first waiting one's model (as many as a batch takes)."""
+        taken: list[FillJob] = []
+        keep: collections.deque[FillJob] = collections.deque()
+        while self._fill_pending:
+            job = self._fill_pending.popleft()
+            if job.should_stop() is not None:
+                job.started.set()  # the service sees the deadline and answers
+                continue
+            if (not taken or job.model == taken[0].model) and len(taken) < self._max_batch:
+                taken.append(job)
+                job.started.set()
+            else:
+                keep.append(job)
+        self._fill_pending = keep
+        return taken
+
+    def _fill_blocking(self, model: str, batch: FillBatch | None, jobs: list[FillJob]) -> FillBatch:
+        """On the executor: make the batch on its first turn, then one forward."""
+        if batch is None:
+            for job in jobs:
+                job.task = FillTask(job.request.text, int(job.request.top_k))
+            batch = FillBatch(self._registry.get(model, "fill-mask"), [j.task for j in jobs if j.task])
+        batch.advance()
+        return batch
+
+    def _settle_fill(self, job: FillJob, error: BaseException | None, batch: FillBatch | None = None) -> None:
+        if job.result.done():
+            return
+        if error is not None:
+            job.result.set_exception(error)
+            return
+        if batch is None or job.task is None or job.task.predictions is None:
+            job.result.cancel()  # its caller left
+            return
+        result = FillMaskResult(
+            tuple(job.task.predictions), job.model, batch.method, time.monotonic() - job.submitted_at
+        )
+        self._on_filled(result)
+        job.result.set_result(result)
 
     # -- endings ----------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import torch
 
-from model_service import fill_mask as fill_mask_task
 from model_service.config import ServiceConfig
 from model_service.errors import (
     InternalError,
@@ -29,7 +28,7 @@ from model_service.errors import (
     ValidationError,
 )
 from model_service.loading import ModelRegistry
-from model_service.scheduler import DONE, Job, Scheduler
+from model_service.scheduler import DONE, FillJob, Job, Scheduler
 from model_service.types import (
     FillMaskRequest,
     FillMaskResult,
@@ -151,6 +150,7 @@ class ModelService:
             self._run,
             max_batch_size=self.config.max_batch_size,
             on_finished=lambda r: self._record(r.elapsed_s, r.generated_tokens),
+            on_filled=lambda r: self._record(r.elapsed_s, 0),
         )
         self._scheduler.start()
         if self.config.preload:
@@ -212,11 +212,6 @@ class ModelService:
         ticket = _Ticket(time.monotonic() + timeout)
         self._active.add(ticket)
         return ticket
-
-    def _mark_started(self, ticket: _Ticket) -> None:
-        """Called on the worker thread when it picks a request up."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(ticket.started.set)
 
     async def _wait_started(self, ticket: _Ticket, future: asyncio.Future[object]) -> None:
         """Bound the time in the queue by the request's deadline, not by the work ahead of it."""
@@ -282,28 +277,20 @@ class ModelService:
     # -- fill-mask ------------------------------------------------------------------------------
 
     async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
+        """Fill the blank; requests waiting on one model are filled together."""
         name = request.model or self.config.fill_model or self.config.default_model
         self._check_model(name)
+        if self._scheduler is None:
+            raise InternalError("the model service is not running: call start() first")
         ticket = self._admit(self.config.request_timeout_s)
+        job = FillJob(request=request, model=name, should_stop=ticket.should_stop, started=ticket.started)
+        self._scheduler.submit_fill(job)
         try:
-            future = asyncio.ensure_future(self._run(self._fill_blocking, name, request, ticket))
-            await self._wait_started(ticket, future)
-            return await future
+            await self._wait_started(ticket, job.result)
+            return await job.result
         finally:
-            ticket.cancelled.set()
+            ticket.cancelled.set()  # the batch skips the rest of its work
             self._release(ticket)
-
-    def _fill_blocking(self, name: str, request: FillMaskRequest, ticket: _Ticket) -> FillMaskResult:
-        self._mark_started(ticket)
-        if ticket.should_stop() == "timeout":
-            raise RequestTimeoutError("the request timed out while waiting for the model")
-        started = time.monotonic()
-        loaded = self._registry.get(name, "fill-mask")
-        predictions = fill_mask_task.fill(loaded, request.text, int(request.top_k))
-        elapsed = time.monotonic() - started
-        self._record(elapsed, 0)
-        method = "masked_lm" if loaded.head == "masked" else "causal_rescore"
-        return FillMaskResult(tuple(predictions), loaded.name, method, elapsed)
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -340,4 +327,5 @@ class ModelService:
             recent_latency_s=latency,
             tokens_per_s=rate,
             uptime_s=time.monotonic() - self._started_at if self._executor else 0.0,
+            filling=self._scheduler.filling if self._scheduler else 0,
         )

@@ -249,3 +249,4 @@ class ServiceStatus:
     recent_latency_s: float | None
     tokens_per_s: float | None
     uptime_s: float
+    filling: int = 0  # fill-mask requests being filled together now

@@ -158,7 +158,7 @@ def test_from_file_gguf_gives_a_folder_the_service_can_load(converted: tuple[Pat
     from safetensors import safe_open
 
     with safe_open(folder / WEIGHTS_NAME, "pt") as weights:
-        dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}  # noqa: SIM118
+        dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
     assert dtypes == {"BF16"}  # half the disk, and the bf16 load maps it without a second copy
     assert tokenizer.pad_token is not None
     assert model.generation_config.pad_token_id == tokenizer.pad_token_id

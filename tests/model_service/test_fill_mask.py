@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model_service.errors import ValidationError
-from model_service.fill_mask import MaskedText, fill, split_mask
+from model_service.fill_mask import FillBatch, FillTask, MaskedText, fill, split_mask
 from model_service.loading import LoadedModel, load
 from model_service.service import ModelService
 from model_service.types import FillMaskRequest, FillPrediction
@@ -157,6 +157,64 @@ def test_causal_fill_mask_at_either_end(gpt2: LoadedModel, text: str, expected: 
     for p in predictions:
         assert p.sequence == expected(p.token)
         assert "[MASK]" not in p.sequence
+
+
+def test_causal_scores_are_those_of_the_whole_sentences(gpt2: LoadedModel) -> None:
+    """Only the tokens after the shared start are run per candidate; the ranking must not change."""
+    predictions = fill(gpt2, "The cat sat on the [MASK] today.", 20)
+    tok = gpt2.tokenizer
+    totals = []
+    for p in predictions:
+        ids = tok("\n" + p.sequence, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = gpt2.model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+        totals.append(float(logits.gather(-1, ids[0, 1:, None]).sum()))
+    shares = torch.tensor(totals).softmax(-1)  # the shown candidates' shares among themselves
+    shown = torch.tensor([p.score for p in predictions])
+    assert (shown / shown.sum()).tolist() == pytest.approx(shares.tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("model", ["bert", "gpt2"])
+def test_a_batch_gives_each_text_what_it_gets_alone(request: pytest.FixtureRequest, model: str) -> None:
+    loaded: LoadedModel = request.getfixturevalue(model)
+    texts = [
+        SENTENCE,
+        "[MASK] barked at the mailman every single morning.",
+        "She played the [MASK]",
+        "A much longer sentence, so that the rows have different widths, ends with a [MASK] here.",
+    ]
+
+    def advances(tasks: list[FillTask]) -> int:
+        batch, count = FillBatch(loaded, tasks), 0
+        while not batch.done:
+            batch.advance()
+            count += 1
+        return count
+
+    tasks = [FillTask(text, 4) for text in texts]
+    together = advances(tasks)
+    apart = 0
+    for text, task in zip(texts, tasks, strict=True):
+        alone = FillTask(text, 4)
+        apart += advances([alone])
+        assert task.error is None and task.predictions is not None and alone.predictions is not None
+        assert [p.token for p in task.predictions] == [p.token for p in alone.predictions]
+        assert [p.score for p in task.predictions] == pytest.approx(
+            [p.score for p in alone.predictions], abs=1e-4
+        )
+    assert together < apart  # the texts shared forward passes
+
+
+def test_a_bad_text_fails_alone_and_a_dropped_one_is_skipped(gpt2: LoadedModel) -> None:
+    bad = FillTask("word " * 300 + SENTENCE, 3)
+    dropped = FillTask("The [MASK] barked.", 3)
+    good = FillTask(SENTENCE, 3)
+    batch = FillBatch(gpt2, [bad, dropped, good])
+    assert isinstance(bad.error, ValidationError) and "too long" in bad.error.message
+    dropped.dropped = True
+    batch.run()
+    assert dropped.predictions is None and dropped.error is None
+    assert good.predictions == fill(gpt2, SENTENCE, 3)
 
 
 @pytest.mark.parametrize("model", ["bert", "gpt2"])

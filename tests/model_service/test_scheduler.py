@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from model_service import GenerationParams, GenerationRequest
+from model_service import (
+    FillMaskRequest,
+    FillMaskResult,
+    GenerationParams,
+    GenerationRequest,
+    ValidationError,
+)
+from model_service.batching import Batch
+from model_service.fill_mask import FillBatch
 from model_service.service import ModelService
 from tests.conftest import service_config
 
@@ -78,7 +86,9 @@ async def test_a_cancelled_row_frees_its_slot_for_a_waiting_request(tiny_gpt2_di
         iterator = aiter(first)
         await anext(iterator)
         waiting = asyncio.create_task(service.generate(request(3, "The dog", temperature=0)))
-        await asyncio.sleep(0.2)
+        for _ in range(3):  # a few loop turns: the request is submitted, far fewer than 200 steps
+            await asyncio.sleep(0)
+        assert service.status().running == 1
         assert not waiting.done(), "with one slot, the second request should wait"
         await first.aclose()
         result = await asyncio.wait_for(waiting, timeout=10)
@@ -105,3 +115,107 @@ async def test_status_reports_the_batch_while_rows_run(batched: ModelService) ->
 async def _drain(stream: Any) -> None:
     async for _ in stream:
         pass
+
+
+# -- fill-mask ------------------------------------------------------------------------------------
+
+FILL_TEXTS = (
+    "The capital of France is [MASK].",
+    "The [MASK] barked at the mailman.",
+    "She played the [MASK] at the concert.",
+    "[MASK] is the largest planet.",
+)
+
+
+def _count_fill_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the fill batches the scheduler makes, in order."""
+    sizes: list[int] = []
+    original = FillBatch.__init__
+
+    def counting(self: FillBatch, loaded: Any, tasks: Any) -> None:
+        sizes.append(len(tasks))
+        original(self, loaded, tasks)
+
+    monkeypatch.setattr(FillBatch, "__init__", counting)
+    return sizes
+
+
+async def test_fill_requests_arriving_together_are_filled_together(
+    batched: ModelService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = [await batched.fill_mask(FillMaskRequest(text, top_k=3)) for text in FILL_TEXTS]
+    sizes = _count_fill_batches(monkeypatch)
+    together = await asyncio.gather(
+        *(batched.fill_mask(FillMaskRequest(text, top_k=3)) for text in FILL_TEXTS)
+    )
+    assert sizes == [4]
+    for one, many in zip(alone, together, strict=True):
+        assert [p.token for p in many.predictions] == [p.token for p in one.predictions]
+        assert [p.score for p in many.predictions] == pytest.approx(
+            [p.score for p in one.predictions], abs=1e-4
+        )
+    assert batched.status().queue_depth == 0
+
+
+async def test_a_bad_fill_request_fails_alone_in_its_batch(batched: ModelService) -> None:
+    long_text = "word " * 300 + "The [MASK] barked."
+    good, bad = await asyncio.gather(
+        batched.fill_mask(FillMaskRequest(FILL_TEXTS[0])),
+        batched.fill_mask(FillMaskRequest(long_text)),
+        return_exceptions=True,
+    )
+    assert isinstance(good, FillMaskResult) and good.predictions
+    assert isinstance(bad, ValidationError) and "too long" in bad.message
+
+
+async def test_generation_goes_on_between_a_fills_forward_passes(
+    batched: ModelService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill is worked one forward per turn: a running generation steps between them."""
+    monkeypatch.setattr("model_service.fill_mask.FORWARD_TOKENS", 32)  # many small forwards
+    order: list[str] = []
+    for cls, name in ((FillBatch, "fill"), (Batch, "step")):
+        original = cls.advance if cls is FillBatch else cls.step
+
+        def noting(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            order.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(cls, "advance" if cls is FillBatch else "step", noting)
+    stream = batched.stream(request(240, temperature=0))
+    reader = asyncio.create_task(_drain(stream))
+    await asyncio.gather(*(batched.fill_mask(FillMaskRequest(text)) for text in FILL_TEXTS))
+    generating = not reader.done()
+    await stream.aclose()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert generating, "the stream ended before the fills did; the test needs a longer one"
+    fills = [i for i, what in enumerate(order) if what == "fill"]
+    assert len(fills) > 3
+    assert all(order[i + 1] == "step" for i in fills[:-1]), "two fill forwards ran with no step between"
+
+
+async def test_a_cancelled_fill_frees_its_slot(tiny_gpt2_dir: Path) -> None:
+    config = service_config({"tiny-gpt2": tiny_gpt2_dir}, preload=True, queue_limit=1)
+    async with ModelService(config) as service:
+        first = asyncio.create_task(service.fill_mask(FillMaskRequest(FILL_TEXTS[0])))
+        await asyncio.sleep(0)
+        assert service.status().queue_depth == 1
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert service.status().queue_depth == 0
+        result = await asyncio.wait_for(service.fill_mask(FillMaskRequest(FILL_TEXTS[1])), timeout=30)
+        assert result.predictions
+
+
+async def test_status_reports_the_fills_in_progress(
+    batched: ModelService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("model_service.fill_mask.FORWARD_TOKENS", 32)  # a fill of many turns
+    fills = asyncio.gather(*(batched.fill_mask(FillMaskRequest(text)) for text in FILL_TEXTS[:3]))
+    seen = 0
+    while not fills.done():
+        seen = max(seen, batched.status().filling)
+        await asyncio.sleep(0.002)
+    await fills
+    assert seen == 3
+    assert batched.status().filling == 0
