@@ -1,8 +1,8 @@
 """The real bot, started as ``bot.py`` starts it, against the loopback Discord server.
 
-Requests are real ``/generate`` interactions; every figure is read from the server's record
-of what a user would have seen: the deferral, the first streamed edit carrying model text,
-and the final edit with its ``-# N tokens`` footer.
+Requests are real ``/generate`` and ``/fill`` interactions; every figure is read from the
+server's record of what a user would have seen: the deferral, the first streamed edit carrying
+model text, and the final edit with its footer.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from loopback import Channel, InteractionRecord, LoopbackDiscord
 from loopback.testing import run_bot
 
 FOOTER = re.compile(r"^-# (\d+) tokens", re.MULTILINE)
+FILL_FOOTER = re.compile(r"^-# .+ · (masked LM|causal LM, sentences rescored) · [\d.]+ s$", re.MULTILINE)
 
 
 def bot_env(server: LoopbackDiscord, model_name: str, model_dir: Path, database: Path) -> dict[str, str]:
@@ -111,6 +112,43 @@ class BotBench:
         remaining = max(1.0, start + timeout - time.monotonic())
         await asyncio.gather(*(record.wait_for(_settled, remaining) for _, record in sent))
         return [_timing(arrival, record) for arrival, record in sent]
+
+    async def run_fill(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
+        """Send each ``/fill`` at its arrival time; wait for every ranked answer."""
+        start = time.monotonic()
+        sent: list[tuple[Arrival, InteractionRecord]] = []
+        for arrival in arrivals:
+            delay = start + arrival.at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record = await self.server.invoke(
+                "fill", {"text": arrival.prompt}, channel=self.channels[arrival.channel]
+            )
+            sent.append((arrival, record))
+        remaining = max(1.0, start + timeout - time.monotonic())
+        await asyncio.gather(*(record.wait_for(_fill_settled, remaining) for _, record in sent))
+        return [_fill_timing(arrival, record) for arrival, record in sent]
+
+
+def _fill_answer_at(record: InteractionRecord) -> float | None:
+    for message in record.messages:
+        for version in message.versions:
+            if FILL_FOOTER.search(version.content):
+                return version.at
+    return None
+
+
+def _fill_settled(record: InteractionRecord) -> bool:
+    return _fill_answer_at(record) is not None or record.expired or bool(record.rejected)
+
+
+def _fill_timing(arrival: Arrival, record: InteractionRecord) -> RequestTiming:
+    done = _fill_answer_at(record)
+    if done is None:
+        raise RuntimeError(f"/fill in channel {arrival.channel} did not complete: {record.summary()}")
+    # Answered within the bot's 1 s grace, the reply itself carries the answer: no deferral.
+    deferred = record.callback_at if record.callback_type == 5 else None
+    return RequestTiming(sent=record.sent_at, first_text=done, done=done, tokens=0, deferred=deferred)
 
 
 def _footer_version(record: InteractionRecord) -> tuple[float, int] | None:

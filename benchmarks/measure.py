@@ -112,6 +112,7 @@ class Summary:
     tokens: int
     makespan_s: float
     tok_s: float
+    req_s: float  # requests completed per second
     ttft_p50_s: float
     ttft_p95_s: float
     latency_p95_s: float  # sent -> done
@@ -140,6 +141,7 @@ def summarize(timings: Sequence[RequestTiming], lag: LoopLag) -> Summary:
         tokens=tokens,
         makespan_s=makespan,
         tok_s=tokens / makespan if makespan > 0 else math.nan,
+        req_s=len(timings) / makespan if makespan > 0 else math.nan,
         ttft_p50_s=percentile(ttft, 50),
         ttft_p95_s=percentile(ttft, 95),
         latency_p95_s=percentile([t.done - t.sent for t in timings], 95),

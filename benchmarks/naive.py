@@ -1,5 +1,8 @@
 """The baseline: what local-model Discord bots usually do.
 
+For /fill, the baseline is the service's own fill-mask method run one text at a time, so
+the figure isolates what filling requests together gains.
+
 One worker thread takes requests first come, first served, and runs a plain
 ``model.generate(**inputs, max_new_tokens=..., do_sample=True, temperature=..., top_p=...)``
 for each, alone. The benchmark gives it the very model object the service loaded.
@@ -38,10 +41,22 @@ class _FirstToken(BaseStreamer):
 
 
 class NaiveBot:
-    def __init__(self, model: Any, tokenizer: Any, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, lock: threading.Lock | None = None, fill_model: Any = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.lock = lock or threading.Lock()  # the service's own lock: never two forwards at once
+        self.fill_model = fill_model  # the LoadedModel /fill uses, for the fill baseline
+
+    def fill(self, arrival: Arrival, arrived: float) -> RequestTiming:
+        """The same fill-mask method as the service, one text at a time."""
+        from model_service.fill_mask import fill
+
+        started = time.monotonic()
+        fill(self.fill_model, arrival.prompt, 5)  # takes the model's lock per forward
+        done = time.monotonic()
+        return RequestTiming(sent=arrived, first_text=done, done=done, tokens=0, started=started)
 
     def generate(self, arrival: Arrival, sampling: Sampling, arrived: float) -> RequestTiming:
         started = time.monotonic()
@@ -65,8 +80,13 @@ class NaiveBot:
             sent=arrived, first_text=streamer.at or done, done=done, tokens=tokens, started=started
         )
 
-    async def run(self, arrivals: Sequence[Arrival], settings: Sequence[Sampling]) -> list[RequestTiming]:
-        """Requests arrive on time; the one worker serves them in arrival order."""
+    async def run(
+        self, arrivals: Sequence[Arrival], settings: Sequence[Sampling] | None = None
+    ) -> list[RequestTiming]:
+        """Requests arrive on time; the one worker serves them in arrival order.
+
+        With ``settings``, each is a generation with its channel's settings; without, a fill.
+        """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naive")
         futures: list[asyncio.Future[RequestTiming]] = []
         try:
@@ -75,7 +95,10 @@ class NaiveBot:
                 delay = start + arrival.at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                job = executor.submit(self.generate, arrival, settings[arrival.channel], time.monotonic())
+                if settings is None:
+                    job = executor.submit(self.fill, arrival, time.monotonic())
+                else:
+                    job = executor.submit(self.generate, arrival, settings[arrival.channel], time.monotonic())
                 futures.append(asyncio.wrap_future(job))
             return list(await asyncio.gather(*futures))
         finally:

@@ -35,13 +35,16 @@ from typing import Any
 
 from benchmarks.batched import BotBench
 from benchmarks.measure import LoopLag, Summary, loadavg, peak_rss_mb, process_started_at, summarize
+from benchmarks.memory import MemoryReport
+from benchmarks.memory import measure as measure_memory
 from benchmarks.naive import NaiveBot
-from benchmarks.workloads import Arrival, Sampling, channel_sampling, simultaneous, staggered
+from benchmarks.workloads import Arrival, Sampling, channel_sampling, fills, simultaneous, staggered
 from cogs.utils.config import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / "models" / DEFAULT_MODEL_FOLDER
 DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down
+MEMORY_RESERVE_S = 30.0  # benchmarks.memory's two fresh processes, after the workloads
 REQUIRED_KEYS = (
     "aggregate_tok_s",
     "naive_tok_s",
@@ -68,6 +71,7 @@ class Options:
     budget_s: float | None = DEFAULT_BUDGET_S  # None: never shorten workload B
     warmup: bool = True
     torch_threads: int | None = None  # None: leave torch's own setting, as the bot does
+    memory: bool = True  # run benchmarks.memory after the workloads
 
     @property
     def model_name(self) -> str:
@@ -87,6 +91,9 @@ class WorkloadReport:
 
     @property
     def speedup(self) -> float:
+        """Tokens/s over the naive bot's; requests/s for fills, which count no tokens."""
+        if self.batched.tokens == 0 and self.naive.tokens == 0:
+            return self.batched.req_s / self.naive.req_s if self.naive.req_s > 0 else math.nan
         return self.batched.tok_s / self.naive.tok_s if self.naive.tok_s > 0 else math.nan
 
     @property
@@ -118,11 +125,13 @@ class Report:
     bot_settings: dict[str, float | int] = field(default_factory=dict)
     workloads: dict[str, WorkloadReport] = field(default_factory=dict)
     rss_mb: float = 0.0
+    memory: MemoryReport | None = None
     loadavg_end: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         a = self.workloads["A"]
+        c = self.workloads.get("C")
         return _finite(
             {
                 "aggregate_tok_s": a.batched.tok_s,
@@ -135,6 +144,10 @@ class Report:
                 "rss_mb": self.rss_mb,
                 "cold_start_s": self.cold_start_s,
                 "weights_mb": self.weights_mb,
+                "memory_ratio": self.memory.ratio if self.memory else None,
+                "memory_peak_ratio": self.memory.peak_ratio if self.memory else None,
+                "fill_speedup": c.speedup if c else None,
+                "memory": self.memory.as_dict() if self.memory else None,
                 "torch_threads": self.torch_threads,
                 "cpu_count": self.cpu_count,
                 "loadavg_start": self.loadavg_start,
@@ -172,7 +185,7 @@ def plan_b(options: Options, a: WorkloadReport, now: float, origin: float) -> in
     planned = options.b_requests
     if options.budget_s is None:
         return planned
-    left = origin + options.budget_s - now - 5.0  # shutting down
+    left = origin + options.budget_s - now - 5.0 - MEMORY_RESERVE_S  # shutting down, then memory
     service = a.naive.service_mean_s or 0.0
     rate = a.batched.tok_s if a.batched.tok_s > 0 else math.inf
 
@@ -191,17 +204,21 @@ def plan_b(options: Options, a: WorkloadReport, now: float, origin: float) -> in
 async def _workload(
     bench: BotBench,
     naive: NaiveBot,
-    settings: Sequence[Sampling],
+    settings: Sequence[Sampling] | None,
     name: str,
     description: str,
     arrivals: Sequence[Arrival],
     planned: int,
 ) -> WorkloadReport:
+    """Generations with the channels' ``settings``; fills when ``settings`` is None."""
     span = arrivals[-1].at if arrivals else 0.0
     load = loadavg()
     log.info("workload %s: %s (batched)", name, description)
     async with LoopLag() as lag:
-        batched = await bench.run(arrivals, timeout=span + 300)
+        if settings is None:
+            batched = await bench.run_fill(arrivals, timeout=span + 300)
+        else:
+            batched = await bench.run(arrivals, timeout=span + 300)
     batched_summary = summarize(batched, lag)
     log.info("workload %s: %s (naive)", name, description)
     async with LoopLag() as lag:
@@ -215,13 +232,16 @@ def _naive_bot(bench: BotBench, options: Options) -> tuple[NaiveBot, str | None]
     registry = getattr(bench.service, "_registry", None)
     if registry is not None:
         loaded = registry.get(options.model_name, "generate")
-        return NaiveBot(loaded.model, loaded.tokenizer, loaded.lock), None
+        fill_model = registry.get(options.model_name, "fill-mask")
+        return NaiveBot(loaded.model, loaded.tokenizer, loaded.lock, fill_model), None
     from model_service.loading import load
 
     loaded = load(
         options.model_name, str(options.model_dir), "generate", device="auto", dtype="auto", offline=True
     )
-    return NaiveBot(loaded.model, loaded.tokenizer), "the naive bot loaded its own copy of the model"
+    return NaiveBot(
+        loaded.model, loaded.tokenizer, fill_model=loaded
+    ), "the naive bot loaded its own copy of the model"
 
 
 async def run_benchmark(options: Options, origin: float) -> Report:
@@ -263,6 +283,9 @@ async def run_benchmark(options: Options, origin: float) -> Report:
                 warm = [Arrival(0.0, 0, "Hello", 4)]
                 await bench.run(warm, timeout=120)
                 await naive.run(warm, settings)
+                warm_fill = [Arrival(0.0, 0, "The [MASK] is warm.", 0)]
+                await bench.run_fill(warm_fill, timeout=120)
+                await naive.run(warm_fill)
 
             a_arrivals = simultaneous(options.channels, options.max_new_tokens)
             a = await _workload(
@@ -275,6 +298,11 @@ async def run_benchmark(options: Options, origin: float) -> Report:
                 len(a_arrivals),
             )
             report.workloads["A"] = a
+            c_arrivals = fills(options.channels)
+            c_text = f"{len(c_arrivals)} simultaneous /fill, one per channel"
+            report.workloads["C"] = await _workload(
+                bench, naive, None, "C", c_text, c_arrivals, len(c_arrivals)
+            )
 
             count = plan_b(options, a, time.monotonic(), origin)
             b_arrivals = staggered(count, options.b_interval, options.channels, options.max_new_tokens)
@@ -289,6 +317,9 @@ async def run_benchmark(options: Options, origin: float) -> Report:
                 bench, naive, settings, "B", b_text, b_arrivals, options.b_requests
             )
     report.rss_mb = peak_rss_mb()
+    if options.memory:
+        log.info("memory: the model's resident share, in fresh processes")
+        report.memory = await asyncio.to_thread(measure_memory, options.model_dir)
     report.loadavg_end = loadavg()
     report.notes.append(
         "batched TTFT: interaction sent -> first edit carrying model text, as the server recorded it; "
@@ -316,8 +347,11 @@ def render_table(report: Report) -> list[str]:
     ]
     for name, w in report.workloads.items():
         b, n = w.batched, w.naive
+        rate = ("tokens/s", _fmt(b.tok_s, 1), _fmt(n.tok_s, 1))
+        if b.tokens == 0 and n.tokens == 0:
+            rate = ("fills/s", _fmt(b.req_s), _fmt(n.req_s))
         rows = [
-            ("tokens/s", _fmt(b.tok_s, 1), _fmt(n.tok_s, 1)),
+            rate,
             ("speedup", f"{_fmt(w.speedup)}x", "1.00x"),
             ("TTFT p50 (s)", _fmt(b.ttft_p50_s), _fmt(n.ttft_p50_s)),
             ("TTFT p95 (s)", _fmt(b.ttft_p95_s), _fmt(n.ttft_p95_s)),
@@ -331,6 +365,13 @@ def render_table(report: Report) -> list[str]:
         lines += ["", f"Workload {name}: {w.description} (load average {load})"]
         lines.append(f"{'':<20}{'batched':>14}{'naive':>14}")
         lines += [f"{label:<20}{x:>14}{y:>14}" for label, x, y in rows]
+    if (m := report.memory) is not None:
+        lines += [
+            "",
+            f"Memory (fresh processes, {m.dtype}): runtime {m.runtime_mb:.0f} MB; served and idle "
+            f"{m.served_rss_mb:.0f} MB, peak {m.served_peak_mb:.0f} MB; the model's share is "
+            f"{m.ratio:.2f}x its {m.weights_mb:.0f} MB of weights (peak {m.peak_ratio:.2f}x)",
+        ]
     lines += ["", *(f"note: {note}" for note in report.notes)]
     return lines
 

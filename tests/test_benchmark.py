@@ -9,7 +9,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from benchmarks import throughput
+from benchmarks import memory, throughput
 from benchmarks.measure import Summary
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,7 +18,13 @@ pytestmark = pytest.mark.timeout(60)
 async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_dir: Path) -> None:
     addresses = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     options = throughput.Options(
-        model_dir=tiny_gpt2_dir, channels=3, max_new_tokens=8, b_requests=3, b_interval=0.5, budget_s=None
+        model_dir=tiny_gpt2_dir,
+        channels=3,
+        max_new_tokens=8,
+        b_requests=3,
+        b_interval=0.5,
+        budget_s=None,
+        memory=False,  # measured on its own below
     )
     started = time.monotonic()
     report = await throughput.run_benchmark(options, started)
@@ -37,7 +43,13 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
         assert count <= batched["tokens"] <= count * 8 and count <= naive["tokens"] <= count * 8
         assert batched["tok_s"] > 0 and naive["tok_s"] > 0 and batched["ttft_p95_s"] > 0
         assert batched["defer_p99_ms"] > 0 and naive["defer_p99_ms"] is None
-    assert "Workload A" in output and "Workload B" in output and "tokens/s" in output
+    fills = data["workloads"]["C"]
+    assert fills["batched"]["requests"] == fills["naive"]["requests"] == 3
+    assert fills["batched"]["tokens"] == 0 and fills["batched"]["req_s"] > 0 and fills["naive"]["req_s"] > 0
+    assert data["fill_speedup"] == pytest.approx(
+        fills["batched"]["req_s"] / fills["naive"]["req_s"], rel=1e-3
+    )
+    assert "Workload A" in output and "Workload B" in output and "tokens/s" in output and "fills/s" in output
 
     quiet = throughput.render(report, json_only=True)
     assert quiet.count("\n") == 0 and json.loads(quiet) == data
@@ -46,7 +58,9 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
 
 
 def _summary(requests: int, tok_s: float, latency: float, service: float | None) -> Summary:
-    return Summary(requests, requests * 64, 10.0, tok_s, 1.0, 2.0, latency, None, 1.0, service)
+    return Summary(
+        requests, requests * 64, 10.0, tok_s, requests / 10.0, 1.0, 2.0, latency, None, 1.0, service
+    )
 
 
 def test_workload_b_is_shortened_for_both_paths_only_when_the_budget_needs_it() -> None:
@@ -58,3 +72,13 @@ def test_workload_b_is_shortened_for_both_paths_only_when_the_budget_needs_it() 
     assert 2 <= count < 30
     assert throughput.plan_b(throughput.Options(budget_s=None), a, now, origin=0.0) == 30
     assert throughput.plan_b(throughput.Options(budget_s=1000.0), a, now, origin=0.0) == 30
+
+
+@pytest.mark.timeout(120)
+def test_memory_stages_measure_the_models_share(tiny_gpt2_dir: Path) -> None:
+    report = memory.measure(tiny_gpt2_dir)
+    assert report.runtime_mb > 100  # torch and transformers alone are more
+    assert report.served_peak_mb >= report.served_rss_mb > report.runtime_mb
+    assert report.weights_mb > 0 and report.dtype in ("float32", "bfloat16")
+    assert report.ratio == pytest.approx((report.served_rss_mb - report.runtime_mb) / report.weights_mb)
+    assert report.as_dict()["peak_ratio"] >= report.as_dict()["ratio"]
