@@ -174,7 +174,7 @@ class FillBatch:
             yield from self._rescore(prefill)
 
         for task in (t for t in live if t.live):
-            task.predictions = _ranked(task)
+            task.predictions = _ranked(task)  # no candidates: an empty answer
 
     def _rescore(self, items: list[tuple[FillTask, tuple[list[int], list[list[int]]]]]) -> Iterator[None]:
         """Run the tasks' shared tokens in one forward, then their candidates' own in chunks."""
@@ -196,7 +196,10 @@ class FillBatch:
             for index, rest in enumerate(suffixes)
             if tasks[i].live
         ]
-        rows.sort(key=lambda row: len(row[2]))
+        # Task by task, so each is answered as soon as its own rows are scored; within a task,
+        # like lengths together (less padding).
+        rows.sort(key=lambda row: (row[0], len(row[2])))
+        left = [len(suffixes) for _, (_, suffixes) in items]
         yield
         for chunk in _chunks(rows, lambda row: len(row[2])):
             chunk = [row for row in chunk if tasks[row[0]].live]
@@ -224,6 +227,9 @@ class FillBatch:
                 targets = torch.tensor(rest[1:], device=following.device)
                 total = first[i, rest[0]] + following.gather(-1, targets[:, None]).sum()
                 tasks[i].totals[index] = float(total)
+                left[i] -= 1
+                if left[i] == 0:
+                    tasks[i].predictions = _ranked(tasks[i])
             yield
 
     def _next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
@@ -258,8 +264,9 @@ def check_length(loaded: LoadedModel, text: str, overhead: int = 0) -> None:
         )
 
 
-def _chunks(items: list[T], length: Callable[[T], int], budget: int = FORWARD_TOKENS) -> Iterator[list[T]]:
+def _chunks(items: list[T], length: Callable[[T], int], budget: int | None = None) -> Iterator[list[T]]:
     """Consecutive runs of ``items`` whose rows x longest length stays within ``budget``."""
+    budget = budget or FORWARD_TOKENS  # read now, not when this module was imported
     chunk: list[T] = []
     width = 0
     for item in items:

@@ -274,9 +274,7 @@ class Scheduler:
         for job in jobs:
             if job.task is not None and not job.task.done and (reason := job.should_stop()):
                 job.task.dropped = True
-                self._settle_fill(
-                    job, RequestTimeoutError("the request timed out") if reason == "timeout" else None
-                )
+                self._settle_fill(job, self._stopped_error(reason))
         try:
             batch = await self._run(self._fill_blocking, model, batch, jobs)
         except ServiceError as exc:
@@ -297,8 +295,9 @@ class Scheduler:
         keep: collections.deque[FillJob] = collections.deque()
         while self._fill_pending:
             job = self._fill_pending.popleft()
-            if job.should_stop() is not None:
-                job.started.set()  # the service sees the deadline and answers
+            if reason := job.should_stop():  # timed out or left while waiting
+                job.started.set()
+                self._settle_fill(job, self._stopped_error(reason))
                 continue
             if (not taken or job.model == taken[0].model) and len(taken) < self._max_batch:
                 taken.append(job)
@@ -316,6 +315,13 @@ class Scheduler:
             batch = FillBatch(self._registry.get(model, "fill-mask"), [j.task for j in jobs if j.task])
         batch.advance()
         return batch
+
+    @staticmethod
+    def _stopped_error(reason: FinishReason) -> ServiceError | None:
+        """What a fill stopped for ``reason`` answers: a timeout is told; a caller who left is not."""
+        if reason == "timeout":
+            return RequestTimeoutError("the request timed out while the model worked on it")
+        return None
 
     def _settle_fill(self, job: FillJob, error: BaseException | None, batch: FillBatch | None = None) -> None:
         if job.result.done():

@@ -465,3 +465,19 @@ async def test_event_loop_stays_responsive_during_generation(
     assert took > 1.5  # long enough that a blocked loop would show
     assert len(lags) > 50
     assert max(lags) < 0.1, f"event loop stalled for {max(lags):.3f} s"
+
+
+async def test_a_fill_past_its_deadline_is_told_so_and_frees_its_slot(
+    tiny_gpt2_dir: Path, forwards: Forwards, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("model_service.fill_mask.FORWARD_TOKENS", 32)  # a fill of many forwards
+    config = service_config({"tiny-gpt2": tiny_gpt2_dir}, preload=True, request_timeout_s=0.5)
+    async with ModelService(config) as service:
+        forwards.delay = 0.15
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError, match="timed out while the model worked on it"):
+            await service.fill_mask(FillMaskRequest("The capital of France is [MASK]."))
+        assert time.monotonic() - started < 1.2  # told at the next forward, not when the fill ends
+        assert service.status().queue_depth == 0
+        forwards.delay = 0.0  # the same service answers the next one in time
+        assert (await service.fill_mask(FillMaskRequest("The [MASK] barked."))).predictions
