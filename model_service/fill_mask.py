@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -146,17 +146,27 @@ class FillBatch:
     def _causal(self) -> Iterator[None]:
         tok = self.loaded.tokenizer
         live = [t for t in self.tasks if t.live]
-        prompts = [(task, tok(prompt)["input_ids"]) for task in live for prompt in _proposal_prompts(task)]
-        for chunk in _chunks(prompts, lambda item: len(item[1])):
+        if not live:
+            return
+        # The few-shot prompts of all tasks share their instructions and examples: one group.
+        few_shot = [tok(_few_shot_prompt(t))["input_ids"] for t in live]
+        shared, owns = _split_shared(few_shot)
+
+        def propose(group: int, row: int, own: list[int], first: torch.Tensor, logits: torch.Tensor) -> None:
+            self._add_words(live[row], logits[len(own) - 1].float().log_softmax(-1))  # after the prompt
+
+        yield from self._shared_then_own([(0, shared, owns)], propose, live=lambda _, r: live[r].live)
+        left = [
+            (t, tok(t.masked.left.rstrip())["input_ids"]) for t in live if t.masked and t.masked.left.strip()
+        ]
+        for chunk in _chunks(left, lambda item: len(item[1])):
             chunk = [(t, ids) for t, ids in chunk if t.live]
             if not chunk:
                 continue
-            logprobs = self._next_token_logprobs([ids for _, ids in chunk])
-            for (task, _), row in zip(chunk, logprobs, strict=True):
-                for token_id in row.topk(PROPOSALS_PER_PROMPT).indices.tolist():
-                    piece = tok.decode([token_id])
-                    if _is_word(piece):
-                        task.words.setdefault(piece.strip(), None)
+            for (task, _), row in zip(
+                chunk, self._next_token_logprobs([ids for _, ids in chunk]), strict=True
+            ):
+                self._add_words(task, row)
             yield
 
         # Every candidate sentence of a task starts with the same tokens (the text before the
@@ -165,71 +175,89 @@ class FillBatch:
         # scores, normalised among the candidates, are those of the whole sentences.
         # "\n" stands for the start of text (a tokenizer that drops it gets its end-of-text token).
         start = tok("\n", add_special_tokens=False)["input_ids"] or [tok.eos_token_id or 0]
+        scored = []
         for task in (t for t in live if t.live):
             assert task.masked is not None
             task.placed = [_with_leading_space(task.masked, w) for w in task.words]
             task.totals = [0.0] * len(task.placed)
-        scored = [(t, _split_shared(t, tok, start)) for t in live if t.live and t.placed]
-        for prefill in _chunks(scored, lambda item: len(item[1][0])):
-            yield from self._rescore(prefill)
+            if task.placed:
+                sentences = [start + tok(s, add_special_tokens=False)["input_ids"] for _, s in task.placed]
+                scored.append((task, _split_shared(sentences)))
+        left_to_score = [len(owns) for _, (_, owns) in scored]
+
+        def score(group: int, row: int, own: list[int], first: torch.Tensor, logits: torch.Tensor) -> None:
+            task = scored[group][0]
+            following = logits[: len(own) - 1].float().log_softmax(-1)
+            targets = torch.tensor(own[1:], device=following.device)
+            task.totals[row] = float(first[own[0]] + following.gather(-1, targets[:, None]).sum())
+            left_to_score[group] -= 1
+            if left_to_score[group] == 0:
+                task.predictions = _ranked(task)  # answered as soon as its own rows are scored
+
+        groups = [(g, shared, owns) for g, (_, (shared, owns)) in enumerate(scored)]
+        for prefill in _chunks(groups, lambda group: len(group[1])):
+            yield from self._shared_then_own(prefill, score, live=lambda g, _: scored[g][0].live)
 
         for task in (t for t in live if t.live):
             task.predictions = _ranked(task)  # no candidates: an empty answer
 
-    def _rescore(self, items: list[tuple[FillTask, tuple[list[int], list[list[int]]]]]) -> Iterator[None]:
-        """Run the tasks' shared tokens in one forward, then their candidates' own in chunks."""
-        tasks = [task for task, _ in items]
+    def _add_words(self, task: FillTask, logprobs: torch.Tensor) -> None:
+        for token_id in logprobs.topk(PROPOSALS_PER_PROMPT).indices.tolist():
+            piece = self.loaded.tokenizer.decode([token_id])
+            if _is_word(piece):
+                task.words.setdefault(piece.strip(), None)
+
+    def _shared_then_own(
+        self,
+        groups: list[tuple[int, list[int], list[list[int]]]],
+        use: Callable[[int, int, list[int], torch.Tensor, torch.Tensor], None],
+        *,
+        live: Callable[[int, int], bool],
+    ) -> Iterator[None]:
+        """Run each group's shared tokens once, then each row's own tokens on a copy of that cache.
+
+        ``groups`` are ``(key, shared tokens, [each row's own tokens])``. For every row still
+        ``live(key, row)``, ``use(key, row, own, first, logits)`` gets the log-distribution
+        after the shared tokens (``first``) and the logits over the row's own tokens. One
+        forward per ``yield``: the shared tokens of all groups, then chunks of rows, group by
+        group so a group's rows finish together.
+        """
         pad = self.loaded.tokenizer.pad_token_id or 0
-        ids, mask = _pad([shared for _, (shared, _) in items], pad, left=True)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         model = self.loaded.model
+        ids, mask = _pad([shared for _, shared, _ in groups], pad, left=True)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(
             **_on(self.loaded, input_ids=ids, attention_mask=mask, position_ids=positions),
             use_cache=True,
             logits_to_keep=1,
         )
-        first = out.logits[:, -1, :].float().log_softmax(-1)  # scores each candidate's first token
+        first = out.logits[:, -1, :].float().log_softmax(-1)
         kv = kv_layers(out)
-        rows = [
-            (i, index, rest)
-            for i, (_, (_, suffixes)) in enumerate(items)
-            for index, rest in enumerate(suffixes)
-            if tasks[i].live
-        ]
-        # Task by task, so each is answered as soon as its own rows are scored; within a task,
-        # like lengths together (less padding).
-        rows.sort(key=lambda row: (row[0], len(row[2])))
-        left = [len(suffixes) for _, (_, suffixes) in items]
+        rows = [(g, r, own) for g, (_, _, owns) in enumerate(groups) for r, own in enumerate(owns)]
+        rows.sort(key=lambda row: (row[0], len(row[2])))  # within a group, like lengths together
+        keys = [key for key, _, _ in groups]
         yield
         for chunk in _chunks(rows, lambda row: len(row[2])):
-            chunk = [row for row in chunk if tasks[row[0]].live]
+            chunk = [row for row in chunk if live(keys[row[0]], row[1])]
             if not chunk:
                 continue
-            owner = torch.tensor([i for i, _, _ in chunk])
-            rest_ids, rest_mask = _pad([rest for _, _, rest in chunk], pad, left=False)
+            owner = torch.tensor([g for g, _, _ in chunk])
+            own_ids, own_mask = _pad([own for _, _, own in chunk], pad, left=False)
             seen = mask.sum(-1)[owner]  # real tokens before each row's own
             device_owner = owner.to(self.loaded.device)
             cache = [(k.index_select(0, device_owner), v.index_select(0, device_owner)) for k, v in kv]
             logits = model(
                 **_on(
                     self.loaded,
-                    input_ids=rest_ids,
-                    attention_mask=torch.cat([mask[owner], rest_mask], dim=1),
-                    position_ids=seen[:, None] + torch.arange(rest_ids.shape[1])[None, :],
+                    input_ids=own_ids,
+                    attention_mask=torch.cat([mask[owner], own_mask], dim=1),
+                    position_ids=seen[:, None] + torch.arange(own_ids.shape[1])[None, :],
                 ),
                 use_cache=True,
                 **cache_kwargs(model, cache),
             ).logits
-            for row, (i, index, rest) in enumerate(chunk):
-                n = len(rest)
-                # One row at a time in fp32: a whole chunk's fp32 log-softmax would be 4x the logits.
-                following = logits[row, : n - 1].float().log_softmax(-1)
-                targets = torch.tensor(rest[1:], device=following.device)
-                total = first[i, rest[0]] + following.gather(-1, targets[:, None]).sum()
-                tasks[i].totals[index] = float(total)
-                left[i] -= 1
-                if left[i] == 0:
-                    tasks[i].predictions = _ranked(tasks[i])
+            for i, (g, r, own) in enumerate(chunk):
+                use(keys[g], r, own, first[g], logits[i, : len(own)])
             yield
 
     def _next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
@@ -295,27 +323,23 @@ def _on(loaded: LoadedModel, **tensors: torch.Tensor) -> dict[str, torch.Tensor]
     return {name: t.to(loaded.device) for name, t in tensors.items()}
 
 
-def _split_shared(task: FillTask, tok: Any, start: list[int]) -> tuple[list[int], list[list[int]]]:
-    """A task's candidate sentences as ``(the tokens all share, each one's own tokens)``.
+def _split_shared(sequences: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """``(the tokens every sequence starts with, each one's own tokens)``.
 
-    Every sentence keeps at least one token of its own, so each has something to score.
+    Every sequence keeps at least one token of its own, so each has something to score.
     """
-    sentences = [start + tok(s, add_special_tokens=False)["input_ids"] for _, s in task.placed]
-    shared = min(len(s) for s in sentences) - 1
+    shared = min(len(s) for s in sequences) - 1
     for position in range(shared):
-        if any(s[position] != sentences[0][position] for s in sentences):
+        if any(s[position] != sequences[0][position] for s in sequences):
             shared = position
             break
-    return sentences[0][:shared], [s[shared:] for s in sentences]
+    return sequences[0][:shared], [s[shared:] for s in sequences]
 
 
-def _proposal_prompts(task: FillTask) -> list[str]:
+def _few_shot_prompt(task: FillTask) -> str:
     masked = task.masked
     assert masked is not None
-    prompts = [FEW_SHOT.format(sentence=f"{masked.left}___{masked.right}")]
-    if masked.left.strip():
-        prompts.append(masked.left.rstrip())
-    return prompts
+    return FEW_SHOT.format(sentence=f"{masked.left}___{masked.right}")
 
 
 def _ranked(task: FillTask) -> list[FillPrediction]:

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from model_service.errors import ValidationError
-from model_service.fill_mask import FillBatch, FillTask, MaskedText, fill, split_mask
+from model_service.fill_mask import (
+    FEW_SHOT,
+    PROPOSALS_PER_PROMPT,
+    FillBatch,
+    FillTask,
+    MaskedText,
+    fill,
+    split_mask,
+)
 from model_service.loading import LoadedModel, load
 from model_service.service import ModelService
 from model_service.types import FillMaskRequest, FillPrediction
@@ -172,6 +180,24 @@ def test_causal_scores_are_those_of_the_whole_sentences(gpt2: LoadedModel) -> No
     shares = torch.tensor(totals).softmax(-1)  # the shown candidates' shares among themselves
     shown = torch.tensor([p.score for p in predictions])
     assert (shown / shown.sum()).tolist() == pytest.approx(shares.tolist(), abs=1e-4)
+
+
+def test_candidates_are_the_models_next_words_after_the_few_shot_prompt(gpt2: LoadedModel) -> None:
+    """The prompt's shared part runs apart from each text's own: the proposals must not change."""
+    tasks = [FillTask(SENTENCE, 3), FillTask("The [MASK] barked at the mailman.", 3)]
+    FillBatch(gpt2, tasks).run()
+    tok = gpt2.tokenizer
+    for task in tasks:
+        assert task.masked is not None
+        prompt = FEW_SHOT.format(sentence=f"{task.masked.left}___{task.masked.right}")
+        with torch.inference_mode():
+            logits = gpt2.model(**tok(prompt, return_tensors="pt")).logits[0, -1]
+        expected: dict[str, None] = {}
+        for token_id in logits.topk(PROPOSALS_PER_PROMPT).indices.tolist():
+            piece = tok.decode([token_id])
+            if piece.strip() and all(c.isalnum() or c in "'-" for c in piece.strip()):
+                expected.setdefault(piece.strip(), None)
+        assert list(task.words)[: len(expected)] == list(expected)
 
 
 @pytest.mark.parametrize("model", ["bert", "gpt2"])
