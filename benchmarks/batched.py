@@ -47,8 +47,16 @@ def bot_env(server: LoopbackDiscord, model_name: str, model_dir: Path, database:
 class BotBench:
     """Server + service + store + bot, up after ``start()``; ``ready_at`` is when it could answer."""
 
-    def __init__(self, model_name: str, model_dir: Path, workdir: Path, channels: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        model_dir: Path,
+        workdir: Path,
+        channels: int,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
         self.model_name = model_name
+        self.overrides = dict(overrides or {})  # settings over the bench's own, e.g. MODEL_DTYPE
         self.model_dir = model_dir
         self.workdir = workdir
         self.server = LoopbackDiscord()
@@ -63,7 +71,7 @@ class BotBench:
         try:
             await stack.enter_async_context(self.server)
             env = bot_env(self.server, self.model_name, self.model_dir, self.workdir / "bench.sqlite3")
-            self.config = config = load_config({**env, **(overrides or {})})
+            self.config = config = load_config({**env, **self.overrides, **(overrides or {})})
             self.service = await bot_module.build_service(config)
             stack.push_async_callback(self.service.close)
             store = await bot_module.open_store(config)

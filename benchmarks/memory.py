@@ -1,6 +1,6 @@
 """Resident memory of the model service, each stage in a fresh process.
 
-    python -m benchmarks.memory [--model-dir DIR]
+    python -m benchmarks.memory [--model-dir DIR] [--dtype auto|float32|bfloat16|float16]
 
 "runtime": a process that imported everything the bot runs (bot, cogs, discord.py, torch,
 transformers) and built the model's class on the meta device, so the modelling and tokenizer
@@ -61,13 +61,13 @@ def _import_everything(model_dir: Path) -> None:
         tokenizer_class_from_name(named)
 
 
-async def _serve(model_dir: Path) -> dict[str, Any]:
+async def _serve(model_dir: Path, dtype: str) -> dict[str, Any]:
     from model_service.config import ServiceConfig
     from model_service.service import ModelService
     from model_service.types import FillMaskRequest, GenerationParams, GenerationRequest
 
     config = ServiceConfig(
-        models={"bench": str(model_dir)}, default_model="bench", offline=True, queue_limit=16
+        models={"bench": str(model_dir)}, default_model="bench", dtype=dtype, offline=True, queue_limit=16
     )
     async with ModelService(config) as service:
         params = GenerationParams.from_values({"max_new_tokens": 64, "temperature": 0.8})
@@ -79,11 +79,11 @@ async def _serve(model_dir: Path) -> dict[str, Any]:
         return {"weights_mb": weights, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
 
 
-def stage(name: str, model_dir: Path) -> dict[str, Any]:
+def stage(name: str, model_dir: Path, dtype: str = "auto") -> dict[str, Any]:
     _import_everything(model_dir)
     out: dict[str, Any] = {"stage": name}
     if name == "served":
-        out.update(asyncio.run(_serve(model_dir)))
+        out.update(asyncio.run(_serve(model_dir, dtype)))
     out.update(_status_mb())
     return out
 
@@ -117,12 +117,15 @@ class MemoryReport:
         }
 
 
-def measure(model_dir: Path, *, timeout: float = 120.0) -> MemoryReport:
+def measure(model_dir: Path, *, dtype: str = "auto", timeout: float = 120.0) -> MemoryReport:
     """Run both stages, each in a fresh interpreter, one after the other."""
     results = {}
     for name in STAGES:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.memory", "--stage", name, "--model-dir", str(model_dir)],
+            [
+                *(sys.executable, "-m", "benchmarks.memory", "--stage", name),
+                *("--model-dir", str(model_dir), "--dtype", dtype),
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=STAGES, help="run one stage here and print its figures")
     parser.add_argument("--model-dir", type=Path, default=None, help="the model folder (default model)")
+    parser.add_argument("--dtype", default="auto", help="MODEL_DTYPE for the service (auto)")
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
@@ -156,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model_dir = DEFAULT_MODEL_DIR
     if args.stage:
-        print(json.dumps(stage(args.stage, args.model_dir)))
+        print(json.dumps(stage(args.stage, args.model_dir, args.dtype)))
         return 0
-    report = measure(args.model_dir)
+    report = measure(args.model_dir, dtype=args.dtype)
     print(json.dumps(report.as_dict()))
     return 0
 

@@ -1,6 +1,6 @@
 """Throughput of the whole bot against a naive one-at-a-time bot, in one process run.
 
-    python -m benchmarks.throughput [--quick] [--model-dir DIR] [--json-only]
+    python -m benchmarks.throughput [--quick] [--model-dir DIR] [--dtype D] [--threads N] [--json-only]
 
 The real bot (config from ``load_config``, ``build_service``, ``open_store``, ``Transcord``)
 runs against the loopback Discord server with 8 channels, each with its own sampling
@@ -72,6 +72,7 @@ class Options:
     warmup: bool = True
     torch_threads: int | None = None  # None: leave torch's own setting, as the bot does
     memory: bool = True  # run benchmarks.memory after the workloads
+    dtype: str | None = None  # MODEL_DTYPE for the bot; None: the bot's default (auto)
 
     @property
     def model_name(self) -> str:
@@ -121,6 +122,7 @@ class Report:
     weights_mb: float
     torch_threads: int
     cpu_count: int
+    dtype: str
     loadavg_start: list[float]
     bot_settings: dict[str, float | int] = field(default_factory=dict)
     workloads: dict[str, WorkloadReport] = field(default_factory=dict)
@@ -144,6 +146,7 @@ class Report:
                 "rss_mb": self.rss_mb,
                 "cold_start_s": self.cold_start_s,
                 "weights_mb": self.weights_mb,
+                "dtype": self.dtype,
                 "memory_ratio": self.memory.ratio if self.memory else None,
                 "memory_peak_ratio": self.memory.peak_ratio if self.memory else None,
                 "fill_speedup": c.speedup if c else None,
@@ -254,7 +257,9 @@ async def run_benchmark(options: Options, origin: float) -> Report:
     load_start = loadavg()
     settings = channel_sampling(options.channels)
     with tempfile.TemporaryDirectory(prefix="transcord-bench-") as workdir:
-        async with BotBench(options.model_name, options.model_dir, Path(workdir), options.channels) as bench:
+        overrides = {"MODEL_DTYPE": options.dtype} if options.dtype else {}
+        bench = BotBench(options.model_name, options.model_dir, Path(workdir), options.channels, overrides)
+        async with bench:
             cold_start = bench.ready_at - origin
             naive, note = _naive_bot(bench, options)
             weights = sum(p.numel() * p.element_size() for p in naive.model.parameters()) / 1e6
@@ -265,6 +270,7 @@ async def run_benchmark(options: Options, origin: float) -> Report:
                 weights_mb=weights,
                 torch_threads=torch.get_num_threads(),
                 cpu_count=os.cpu_count() or 0,
+                dtype=str(next(naive.model.parameters()).dtype).removeprefix("torch."),
                 loadavg_start=load_start,
             )
             if note:
@@ -319,7 +325,9 @@ async def run_benchmark(options: Options, origin: float) -> Report:
     report.rss_mb = peak_rss_mb()
     if options.memory:
         log.info("memory: the model's resident share, in fresh processes")
-        report.memory = await asyncio.to_thread(measure_memory, options.model_dir)
+        report.memory = await asyncio.to_thread(
+            measure_memory, options.model_dir, dtype=options.dtype or "auto"
+        )
     report.loadavg_end = loadavg()
     report.notes.append(
         "batched TTFT: interaction sent -> first edit carrying model text, as the server recorded it; "
@@ -340,7 +348,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def render_table(report: Report) -> list[str]:
     load = "/".join(f"{x:.2f}" for x in report.loadavg_start) or "?"
     lines = [
-        f"Transcord throughput — {Path(report.model).name}, {report.max_new_tokens} new tokens a request, "
+        f"Transcord throughput — {Path(report.model).name} ({report.dtype}), "
+        f"{report.max_new_tokens} new tokens a request, "
         f"torch threads {report.torch_threads}, {report.cpu_count} CPUs, load average {load}",
         f"cold start {report.cold_start_s:.1f} s · weights {report.weights_mb:.0f} MB · "
         f"peak RSS {report.rss_mb:.0f} MB",
@@ -392,6 +401,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per request (64)")
     parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default=None,
+        help="MODEL_DTYPE for the bot (default: its own, auto)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)"
     )
     parser.add_argument(
@@ -424,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         b_requests=10 if args.quick else 30,
         budget_s=args.budget_s or None,
         torch_threads=args.threads,
+        dtype=args.dtype,
     )
     report = asyncio.run(run_benchmark(options, process_started_at()))
     print(render(report, json_only=args.json_only))
