@@ -314,6 +314,10 @@ class Scheduler:
                 job.task = FillTask(job.request.text, int(job.request.top_k))
             batch = FillBatch(self._registry.get(model, "fill-mask"), [j.task for j in jobs if j.task])
         batch.advance()
+        # A fill's forwards leave logits and cache copies of ever-different shapes behind in the
+        # heap; handing them back each time keeps the peak down (here 848 -> 812 MB over 8
+        # fills, for 2 % of the fill's time).
+        release_free_memory()
         return batch
 
     @staticmethod
