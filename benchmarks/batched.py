@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -108,34 +108,35 @@ class BotBench:
 
     async def run(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
         """Send each ``/generate`` at its arrival time; wait for every final reply."""
-        start = time.monotonic()
-        sent: list[tuple[Arrival, InteractionRecord]] = []
-        for arrival in arrivals:
-            delay = start + arrival.at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            options = {"prompt": arrival.prompt, "max_new_tokens": arrival.max_new_tokens}
-            record = await self.server.invoke("generate", options, channel=self.channels[arrival.channel])
-            sent.append((arrival, record))
-        remaining = max(1.0, start + timeout - time.monotonic())
-        await asyncio.gather(*(record.wait_for(_settled, remaining) for _, record in sent))
-        return [_timing(arrival, record) for arrival, record in sent]
+        return await self._send(arrivals, "generate", timeout, _settled, _timing)
 
     async def run_fill(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
-        """Send each ``/fill`` at its arrival time; wait for every ranked answer."""
+        """Send each ``/fill`` (the arrival's prompt is the text) on time; wait for every answer."""
+        return await self._send(arrivals, "fill", timeout, _fill_settled, _fill_timing)
+
+    async def _send(
+        self,
+        arrivals: Sequence[Arrival],
+        command: str,
+        timeout: float,
+        settled: Callable[[InteractionRecord], bool],
+        timing: Callable[[Arrival, InteractionRecord], RequestTiming],
+    ) -> list[RequestTiming]:
         start = time.monotonic()
         sent: list[tuple[Arrival, InteractionRecord]] = []
         for arrival in arrivals:
             delay = start + arrival.at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            record = await self.server.invoke(
-                "fill", {"text": arrival.prompt}, channel=self.channels[arrival.channel]
-            )
+            if command == "generate":
+                options: dict[str, Any] = {"prompt": arrival.prompt, "max_new_tokens": arrival.max_new_tokens}
+            else:
+                options = {"text": arrival.prompt}
+            record = await self.server.invoke(command, options, channel=self.channels[arrival.channel])
             sent.append((arrival, record))
         remaining = max(1.0, start + timeout - time.monotonic())
-        await asyncio.gather(*(record.wait_for(_fill_settled, remaining) for _, record in sent))
-        return [_fill_timing(arrival, record) for arrival, record in sent]
+        await asyncio.gather(*(record.wait_for(settled, remaining) for _, record in sent))
+        return [timing(arrival, record) for arrival, record in sent]
 
 
 def _fill_answer_at(record: InteractionRecord) -> float | None:

@@ -59,35 +59,37 @@ def release_free_memory() -> None:
         _malloc_trim(0)
 
 
-@dataclass(eq=False)
-class Job:
-    """A generation request as the event loop sees it: its deltas, its result, its row."""
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
 
-    request: GenerationRequest
+
+@dataclass(eq=False, kw_only=True)
+class _Queued:
+    """What the scheduler keeps of any request: its model, its stop check, its start signal."""
+
     model: str
     should_stop: Callable[[], FinishReason | None]
     started: asyncio.Event
     submitted_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False, kw_only=True)
+class Job(_Queued):
+    """A generation request as the event loop sees it: its deltas, its result, its row."""
+
+    request: GenerationRequest
     deltas: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
-    result: asyncio.Future[GenerationResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    result: asyncio.Future[GenerationResult] = field(default_factory=_future)
     row: Row | None = None
     prompt: generation.PreparedPrompt | None = None
 
 
-@dataclass(eq=False)
-class FillJob:
+@dataclass(eq=False, kw_only=True)
+class FillJob(_Queued):
     """A fill-mask request as the event loop sees it."""
 
     request: FillMaskRequest
-    model: str
-    should_stop: Callable[[], FinishReason | None]
-    started: asyncio.Event
-    submitted_at: float = field(default_factory=time.monotonic)
-    result: asyncio.Future[FillMaskResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    result: asyncio.Future[FillMaskResult] = field(default_factory=_future)
     task: FillTask | None = None
 
 

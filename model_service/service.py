@@ -264,10 +264,13 @@ class ModelService:
         assert stream.result is not None
         return stream.result
 
-    def _scheduler_submit(self, job: Job) -> None:
+    def _scheduler_submit(self, job: Job | FillJob) -> None:
         if self._scheduler is None:
             raise InternalError("the model service is not running: call start() first")
-        self._scheduler.submit(job)
+        if isinstance(job, FillJob):
+            self._scheduler.submit_fill(job)
+        else:
+            self._scheduler.submit(job)
 
     def _record(self, elapsed: float, tokens: int) -> None:
         self._latencies.append(elapsed)
@@ -280,12 +283,10 @@ class ModelService:
         """Fill the blank; requests waiting on one model are filled together."""
         name = request.model or self.config.fill_model or self.config.default_model
         self._check_model(name)
-        if self._scheduler is None:
-            raise InternalError("the model service is not running: call start() first")
         ticket = self._admit(self.config.request_timeout_s)
         job = FillJob(request=request, model=name, should_stop=ticket.should_stop, started=ticket.started)
-        self._scheduler.submit_fill(job)
         try:
+            self._scheduler_submit(job)
             await self._wait_started(ticket, job.result)
             return await job.result
         finally:
