@@ -53,7 +53,8 @@ def release_free_memory() -> None:
     """Hand the heap freed after a burst back to the system; glibc keeps it otherwise.
 
     Measured after 8 generations and 8 fills on the default model: 78 MB of RSS came back.
-    Called on the executor when the scheduler runs out of work (a few ms).
+    Called on the executor after each fill forward and when the scheduler runs out of work
+    (a few ms each).
     """
     if _malloc_trim is not None:
         _malloc_trim(0)
