@@ -16,6 +16,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import (
@@ -204,23 +205,7 @@ class Batch:
         self._accept(self.rows, out.logits[:, -1, :].float())
 
     def _join(self, model: torch.nn.Module, joining: list[Row]) -> None:
-        device = self.loaded.device
-        pad = self.loaded.tokenizer.pad_token_id or 0
-        width = max(len(r.prompt.input_ids) for r in joining)
-        ids = torch.full((len(joining), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(joining), width), dtype=torch.long)
-        for i, row in enumerate(joining):
-            n = len(row.prompt.input_ids)
-            ids[i, width - n :] = torch.tensor(row.prompt.input_ids)
-            mask[i, width - n :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,  # only the last position's logits are needed
-        )
+        out, mask = prefill(self.loaded, [list(r.prompt.input_ids) for r in joining])
         self._merge(kv_layers(out), mask)
         self.rows.extend(joining)
         first = torch.zeros((len(joining),), dtype=torch.long)
@@ -301,6 +286,36 @@ class Batch:
         rows, self.rows = self.rows, []
         self._kv, self._mask, self._next = [], self._mask[:0, :0], self._next[:0]
         return rows
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as one ``(ids, attention mask)`` pair, padded on the left or the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def prefill(loaded: LoadedModel, rows: list[list[int]]) -> tuple[Any, torch.Tensor]:
+    """One forward over left-padded rows, keeping their cache: ``(output, attention mask)``.
+
+    Only the last position's logits are computed: what comes after each row.
+    """
+    ids, mask = pad_rows(rows, loaded.tokenizer.pad_token_id or 0, left=True)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    device = loaded.device
+    out = loaded.model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out, mask
 
 
 def cache_kwargs(model: torch.nn.Module, kv: KV) -> dict[str, DynamicCache]:

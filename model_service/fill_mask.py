@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import torch
 
-from model_service.batching import cache_kwargs, kv_layers
+from model_service.batching import cache_kwargs, kv_layers, pad_rows, prefill
 from model_service.errors import ServiceError, ValidationError
 from model_service.loading import LoadedModel
 from model_service.types import FillMethod, FillPrediction, MaskedText, split_mask
@@ -121,7 +121,7 @@ class FillBatch:
             chunk = [(t, ids) for t, ids in chunk if t.live]
             if not chunk:
                 continue
-            ids, mask = _pad([ids for _, ids in chunk], tok.pad_token_id or 0, left=False)
+            ids, mask = pad_rows([ids for _, ids in chunk], tok.pad_token_id or 0, left=False)
             logits = self.loaded.model(**_on(self.loaded, input_ids=ids, attention_mask=mask)).logits
             for row, (task, row_ids) in enumerate(chunk):
                 position = row_ids.index(tok.mask_token_id)
@@ -196,8 +196,8 @@ class FillBatch:
                 task.predictions = _ranked(task)  # answered as soon as its own rows are scored
 
         groups = [(g, shared, owns) for g, (_, (shared, owns)) in enumerate(scored)]
-        for prefill in _chunks(groups, lambda group: len(group[1])):
-            yield from self._shared_then_own(prefill, score, live=lambda g, _: scored[g][0].live)
+        for together in _chunks(groups, lambda group: len(group[1])):
+            yield from self._shared_then_own(together, score, live=lambda g, _: scored[g][0].live)
 
         for task in (t for t in live if t.live):
             task.predictions = _ranked(task)  # no candidates: an empty answer
@@ -225,13 +225,7 @@ class FillBatch:
         """
         pad = self.loaded.tokenizer.pad_token_id or 0
         model = self.loaded.model
-        ids, mask = _pad([shared for _, shared, _ in groups], pad, left=True)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(
-            **_on(self.loaded, input_ids=ids, attention_mask=mask, position_ids=positions),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out, mask = prefill(self.loaded, [shared for _, shared, _ in groups])
         first = out.logits[:, -1, :].float().log_softmax(-1)
         kv = kv_layers(out)
         rows = [(g, r, own) for g, (_, _, owns) in enumerate(groups) for r, own in enumerate(owns)]
@@ -243,7 +237,7 @@ class FillBatch:
             if not chunk:
                 continue
             owner = torch.tensor([g for g, _, _ in chunk])
-            own_ids, own_mask = _pad([own for _, _, own in chunk], pad, left=False)
+            own_ids, own_mask = pad_rows([own for _, _, own in chunk], pad, left=False)
             seen = mask.sum(-1)[owner]  # real tokens before each row's own
             device_owner = owner.to(self.loaded.device)
             cache = [(k.index_select(0, device_owner), v.index_select(0, device_owner)) for k, v in kv]
@@ -262,11 +256,7 @@ class FillBatch:
             yield
 
     def _next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
-        ids, mask = _pad(prompts, self.loaded.tokenizer.pad_token_id or 0, left=True)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        out = self.loaded.model(
-            **_on(self.loaded, input_ids=ids, attention_mask=mask, position_ids=positions), logits_to_keep=1
-        )
+        out, _ = prefill(self.loaded, prompts)
         return out.logits[:, -1, :].float().log_softmax(-1)
 
 
@@ -307,17 +297,6 @@ def _chunks(items: list[T], length: Callable[[T], int], budget: int | None = Non
         width = max(width, n)
     if chunk:
         yield chunk
-
-
-def _pad(rows: list[list[int]], pad_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        span = slice(width - len(row), width) if left else slice(0, len(row))
-        ids[i, span] = torch.tensor(row, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
 
 
 def _on(loaded: LoadedModel, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
