@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,8 @@ MODELS = ("smollm2", "tiny")
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "transcord.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(db_path, CONFIG) as opened:
-        yield opened
+def store_defaults() -> ChannelSettings:
+    return CONFIG
 
 
 async def put(store: Store, scope: str, scope_id: int, actor: int = MOD_A, **values: object) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,6 @@ from model_service.errors import ValidationError
 GUILD, CHANNEL, THREAD, OTHER = 10, 20, 30, 40
 MOD, ALICE, BOB, CAROL = 1001, 1, 2, 3
 CONFIG = ChannelSettings()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "transcord.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(db_path, CONFIG) as opened:
-        yield opened
 
 
 async def new_story(store: Store, channel: int = CHANNEL, mode: str = "round-robin", players: int = 3):
