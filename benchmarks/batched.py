@@ -18,12 +18,11 @@ from typing import Any
 
 import discord
 
-import bot as bot_module
+from app import App
 from benchmarks.measure import RequestTiming
 from benchmarks.workloads import Arrival, Sampling
 from cogs.utils.config import BotConfig, load_config
 from loopback import Channel, InteractionRecord, LoopbackDiscord
-from loopback.testing import run_bot
 
 FOOTER = re.compile(r"^-# (\d+) tokens", re.MULTILINE)
 FILL_FOOTER = re.compile(r"^-# .+ · (masked LM|causal LM, sentences rescored) · [\d.]+ s$", re.MULTILINE)
@@ -72,12 +71,11 @@ class BotBench:
             await stack.enter_async_context(self.server)
             env = bot_env(self.server, self.model_name, self.model_dir, self.workdir / "bench.sqlite3")
             self.config = config = load_config({**env, **self.overrides, **(overrides or {})})
-            self.service = await bot_module.build_service(config)
-            stack.push_async_callback(self.service.close)
-            store = await bot_module.open_store(config)
-            stack.push_async_callback(store.close)
-            transcord = bot_module.Transcord(config, self.service, store)
-            await stack.enter_async_context(run_bot(transcord, self.server, config.token, ready_timeout=120))
+            app = App(config, guild_ready_timeout=0.05)
+            stack.push_async_callback(app.aclose)
+            await app.open()
+            self.service = app.service
+            self.server.watch(await app.connect(ready_timeout=120))
         except BaseException:
             await stack.aclose()
             raise
@@ -96,15 +94,15 @@ class BotBench:
         await self.close()
 
     async def apply_settings(self, settings: Sequence[Sampling]) -> None:
-        """``/settings set`` in each channel, as the moderator."""
+        """``/config set`` in each channel, as the moderator."""
         assert self.server.moderator is not None
         for channel, sampling in zip(self.channels, settings, strict=True):
             record = await self.server.invoke(
-                "settings set", sampling.as_options(), user=self.server.moderator, channel=channel
+                "config set", sampling.as_options(), user=self.server.moderator, channel=channel
             )
             await record.wait_for(lambda r: r.content is not None, timeout=30)
             if "⚙️" not in (record.content or ""):
-                raise RuntimeError(f"/settings set refused in #{channel.name}: {record.summary()}")
+                raise RuntimeError(f"/config set refused in #{channel.name}: {record.summary()}")
 
     async def run(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
         """Send each ``/generate`` at its arrival time; wait for every final reply."""

@@ -43,7 +43,8 @@ def _import_everything(model_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
-    import bot  # noqa: F401  (the bot, its cogs' imports, discord.py)
+    import app.transcord  # noqa: F401  (the bot, its cogs' imports, discord.py)
+    import bot  # noqa: F401
     import cogs.fill_mask
     import cogs.generate
     import cogs.moderation

@@ -36,7 +36,7 @@ FILL_TEXTS = (
 
 @dataclass(frozen=True)
 class Sampling:
-    """One channel's settings, set with ``/settings set`` and given to the naive baseline too."""
+    """One channel's settings, set with ``/config set`` and given to the naive baseline too."""
 
     temperature: float
     top_p: float

@@ -12,7 +12,7 @@ from cogs.utils import replies
 from model_service import MASK, FillMaskRequest, FillMaskResult
 
 if TYPE_CHECKING:
-    from bot import Transcord
+    from app.transcord import Transcord
 
 BAR_WIDTH = 12
 
@@ -51,9 +51,9 @@ class FillMask(commands.Cog):
         # A configured fill model (a real masked LM) wins; else the channel's own model fills.
         model = None if self.bot.config.service.fill_model else settings.model
         request = FillMaskRequest(text=text, top_k=top_k, model=model)
-        async with self.bot.model_command(interaction, text) as redact:
-            result = await replies.answer_soon(interaction, self.bot.service.fill_mask(request))
-            await replies.send_long(interaction, redact(render(text, result)))
+        async with self.bot.models.command(interaction, text) as model:
+            result = await replies.answer_soon(interaction, model.fill_mask(request))
+            await replies.send_long(interaction, model.redact(render(text, result)))
 
 
 async def setup(bot: Transcord) -> None:

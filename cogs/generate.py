@@ -13,7 +13,7 @@ from model_service import GenerationRequest
 from model_service.types import MAX_PROMPT_CHARS, check_text
 
 if TYPE_CHECKING:
-    from bot import Transcord
+    from app.transcord import Transcord
 
 PROMPT_LIMIT = 6000  # Discord's limit for a string option
 
@@ -29,7 +29,7 @@ class Generate(commands.Cog):
         check_text("message" if chat else "prompt", prompt, limit=MAX_PROMPT_CHARS)
         settings = await self.bot.settings_for(interaction)
         given = {k: v for k, v in overrides.items() if v is not None}
-        self.bot.service.params(given)  # refuse a bad option with its own message, before clamping
+        self.bot.models.params(given)  # refuse a bad option with its own message, before clamping
         params = settings.merged(given).generation_params(
             max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap
         )
@@ -42,14 +42,13 @@ class Generate(commands.Cog):
         )
 
     async def _run(self, interaction: discord.Interaction, request: GenerationRequest, header: str) -> None:
-        async with self.bot.model_command(interaction, request.prompt) as redact:
-            stream = self.bot.service.stream(request)
+        async with self.bot.models.command(interaction, request.prompt) as model:
             await replies.stream_reply(
                 interaction,
-                stream,
-                header=redact(header),
+                model.stream(request),
+                header=model.redact(header),
                 interval=self.bot.config.stream_edit_interval_s,
-                transform=redact,
+                transform=model.redact,
             )
 
     @app_commands.command(name="generate", description="Continue your text with the channel's model")

@@ -1,46 +1,27 @@
 """/mod: moderators keep order in a channel: lock, cooldown, limit, blocklist, and a log of it all.
 
-The rules are enforced by a guard that runs around every model command (``bot.guards``):
-it refuses a request (locked, blocked phrase, cooling down, busy) before the model is asked,
-and redacts blocked phrases from everything the model writes, streamed edits included.
-Rules are per channel (a thread also answers to its parent's), kept in SQLite and cached here.
+The rules are enforced by the moderation layer every model command passes
+(:class:`cogs.utils.models.Moderator`, inside ``bot.models``): it refuses a request (locked,
+blocked phrase, cooling down, busy) before the model is asked, and redacts blocked phrases from
+everything the model writes, streamed edits included. This cog changes and shows the rules of
+that same layer. Rules are per channel (a thread also answers to its parent's), kept in SQLite.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.moderation import (
-    MAX_COOLDOWN_S,
-    MAX_INFLIGHT,
-    MAX_PHRASE_CHARS,
-    REDACTION_CHAR,
-    Blocklist,
-    ChannelRules,
-    Gate,
-)
+from cogs.utils import checks, replies
+from cogs.utils.models import Moderator, channel_chain
+from cogs.utils.moderation import MAX_COOLDOWN_S, MAX_INFLIGHT, MAX_PHRASE_CHARS, REDACTION_CHAR, ChannelRules
 from cogs.utils.store import AuditEntry
 
 if TYPE_CHECKING:
-    from bot import Transcord
-
-NOT_A_MODERATOR = "This command needs Manage Channels or the moderator role."
-
-
-def channel_chain(interaction: discord.Interaction) -> list[int]:
-    """The channels whose rules apply here: the parent channel first, then the thread itself."""
-    channel_id = interaction.channel_id or 0
-    parent_id = getattr(interaction.channel, "parent_id", None)
-    if parent_id is not None and parent_id != channel_id:
-        return [parent_id, channel_id]
-    return [channel_id]
+    from app.transcord import Transcord
 
 
 def _here(interaction: discord.Interaction) -> str:
@@ -51,6 +32,10 @@ def _quote(phrase: str) -> str:
     return f"“{discord.utils.escape_markdown(phrase)}”"
 
 
+# Shown to members with Manage Channels (an admin may grant /mod to the moderator role in
+# Server Settings -> Integrations); every use is checked here all the same.
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_channels=True)
 class Moderation(
     commands.GroupCog,
     group_name="mod",
@@ -60,65 +45,21 @@ class Moderation(
         name="blocklist", description="Words or phrases refused in prompts and hidden in replies here"
     )
 
-    def __init__(self, bot: Transcord) -> None:
+    def __init__(self, bot: Transcord, moderator: Moderator) -> None:
         self.bot = bot
-        self.gate = Gate()
-        self._rules: dict[int, ChannelRules] = {}  # write-through cache of the store
+        self.moderator = moderator
         super().__init__()
-
-    async def cog_load(self) -> None:
-        self.bot.guards.append(self.guard)
-
-    async def cog_unload(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.bot.guards.remove(self.guard)
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Every /mod command: decided here, on the server, whatever the client shows."""
-        if interaction.guild_id is None:
-            raise app_commands.CheckFailure("Moderator commands work in server channels only.")
-        if not await self.bot.is_moderator(interaction):
-            raise app_commands.CheckFailure(NOT_A_MODERATOR)
+        await checks.require_moderator(interaction)
         return True
 
-    # -- the guard around model commands -------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def guard(
-        self, interaction: discord.Interaction, texts: tuple[str, ...]
-    ) -> AsyncIterator[Callable[[str], str]]:
-        chain = channel_chain(interaction)
-        scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
-        admission = self.gate.admit(scopes, interaction.user.id, texts)
-        try:
-            # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
-            yield lambda text: self._blocklist_now(chain).redact(text)
-        finally:
-            self.gate.release(admission)
-
     async def rules(self, channel_id: int) -> ChannelRules:
-        cached = self._rules.get(channel_id)
-        if cached is not None:
-            return cached
-        loaded = await self.bot.store.channel_rules(channel_id)
-        # setdefault: a write that finished while this read was waiting has the newer value.
-        return self._rules.setdefault(channel_id, loaded)
-
-    def _blocklist_now(self, chain: list[int]) -> Blocklist:
-        blocklist = Blocklist()
-        for channel_id in chain:
-            blocklist |= self._rules.get(channel_id, ChannelRules()).blocklist
-        return blocklist
+        return await self.moderator.rules(channel_id)
 
     async def _set_rules(self, interaction: discord.Interaction, **changes: int | bool) -> ChannelRules:
-        channel_id = interaction.channel_id or 0
-        rules = await self.bot.store.set_channel_rules(channel_id, actor_id=interaction.user.id, **changes)  # type: ignore[arg-type]
-        self._rules[channel_id] = rules
-        return rules
-
-    async def _reload(self, channel_id: int) -> ChannelRules:
-        rules = self._rules[channel_id] = await self.bot.store.channel_rules(channel_id)
-        return rules
+        return await self.moderator.set_rules(interaction.channel_id or 0, interaction.user.id, **changes)
 
     # -- lock, cooldown, limit -----------------------------------------------------------------
 
@@ -155,7 +96,7 @@ class Moderation(
         self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, MAX_COOLDOWN_S]
     ) -> None:
         await self._set_rules(interaction, cooldown_s=seconds)
-        self.gate.reset_cooldowns(interaction.channel_id or 0)  # the new period starts fresh
+        self.moderator.gate.reset_cooldowns(interaction.channel_id or 0)  # the new period starts fresh
         text = (
             f"⏱️ {interaction.user.mention} set a cooldown of **{seconds} s** per user for model commands in {_here(interaction)}."
             if seconds
@@ -185,7 +126,7 @@ class Moderation(
     ) -> None:
         channel_id = interaction.channel_id or 0
         added = await self.bot.store.add_blocked_phrase(channel_id, phrase, actor_id=interaction.user.id)
-        rules = await self._reload(channel_id)
+        rules = await self.moderator.reload(channel_id)
         shown = _quote(" ".join(phrase.split()).lower())
         if not added:
             await replies.send_long(
@@ -206,7 +147,7 @@ class Moderation(
     ) -> None:
         channel_id = interaction.channel_id or 0
         removed = await self.bot.store.remove_blocked_phrase(channel_id, phrase, actor_id=interaction.user.id)
-        await self._reload(channel_id)
+        await self.moderator.reload(channel_id)
         shown = _quote(" ".join(phrase.split()).lower())
         text = (
             f"✅ Unblocked {shown} in {_here(interaction)}."
@@ -241,7 +182,7 @@ class Moderation(
                 f"{' s' if rules.cooldown_s else ''}** · limit: **{rules.max_inflight or 'off'}**"
                 f" · blocked phrases: **{len(rules.blocklist.phrases)}**"
             )
-        running = self.gate.inflight(interaction.channel_id or 0)
+        running = self.moderator.gate.inflight(interaction.channel_id or 0)
         lines.append(f"-# model commands running here now: {running}")
         await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
 
@@ -267,4 +208,7 @@ def _log_line(entry: AuditEntry, channel_id: int) -> str:
 
 
 async def setup(bot: Transcord) -> None:
-    await bot.add_cog(Moderation(bot))
+    moderator = bot.models.moderator
+    if moderator is None:
+        raise RuntimeError(f"moderation could not be loaded ({bot.models.moderation_error})")
+    await bot.add_cog(Moderation(bot, moderator))

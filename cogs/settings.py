@@ -1,4 +1,8 @@
-"""/settings: what this channel's model commands use, and (for moderators) changing it."""
+"""/settings show: what this channel's model commands use; /config: moderators change it.
+
+Two groups because Discord hides (``default_permissions``) whole top-level commands only: members
+see ``/settings``, moderators also see ``/config``. Every ``/config`` use is checked here too.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
+from cogs.utils import checks, replies
 from cogs.utils.settings import SETTING_KEYS
 from cogs.utils.store import Scope
 
 if TYPE_CHECKING:
-    from bot import Transcord
+    from app.transcord import Transcord
 
 ScopeChoice = Literal["channel", "server"]
 SOURCE_LABELS = {
@@ -25,11 +29,10 @@ SOURCE_LABELS = {
 
 
 def _scope(interaction: discord.Interaction, choice: ScopeChoice) -> tuple[Scope, int]:
-    if interaction.guild_id is None:
-        raise replies.UserFacingError("Settings can only be changed in a server channel.")
+    guild_id = checks.require_server(interaction)
     replies.check_choice("scope", choice, get_args(ScopeChoice))
     if choice == "server":
-        return "guild", interaction.guild_id
+        return "guild", guild_id
     return "channel", interaction.channel_id or 0
 
 
@@ -51,6 +54,35 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
         self.bot = bot
         super().__init__()
 
+    @app_commands.command(
+        name="show", description="Show the settings model commands use here, and where each comes from"
+    )
+    async def show(self, interaction: discord.Interaction) -> None:
+        parent_id = getattr(interaction.channel, "parent_id", None)
+        explained = await self.bot.store.explain(interaction.guild_id, interaction.channel_id or 0, parent_id)
+        lines = ["**Settings here**"]
+        for key in SETTING_KEYS:
+            value, source = explained[key]
+            lines.append(f"• **{key}**: {_format_value(key, value)} · *{SOURCE_LABELS[source]}*")
+        lines.append(f"-# models available: {', '.join(self.bot.models.model_names())}")
+        await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
+
+
+# Shown to members with Manage Channels (an admin may grant /config to the moderator role in
+# Server Settings -> Integrations); each change is checked on the server by its scope.
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_channels=True)
+class Config(
+    commands.GroupCog, group_name="config", group_description="Change the model settings here (moderators)"
+):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        checks.require_server(interaction)
+        return True
+
     async def _require_moderator(self, interaction: discord.Interaction, scope: Scope) -> None:
         if scope == "guild":
             # Manage Channels may be granted in one channel only; it must not reach the server default.
@@ -62,19 +94,6 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
         raise app_commands.CheckFailure(
             f"Changing settings needs the {needed} permission or this server's moderator role."
         )
-
-    @app_commands.command(
-        name="show", description="Show the settings model commands use here, and where each comes from"
-    )
-    async def show(self, interaction: discord.Interaction) -> None:
-        parent_id = getattr(interaction.channel, "parent_id", None)
-        explained = await self.bot.store.explain(interaction.guild_id, interaction.channel_id or 0, parent_id)
-        lines = ["**Settings here**"]
-        for key in SETTING_KEYS:
-            value, source = explained[key]
-            lines.append(f"• **{key}**: {_format_value(key, value)} · *{SOURCE_LABELS[source]}*")
-        lines.append(f"-# models available: {', '.join(self.bot.service.model_names())}")
-        await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
 
     @app_commands.command(name="set", description="Change settings for this channel (or the whole server)")
     @app_commands.describe(
@@ -119,7 +138,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
             values,
             actor_id=interaction.user.id,
             max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap,
-            model_names=self.bot.service.model_names(),
+            model_names=self.bot.models.model_names(),
         )
         where = "the server default" if target == "guild" else f"<#{target_id}>"
         changes = ", ".join(f"**{k}** → {_format_value(k, v)}" for k, v in saved.items())
@@ -129,7 +148,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
     async def _model_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        names = self.bot.service.model_names()
+        names = self.bot.models.model_names()
         return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
 
     @app_commands.command(name="reset", description="Go back to the inherited value of a setting (or all)")
@@ -164,11 +183,10 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
     async def moderator_role(
         self, interaction: discord.Interaction, role: discord.Role | None = None
     ) -> None:
-        if interaction.guild_id is None:
-            raise replies.UserFacingError("The moderator role is a server setting; use this in a server.")
+        guild_id = checks.require_server(interaction)
         if not interaction.permissions.manage_guild:
             raise app_commands.CheckFailure("Setting the moderator role needs the Manage Server permission.")
-        await self.bot.store.set_meta(f"moderator_role:{interaction.guild_id}", str(role.id) if role else "")
+        await self.bot.store.set_meta(f"moderator_role:{guild_id}", str(role.id) if role else "")
         text = (
             f"🛡️ Members of {role.mention} may now change settings." if role else "🛡️ Moderator role cleared."
         )
@@ -177,3 +195,4 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
 
 async def setup(bot: Transcord) -> None:
     await bot.add_cog(Settings(bot))
+    await bot.add_cog(Config(bot))

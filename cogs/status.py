@@ -13,7 +13,7 @@ from cogs.utils import replies
 from model_service import MASK
 
 if TYPE_CHECKING:
-    from bot import Transcord
+    from app.transcord import Transcord
 
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` `[max_new_tokens]` `[temperature]` `[top_p]` continues your text.
@@ -23,10 +23,10 @@ HELP = f"""**Transcord**: language models in this channel.
 **/fill** `text` `[top_k]` guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
 **/settings show** shows this channel's settings and where each comes from.
-**/settings set** / **/settings reset** change them (Manage Channels or the moderator role).
-  e.g. `/settings set temperature: 0.3 persona: You are a cheerful pirate.`
+**/config set** / **/config reset** change them (Manage Channels or the moderator role).
+  e.g. `/config set temperature: 0.3 persona: You are a cheerful pirate.`
   A thread inherits its channel's settings, a channel the server's, the server the bot's.
-**/settings moderator-role** picks the role that may change settings (Manage Server).
+**/config moderator-role** picks the role that may change settings (Manage Server).
 **/story start** `premise` `[turns]` `[max_players]` opens a story the channel writes together;
   **/story join**, **/story add** `text`, **/story show**, **/story undo** (moderators), **/story end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
@@ -46,7 +46,7 @@ class Status(commands.Cog):
 
     @app_commands.command(name="status", description="Models loaded, queue depth and recent speed")
     async def status(self, interaction: discord.Interaction) -> None:
-        s = self.bot.service.status()
+        s = self.bot.models.status()
         lines = ["**Status**"]
         for m in s.models:
             lines.append(
@@ -62,6 +62,8 @@ class Status(commands.Cog):
         rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"
         lines.append(f"Recent latency: {latency} · speed: {rate}")
         lines.append(f"Uptime: {_duration(time.monotonic() - self.bot.started_at)}")
+        if self.bot.models.moderation_error is not None:
+            lines.append("🛡️ Moderation could not be loaded: model commands are refused until it is.")
         if self.bot.failed_extensions:
             lines.append(f"⚠️ Features that failed to load: {', '.join(self.bot.failed_extensions)}")
         await replies.send_long(interaction, "\n".join(lines), ephemeral=True)

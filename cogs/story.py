@@ -3,7 +3,7 @@
 Stories, players and turns live in SQLite, so a story survives a restart. Additions to one
 story are serialised by a per-story lock (and numbered inside a write transaction), so two
 ``/story add`` at the same moment are both kept, in order, each with its own continuation.
-The model parts run inside ``bot.model_command``: lock, blocklist, cooldown and limit apply.
+The model parts run inside ``bot.models.command``: lock, blocklist, cooldown and limit apply.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -19,12 +19,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
+from cogs.utils import checks, replies
+from cogs.utils.models import ModelCall
 from cogs.utils.store import NewTurn, Story, StoryPlayer, StoryTurn
 from model_service import GenerationRequest
 
 if TYPE_CHECKING:
-    from bot import Transcord
+    from app.transcord import Transcord
 
 TurnChoice = Literal["free", "round-robin"]
 PREMISE_LIMIT = 1000
@@ -91,6 +92,7 @@ def _bold_name(name: str) -> str:
 # -- the cog -----------------------------------------------------------------------------------
 
 
+@app_commands.guild_only()
 class StoryMode(
     commands.GroupCog, group_name="story", group_description="Write a story together, turn by turn"
 ):
@@ -103,9 +105,11 @@ class StoryMode(
     def bot_name(self) -> str:
         return self.bot.user.display_name if self.bot.user else "Transcord"
 
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        checks.require_server(interaction)  # hidden from DMs by guild_only; refused there all the same
+        return True
+
     async def _open_story(self, interaction: discord.Interaction) -> Story:
-        if interaction.guild_id is None:
-            raise replies.UserFacingError("Stories are told in server channels.")
         story = await self.bot.store.open_story(interaction.channel_id or 0)
         if story is None:
             raise replies.UserFacingError("No story is open here. Start one with `/story start`.")
@@ -125,7 +129,7 @@ class StoryMode(
         story: Story,
         texts: Sequence[str],
         header: str,
-        redact: Callable[[str], str],
+        model: ModelCall,
     ) -> str:
         """Stream the model's continuation of the story into the reply; return it as posted."""
         settings = await self.bot.settings_for(interaction)
@@ -136,12 +140,12 @@ class StoryMode(
         )
         result = await replies.stream_reply(
             interaction,
-            self.bot.service.stream(request),
-            header=redact(header),
+            model.stream(request),
+            header=model.redact(header),
             interval=self.bot.config.stream_edit_interval_s,
-            transform=redact,
+            transform=model.redact,
         )
-        return redact(result.text)
+        return model.redact(result.text)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -158,16 +162,15 @@ class StoryMode(
         turns: TurnChoice = "free",
         max_players: app_commands.Range[int, 1, MAX_PLAYERS] = 6,
     ) -> None:
-        if interaction.guild_id is None:
-            raise replies.UserFacingError("Stories are told in server channels.")
+        guild_id = checks.require_server(interaction)
         replies.check_choice("turns", turns, get_args(TurnChoice))
         store = self.bot.store
         existing = await store.open_story(interaction.channel_id or 0)
         if existing is not None:
             raise _already_open(existing)
-        async with self.bot.model_command(interaction, premise) as redact:
+        async with self.bot.models.command(interaction, premise) as model:
             story = await store.create_story(
-                guild_id=interaction.guild_id,
+                guild_id=guild_id,
                 channel_id=interaction.channel_id or 0,
                 starter_id=interaction.user.id,
                 starter_name=interaction.user.display_name,
@@ -185,7 +188,7 @@ class StoryMode(
             )
             try:
                 async with self._story_lock(interaction, story.id):
-                    opening = await self._continue(interaction, story, [], header, redact)
+                    opening = await self._continue(interaction, story, [], header, model)
                     await store.add_story_turns(story.id, [("opening", None, self.bot_name, opening)])
             except BaseException:
                 # No opening, no story: the channel is free for another try.
@@ -220,7 +223,7 @@ class StoryMode(
         _check_turn(
             interaction.user, story, await store.story_players(story.id), await store.story_turns(story.id)
         )
-        async with self.bot.model_command(interaction, text) as redact:
+        async with self.bot.models.command(interaction, text) as model:
             if not interaction.response.is_done():
                 await interaction.response.defer(thinking=True)
             async with self._story_lock(interaction, story.id):
@@ -232,7 +235,7 @@ class StoryMode(
                 name = interaction.user.display_name
                 header = f"✍️ {_bold_name(name)}: {discord.utils.escape_markdown(text)}\n"
                 texts = [*(t.text for t in turns), text]
-                continuation = await self._continue(interaction, current, texts, header, redact)
+                continuation = await self._continue(interaction, current, texts, header, model)
                 added: list[NewTurn] = [
                     ("player", interaction.user.id, name, text),
                     ("bot", None, self.bot_name, continuation),

@@ -83,6 +83,8 @@ class CommandRegistry:
             "application_id": str(self._application_id),
             "version": str(self._ids.next()),
         }
+        if stored["default_member_permissions"] is not None:  # a bitfield sent as a number or a string
+            stored["default_member_permissions"] = str(int(stored["default_member_permissions"]))
         if guild_id is not None:
             stored["guild_id"] = str(guild_id)
         return stored

@@ -20,7 +20,7 @@ class FaultRule:
     ``/api/v10``. ``hits`` counts the calls it answered, so a test can check the fault fired.
     """
 
-    kind: str  # "429", "error" or "delay"
+    kind: str  # "429", "ban" (a 429 from Cloudflare's edge), "error" or "delay"
     method: str | None
     path_contains: str
     count: int | None
@@ -63,7 +63,8 @@ class Faults:
         for rule in self.rules:
             if rule.kind != "delay" and rule.matches(method, path):
                 rule.hits += 1
-                return (rate_limited(rule) if rule.kind == "429" else server_error(rule.status)), rule
+                answers = {"429": rate_limited, "ban": banned}
+                return answers.get(rule.kind, lambda r: server_error(r.status))(rule), rule
         return None, None
 
 
@@ -84,6 +85,12 @@ def rate_limited(rule: FaultRule) -> web.Response:
     if rule.is_global:
         headers["X-RateLimit-Global"] = "true"
     return json_response(body, status=429, headers=headers)
+
+
+def banned(rule: FaultRule) -> web.Response:
+    """Cloudflare's 429 after too many invalid requests: an HTML page, no ``Via``, no ``retry_after``."""
+    text = "<html><body><h1>Error 1015</h1><p>You are being rate limited.</p></body></html>"
+    return web.Response(status=429, text=text, content_type="text/html")
 
 
 def server_error(status: int) -> web.Response:

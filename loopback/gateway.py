@@ -93,6 +93,7 @@ class Gateway:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.compress = compress
         self.url = ""  # set by the server once bound; READY's resume_gateway_url
+        self.refusals = 0  # the next connection attempts answered 503, as a gateway in trouble does
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.events: list[GatewayEvent] = []
@@ -150,7 +151,11 @@ class Gateway:
 
     # -- the websocket ----------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refusals > 0:
+            self.refusals -= 1
+            self._note("refused", None, request.query_string)
+            return web.Response(status=503, text="503 Service Unavailable")
         ws = web.WebSocketResponse(compress=False, max_msg_size=0)
         await ws.prepare(request)
         wants_zlib = request.query.get("compress") == "zlib-stream"

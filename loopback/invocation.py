@@ -101,7 +101,8 @@ class Invoker:
             spec = {"id": str(self.state.ids.next()), "name": name, "type": 1, "options": []}
         perms = world.permissions(member, channel)
         if strict:
-            _check_visible(spec, perms, member, channel)
+            granted = self.state.command_grants.get((guild.id, name), set())
+            _check_visible(spec, perms, member, channel, granted)
         ctx = OptionContext(world, guild, member, Resolved(), self._store_attachment, strict, focused)
         data = build_command_data(spec, path, options or {}, ctx)
         bot = world.member(guild, world.application.bot)
@@ -166,8 +167,14 @@ class Invoker:
         }
 
 
-def _check_visible(spec: dict[str, Any], perms: int, member: Member, channel: Channel) -> None:
-    """The Discord client hides commands a member may not use; refuse to invoke those."""
+def _check_visible(
+    spec: dict[str, Any], perms: int, member: Member, channel: Channel, granted: set[int]
+) -> None:
+    """The Discord client hides commands a member may not use; refuse to invoke those.
+
+    ``granted``: the role, member and guild (@everyone) ids an admin granted the command to in
+    Integrations, which overrides its ``default_member_permissions``.
+    """
     name = spec["name"]
     if not perms & Perm.USE_APPLICATION_COMMANDS:
         raise InvalidInvocation(f"{member.user.name} may not use application commands in #{channel.name}")
@@ -177,9 +184,19 @@ def _check_visible(spec: dict[str, Any], perms: int, member: Member, channel: Ch
     required = spec.get("default_member_permissions")
     if required is None or perms & Perm.ADMINISTRATOR:
         return
+    if granted & {member.id, member.guild_id, *member.roles}:
+        return
     needed = int(required)
     if needed == 0 or perms & needed != needed:
-        raise InvalidInvocation(f"{member.user.name} lacks default_member_permissions {needed} for /{name}")
+        missing = ", ".join(_perm_name(p) for p in Perm if p & needed and not perms & p) or "admin only"
+        raise InvalidInvocation(
+            f"Discord hides /{name} from {member.user.name}: it needs {missing} "
+            f"(default_member_permissions {needed}; a server admin can grant it in Integrations)"
+        )
+
+
+def _perm_name(perm: Perm) -> str:
+    return (perm.name or str(int(perm))).replace("_", " ").title().replace("Guild", "Server")
 
 
 def _command_path(data: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
@@ -77,6 +78,7 @@ class LoopbackDiscord(Invoker):
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port = 0
+        self._tls = False
         self.guild: Guild | None = None
         self.general: Channel | None = None
         self.thread: Channel | None = None
@@ -98,15 +100,20 @@ class LoopbackDiscord(Invoker):
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> Self:
+        """Bind and serve; with ``ssl_context``, over TLS (https:// and wss://), as Discord does."""
         check_loopback(host)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.router.handle)
         app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/", self.gateway.handle)  # Discord's own gateway is wss://gateway.discord.gg/
         app.router.add_get("/attachments/{channel}/{file}/{name}", self._attachment)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
+        self._tls = ssl_context is not None
         await site.start()
         self._host, self._port = host, self._runner.addresses[0][1]
         self.state.base_url = self.url
@@ -132,7 +139,7 @@ class LoopbackDiscord(Invoker):
     @property
     def url(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self._port}"
 
     @property
     def api_base(self) -> str:
@@ -140,7 +147,7 @@ class LoopbackDiscord(Invoker):
 
     @property
     def gateway_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/gateway"
+        return self.url.replace("http", "ws", 1) + "/gateway"
 
     ws_url = gateway_url
 
@@ -262,6 +269,13 @@ class LoopbackDiscord(Invoker):
         """Wait until a bot is identified or resumed on a live gateway connection."""
         await self.wait_for(self.gateway.connected, timeout, "a ready gateway connection")
 
+    def grant_command(self, name: str, *to: Role | Member | Guild) -> None:
+        """What a server admin does in Server Settings -> Integrations: let these roles, members
+        or the whole guild (@everyone) see and use ``/name`` whatever its default permissions."""
+        for target in to:
+            guild_id = target.id if isinstance(target, Guild) else target.guild_id
+            self.state.command_grants.setdefault((guild_id, name), set()).add(target.id)
+
     # -- faults -----------------------------------------------------------------------------------
 
     def inject_429(
@@ -277,6 +291,12 @@ class LoopbackDiscord(Invoker):
             "429", method, path_contains, count, status=429, retry_after=retry_after, is_global=is_global
         )
         return self.state.faults.add(rule)
+
+    def inject_ban(
+        self, method: str | None = None, path_contains: str = "", *, count: int | None = 1
+    ) -> FaultRule:
+        """429s as Cloudflare's edge sends them to a banned IP: discord.py does not retry those."""
+        return self.state.faults.add(FaultRule("ban", method, path_contains, count, status=429))
 
     def inject_error(
         self, status: int = 500, method: str | None = None, path_contains: str = "", *, count: int | None = 1
@@ -296,6 +316,10 @@ class LoopbackDiscord(Invoker):
     async def drop_gateway(self, code: int | None = 4000) -> None:
         """Close the bot's gateway connection (``None``: cut it without a close frame); it should RESUME."""
         await self.gateway.drop(code)
+
+    def refuse_gateway(self, count: int) -> None:
+        """Answer the next ``count`` gateway connection attempts with a 503 instead of a websocket."""
+        self.gateway.refusals = count
 
     def send_reconnect(self) -> None:
         self.gateway.send_reconnect()

@@ -28,6 +28,9 @@ class ServerState:
     files: dict[int, FileRecord] = field(default_factory=dict)
     response_deadline: float | None = 3.0
     base_url: str = ""
+    # Server Settings -> Integrations: (guild id, command name) -> role, member or guild (@everyone)
+    # ids a server admin granted the command to, over its default_member_permissions.
+    command_grants: dict[tuple[int, str], set[int]] = field(default_factory=dict)
 
     def attachment_url(self, channel_id: int, file: FileRecord) -> str:
         return f"{self.base_url}/attachments/{channel_id}/{file.id}/{file.filename}"

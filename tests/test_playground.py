@@ -14,12 +14,12 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
+from app.playground import run_playground
+from app.playground import session as playground_module
+from app.playground.input import CommandCompleter
+from app.playground.parse import ParseError, parse_command
 from cogs.utils.config import BotConfig, load_config
 from loopback import LoopbackDiscord
-from loopback import playground as playground_module
-from loopback.playground import run_playground
-from loopback.playground_input import CommandCompleter
-from loopback.playground_parse import ParseError, parse_command
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,9 +108,9 @@ async def test_a_scripted_session_shows_what_a_discord_user_would_see(config: Bo
         "",
         "/generate prompt: Once upon a time max_new_tokens: 8",
         "/fill text: The capital of France is [MASK].",
-        "/settings set temperature: 0.3",
+        "/config set temperature: 0.3",
         "/as moderator",
-        "/settings set temperature: 0.3",
+        "/config set temperature: 0.3",
         "/channel thread",
         "/settings show",
         "/bogus",
@@ -119,7 +119,7 @@ async def test_a_scripted_session_shows_what_a_discord_user_would_see(config: Bo
         "/generate prompt: hi temperature: warm",
         "/generate prompt: hi max_new_tokens: 5000",
         "/channel new lab",
-        "/settings set top_p: 0.5",
+        "/config set top_p: 0.5",
         "/thread new plot twist",
         "/settings show",
         "/help",
@@ -143,10 +143,11 @@ async def test_a_scripted_session_shows_what_a_discord_user_would_see(config: Bo
     assert len(ranks) >= 2 and ranks == [str(i) for i in range(1, len(ranks) + 1)]
     assert "causal LM, sentences rescored" in filled
 
-    refused = section(out, "/settings set temperature: 0.3")  # the first one: as the member
-    assert "Transcord (only you can see this):" in refused and "Manage Channels" in refused
+    refused = section(out, "/config set temperature: 0.3")  # the first one: as the member
+    # As in Discord, a member does not even see /config: the bot is never asked.
+    assert "error: Discord hides /config from member: it needs Manage Channels" in refused
     assert "You are now moderator in #general." in section(out, "/as moderator")
-    changed = out.split("moderator in #general> /settings set temperature: 0.3", 1)[1]
+    changed = out.split("moderator in #general> /config set temperature: 0.3", 1)[1]
     assert "⚙️ @moderator set **temperature** → `0.3` for #general." in changed.split("> ", 1)[0]
     assert "thread “side-story” in #general" in section(out, "/channel thread")
     shown = out.split("moderator in #side-story> /settings show", 1)[1].split("> ", 1)[0]

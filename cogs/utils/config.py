@@ -42,6 +42,11 @@ class BotConfig:
     def token_set(self) -> bool:
         return bool(self.token)
 
+    @property
+    def elsewhere(self) -> bool:
+        """True: a Discord-compatible server of its own (both addresses set); False: Discord itself."""
+        return self.api_base is not None and self.gateway_url is not None
+
 
 def _text(env: Mapping[str, str], key: str, default: str | None = None) -> str | None:
     value = env.get(key)
@@ -147,6 +152,18 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
     for key, name in (("DEFAULT_MODEL", default_model), ("FILL_MODEL", fill_model)):
         if name is not None and name not in catalog:
             raise ConfigError(f"{key} `{name}` is not in MODELS (known: {', '.join(catalog)})")
+    api_base = _url(env, "DISCORD_API_BASE", ("http://", "https://"))
+    gateway_url = _url(env, "DISCORD_GATEWAY_URL", ("ws://", "wss://"))
+    if (api_base is None) != (gateway_url is None):
+        given, missing = (
+            ("DISCORD_API_BASE", "DISCORD_GATEWAY_URL")
+            if api_base
+            else ("DISCORD_GATEWAY_URL", "DISCORD_API_BASE")
+        )
+        raise ConfigError(
+            "DISCORD_API_BASE and DISCORD_GATEWAY_URL go together: set both to use a Discord-compatible "
+            f"server, or neither to use Discord ({given} is set, {missing} is not)"
+        )
     cap = _int(env, "MAX_NEW_TOKENS_CAP", 512, 1, MAX_NEW_TOKENS_LIMIT)
     try:
         service = _service_config(env, catalog, default_model, fill_model, cap)
@@ -155,8 +172,8 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
     return BotConfig(
         token=_text(env, "DISCORD_TOKEN"),
         guild_ids=_guild_ids(env),
-        api_base=_url(env, "DISCORD_API_BASE", ("http://", "https://")),
-        gateway_url=_url(env, "DISCORD_GATEWAY_URL", ("ws://", "wss://")),
+        api_base=api_base,
+        gateway_url=gateway_url,
         database_path=Path(_text(env, "DATABASE_PATH", "data/transcord.sqlite3") or ""),
         models_dir=models_dir,
         service=service,

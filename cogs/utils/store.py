@@ -224,7 +224,7 @@ class Store:
         detail = ", ".join(f"{key}={_brief(value)}" for key, value in clean.items())
         async with self._transaction() as db:
             await db.executemany(_UPSERT_SETTING, rows)
-            await _audit(db, scope, scope_id, actor_id, "settings set", detail, now)
+            await _audit(db, scope, scope_id, actor_id, "config set", detail, now)
         log.info("%s %s: %s set %s", scope, scope_id, actor_id, ", ".join(clean))
         return clean
 
@@ -243,7 +243,7 @@ class Store:
                 removed = {row[0] for row in await cursor.fetchall()}
             if removed:
                 keys_removed = ", ".join(key for key in SETTING_KEYS if key in removed)
-                await _audit(db, scope, scope_id, actor_id, "settings reset", keys_removed, time.time())
+                await _audit(db, scope, scope_id, actor_id, "config reset", keys_removed, time.time())
         if removed:
             log.info("%s %s: %s reset %s", scope, scope_id, actor_id, ", ".join(sorted(removed)))
         return [key for key in SETTING_KEYS if key in removed]

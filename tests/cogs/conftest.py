@@ -1,14 +1,20 @@
-"""Shared fixtures for the store tests: a database file and a store open on it."""
+"""Shared fixtures: a database file and a store open on it (the store tests); the real bot on the
+loopback server with the fake model service (the command tests)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import discord
 import pytest
 
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.store import Store
+from loopback import LoopbackDiscord
+from model_service import ModelServiceAPI
+from tests.cogs.fakes import FakeService
+from tests.e2e.harness import BotRunner, base_env
 
 
 @pytest.fixture
@@ -26,3 +32,35 @@ def db_path(tmp_path: Path) -> Path:
 async def store(db_path: Path, store_defaults: ChannelSettings) -> AsyncIterator[Store]:
     async with await Store.open(db_path, store_defaults) as opened:
         yield opened
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LoopbackDiscord]:
+    async with LoopbackDiscord() as running:
+        yield running
+
+
+@pytest.fixture
+def fake() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+async def runner(server: LoopbackDiscord, fake: FakeService, tmp_path: Path) -> AsyncIterator[BotRunner]:
+    env = base_env(server, tmp_path / "transcord.sqlite3", {"fake": "unused", "other": "unused"})
+
+    async def factory(config: object) -> ModelServiceAPI:
+        return fake
+
+    running = BotRunner(server, env, service_factory=factory)
+    try:
+        yield running
+    finally:
+        await running.aclose()
+
+
+@pytest.fixture(autouse=True)
+def discord_addresses_restored() -> Iterator[None]:
+    before = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    yield
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before

@@ -10,13 +10,10 @@ import asyncio
 import itertools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import discord
 import pytest
 
-import bot as bot_module
+import app as bot_module
 from cogs.utils.replies import GENERIC_ERROR, RESTARTING
 from loopback import LoopbackDiscord
 from model_service import (
@@ -29,7 +26,7 @@ from model_service import (
     ValidationError,
 )
 from tests.cogs.fakes import FakeService, Script
-from tests.e2e.harness import BotRunner, all_text, base_env, has_footer, no_pings, run
+from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,40 +35,8 @@ INTERVAL = 0.2
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LoopbackDiscord]:
-    async with LoopbackDiscord() as running:
-        yield running
-
-
-@pytest.fixture
-def fake() -> FakeService:
-    return FakeService()
-
-
-@pytest.fixture
-async def runner(server: LoopbackDiscord, fake: FakeService, tmp_path: Path) -> AsyncIterator[BotRunner]:
-    env = base_env(server, tmp_path / "transcord.sqlite3", {"fake": "unused", "other": "unused"})
-
-    async def factory(config: object) -> ModelServiceAPI:
-        return fake
-
-    running = BotRunner(server, env, service_factory=factory)
-    try:
-        yield running
-    finally:
-        await running.aclose()
-
-
-@pytest.fixture
 async def transcord(runner: BotRunner) -> bot_module.Transcord:
     return await runner.start(extensions=CORE)
-
-
-@pytest.fixture(autouse=True)
-def discord_addresses_restored() -> Iterator[None]:
-    before = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    yield
-    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before
 
 
 def test_the_fake_implements_the_service_protocol() -> None:
@@ -102,8 +67,8 @@ async def test_options_override_channel_settings_and_the_persona_is_for_chat_onl
         "repetition_penalty": 1.2,
         "persona": "You are a pirate.",
     }
-    await run(server, "settings set", settings, user=server.moderator)
-    await run(server, "settings set", {"scope": "server", "top_p": 0.5}, user=server.owner)
+    await run(server, "config set", settings, user=server.moderator)
+    await run(server, "config set", {"scope": "server", "top_p": 0.5}, user=server.owner)
 
     options = {"prompt": "Ahoy", "max_new_tokens": 10, "temperature": 1.2}
     await run(server, "generate", options, until=has_footer)
@@ -135,7 +100,7 @@ async def test_a_stored_max_new_tokens_above_a_lowered_cap_is_clamped(
     server: LoopbackDiscord, fake: FakeService, runner: BotRunner
 ) -> None:
     await runner.start(extensions=CORE)
-    await run(server, "settings set", {"max_new_tokens": 500}, user=server.moderator)
+    await run(server, "config set", {"max_new_tokens": 500}, user=server.moderator)
     fake.cap = 100
     await runner.restart(MAX_NEW_TOKENS_CAP="100")
     reply = await run(server, "generate", {"prompt": "Hi"}, until=has_footer)
@@ -152,7 +117,7 @@ async def test_fill_uses_the_fill_model_or_else_the_channels_model(
     expected_model: str | None,
 ) -> None:
     await runner.start(extensions=CORE, **({"FILL_MODEL": fill_model} if fill_model else {}))
-    await run(server, "settings set", {"model": "other"}, user=server.moderator)
+    await run(server, "config set", {"model": "other"}, user=server.moderator)
     reply = await run(server, "fill", {"text": "The capital of France is [MASK].", "top_k": 2})
 
     [request] = fake.fill_requests

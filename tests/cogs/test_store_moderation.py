@@ -106,9 +106,9 @@ async def test_every_rule_change_and_settings_change_is_logged_newest_first(stor
     entries = await store.audit_log(GUILD, [CHANNEL])
     assert [(e.actor_id, e.action, e.detail) for e in entries] == [
         (MOD, "note", "hello"),
-        (MOD, "settings set", "persona=" + "x" * 59 + "…"),
-        (BOB, "settings reset", "temperature"),
-        (ALICE, "settings set", "temperature=0.3"),
+        (MOD, "config set", "persona=" + "x" * 59 + "…"),
+        (BOB, "config reset", "temperature"),
+        (ALICE, "config set", "temperature=0.3"),
         (MOD, "blocklist remove", "orc"),
         (MOD, "blocklist add", "orc"),
         (MOD, "limit", "3 at once"),
@@ -116,7 +116,7 @@ async def test_every_rule_change_and_settings_change_is_logged_newest_first(stor
         (MOD, "lock", "model commands paused"),
     ]
     assert entries[0].at >= entries[-1].at > 0
-    assert [e.action for e in await store.audit_log(GUILD, [CHANNEL], limit=2)] == ["note", "settings set"]
+    assert [e.action for e in await store.audit_log(GUILD, [CHANNEL], limit=2)] == ["note", "config set"]
     assert [e.action for e in await store.audit_log(None, [OTHER])] == ["lock"]
 
 

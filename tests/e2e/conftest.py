@@ -8,7 +8,7 @@ from pathlib import Path
 import discord
 import pytest
 
-import bot as bot_module
+import app as bot_module
 from loopback import LoopbackDiscord
 from tests.e2e.harness import BotRunner, base_env
 from tests.fixtures import tiny_models

@@ -1,23 +1,21 @@
 """Starting the real bot the way ``bot.py`` does, against a :class:`LoopbackDiscord`.
 
-The config comes from ``load_config`` over an env-like dict, the service from
-``bot.build_service`` (or any :class:`ModelServiceAPI`, e.g. a fake), the store from
-``bot.open_store`` and the bot is ``bot.Transcord``; :func:`loopback.testing.run_bot` runs it.
-:class:`BotRunner` can stop and start it again on the same database file (a restart).
+The config comes from ``load_config`` over an env-like dict and the bot starts through
+:class:`app.App`, the same composition root as Discord mode; the service is ``app.build_service``
+(or any :class:`ModelServiceAPI`, e.g. a fake), kept across restarts. :class:`BotRunner` can stop
+and start the bot again on the same database file (a restart).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import bot as bot_module
+import app as bot_module
 from cogs.utils.config import BotConfig, load_config
 from loopback import InteractionRecord, LoopbackDiscord
-from loopback.testing import run_bot
 from model_service import ModelServiceAPI
 
 ServiceFactory = Callable[[BotConfig], Awaitable[ModelServiceAPI]]
@@ -56,7 +54,7 @@ class BotRunner:
         self.config: BotConfig | None = None
         self.starts = 0
         self.extensions: Sequence[str] | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
+        self.app: bot_module.App | None = None
 
     async def start(
         self, *, extensions: Sequence[str] | None = None, **overrides: str
@@ -66,25 +64,31 @@ class BotRunner:
         config = load_config({**self.env, **overrides})
         if self.service is None:
             self.service = await self.service_factory(config)
-        stack = contextlib.AsyncExitStack()
+        kwargs = {} if extensions is None else {"extensions": tuple(extensions)}
+        app = bot_module.App(config, service=self.service, guild_ready_timeout=0.05, **kwargs)
         try:
-            store = await bot_module.open_store(config)
-            stack.push_async_callback(store.close)
-            kwargs = {} if extensions is None else {"extensions": tuple(extensions)}
-            transcord = bot_module.Transcord(config, self.service, store, **kwargs)
-            await stack.enter_async_context(run_bot(transcord, self.server, config.token))
+            transcord = await app.open()
+            self.server.watch(await app.connect(ready_timeout=15.0))
         except BaseException:
-            await stack.aclose()
+            await self._close(app)
             raise
-        self._stack, self.bot, self.config = stack, transcord, config
+        self.app, self.bot, self.config = app, transcord, config
         self.extensions = extensions
         self.starts += 1
         return transcord
 
     async def stop(self) -> None:
-        stack, self._stack, self.bot = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
+        app, self.app, self.bot = self.app, None, None
+        if app is not None:
+            await self._close(app)
+
+    async def _close(self, app: bot_module.App) -> None:
+        if app.task is not None:
+            self.server.unwatch(app.task)
+            if app.task.done() and not app.task.cancelled() and app.task.exception() is not None:
+                await app.aclose()
+                raise app.task.exception()  # type: ignore[misc]  # a crash after the test's last wait
+        await app.aclose()
 
     async def restart(
         self, *, extensions: Sequence[str] | None = None, **overrides: str

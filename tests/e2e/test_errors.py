@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-import bot as bot_module
+import app as bot_module
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.harness import BotRunner, has_footer, no_pings, run
 
@@ -55,9 +55,9 @@ async def test_fill_refuses_text_without_exactly_one_mask(
 async def test_settings_refuse_an_unknown_model_and_keep_the_old_one(
     server: LoopbackDiscord, transcord: bot_module.Transcord
 ) -> None:
-    reply = await run(server, "settings set", {"model": "nope"}, user=server.moderator)
+    reply = await run(server, "config set", {"model": "nope"}, user=server.moderator)
     assert refused_with(reply, "❌ unknown model `nope`; available: bert, long, tiny"), reply.summary()
-    empty = await run(server, "settings set", user=server.moderator)
+    empty = await run(server, "config set", user=server.moderator)
     assert refused_with(empty, "❌ Give at least one setting to change, e.g. `temperature: 0.3`.")
     show = await run(server, "settings show")
     assert "• **model**: *(the bot's default)* · *bot default*" in (show.content or "")
@@ -66,7 +66,7 @@ async def test_settings_refuse_an_unknown_model_and_keep_the_old_one(
 async def test_a_model_that_cannot_generate_is_explained(
     server: LoopbackDiscord, transcord: bot_module.Transcord
 ) -> None:
-    await run(server, "settings set", {"model": "bert"}, user=server.moderator)
+    await run(server, "config set", {"model": "bert"}, user=server.moderator)
     reply = await run(server, "generate", {"prompt": "Once upon a time"})
     shown = [m for m in reply.messages if not m.deleted]
     assert len(shown) == 1 and shown[0].ephemeral, reply.summary()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-import bot as bot_module
+import app as bot_module
 from loopback import LoopbackDiscord
 from model_service import GenerationParams, GenerationRequest
 from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
@@ -64,20 +64,21 @@ async def test_generate_streams_edits_then_shows_prompt_continuation_and_footer(
 
 
 async def test_chat_answers_in_the_persona_a_moderator_set(
-    server: LoopbackDiscord, transcord: bot_module.Transcord
+    server: LoopbackDiscord, runner: BotRunner, transcord: bot_module.Transcord
 ) -> None:
     persona = "You are a cheerful pirate."
-    changed = await run(server, "settings set", {"persona": persona}, user=server.moderator)
+    changed = await run(server, "config set", {"persona": persona}, user=server.moderator)
     assert not changed.ephemeral and "persona" in (changed.content or ""), changed.summary()
 
     seen: list[GenerationRequest] = []
-    original_stream = transcord.service.stream
+    assert runner.service is not None
+    original_stream = runner.service.stream
 
     def spy(request: GenerationRequest, **kwargs: object) -> object:
         seen.append(request)
         return original_stream(request, **kwargs)  # type: ignore[arg-type]
 
-    transcord.service.stream = spy  # type: ignore[method-assign]
+    runner.service.stream = spy  # type: ignore[method-assign]
     message = "Tell me a story about a brave knight.\nPlease."
     reply = await run(server, "chat", {"message": message}, until=has_footer)
 

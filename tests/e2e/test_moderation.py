@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cogs.utils.moderation import Blocklist
-from loopback import InteractionRecord, LoopbackDiscord
+from loopback import InteractionRecord, InvalidInvocation, LoopbackDiscord
 from model_service import GenerationParams, GenerationRequest, GenerationResult
 from tests.e2e.harness import BotRunner
 
@@ -69,6 +69,15 @@ async def test_members_are_refused_every_moderator_command(
     server: LoopbackDiscord, runner: BotRunner
 ) -> None:
     await runner.start(**FAST)
+    assert server.guild is not None
+    for command, options in MOD_COMMANDS:
+        # Discord hides /mod from members (default_permissions) ...
+        with pytest.raises(
+            InvalidInvocation, match="Discord hides /mod from member: it needs Manage Channels"
+        ):
+            await server.invoke(command, options, user=server.member)
+    # ... and when an admin opens it to everyone in Integrations, the bot still decides.
+    server.grant_command("mod", server.guild)
     for command, options in MOD_COMMANDS:
         refused = await run(server, command, options, user=server.member)
         assert refused.ephemeral and refused.content == NOT_A_MODERATOR, (command, refused.summary())
@@ -84,10 +93,11 @@ async def test_the_moderator_role_grants_mod_commands_without_manage_channels(
     await runner.start(**FAST)
     storytellers = server.add_role("Storytellers")  # no permissions at all
     helper = server.add_member("helper", [storytellers])
+    server.grant_command("mod", storytellers)  # Integrations: the role sees /mod
     refused = await run(server, "mod lock", user=helper)
     assert refused.content == NOT_A_MODERATOR
     assert server.owner is not None
-    set_role = await run(server, "settings moderator-role", {"role": storytellers}, user=server.owner)
+    set_role = await run(server, "config moderator-role", {"role": storytellers}, user=server.owner)
     assert "Storytellers" in (set_role.content or "") or str(storytellers.id) in (set_role.content or "")
     locked = await run(server, "mod lock", user=helper)
     assert not locked.ephemeral and "locked this channel" in (locked.content or "")
@@ -298,9 +308,9 @@ async def test_mod_log_shows_who_did_what_and_when(server: LoopbackDiscord, runn
     await run(server, "mod cooldown", {"seconds": 10}, user=server.moderator)
     await run(server, "mod limit", {"n": 3}, user=server.owner)
     await run(server, "mod blocklist add", {"phrase": "orc"}, user=server.moderator)
-    await run(server, "settings set", {"temperature": 0.3}, user=server.owner)
-    await run(server, "settings reset", {"setting": "temperature"}, user=server.moderator)
-    await run(server, "settings set", {"scope": "server", "top_k": 5}, user=server.owner)
+    await run(server, "config set", {"temperature": 0.3}, user=server.owner)
+    await run(server, "config reset", {"setting": "temperature"}, user=server.moderator)
+    await run(server, "config set", {"scope": "server", "top_k": 5}, user=server.owner)
     await run(server, "mod unlock", user=server.owner)
     await run(server, "mod lock", user=server.moderator, channel=server.thread)
 
@@ -313,9 +323,9 @@ async def test_mod_log_shows_who_did_what_and_when(server: LoopbackDiscord, runn
     seen = [(int(e.group(2)), e.group(3), e.group(4)) for e in entries if e]
     assert seen == [
         (owner, "unlock", ": model commands allowed"),
-        (owner, "settings set", ": top\\_k=5 · *server-wide*"),
-        (mod, "settings reset", ": temperature"),
-        (owner, "settings set", ": temperature=0.3"),
+        (owner, "config set", ": top\\_k=5 · *server-wide*"),
+        (mod, "config reset", ": temperature"),
+        (owner, "config set", ": temperature=0.3"),
         (mod, "blocklist add", ": orc"),
         (owner, "limit", ": 3 at once"),
         (mod, "cooldown", ": 10 s per user"),

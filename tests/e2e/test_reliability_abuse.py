@@ -56,12 +56,12 @@ def member_attempts(server: LoopbackDiscord, elsewhere: Channel) -> Iterator[tup
         {"channel": elsewhere, "channel_id": str(elsewhere.id), "guild_id": "0", "force": True},
     ]
     base: list[tuple[str, dict[str, object]]] = [
-        ("settings set", {"temperature": 0.1, "persona": "Obey the member."}),
-        ("settings set", {"scope": "server", "model": "tiny", "max_new_tokens": 1}),
-        ("settings reset", {}),
-        ("settings reset", {"setting": "temperature", "scope": "server"}),
-        ("settings moderator-role", {"role": server.moderator_role}),
-        ("settings moderator-role", {}),
+        ("config set", {"temperature": 0.1, "persona": "Obey the member."}),
+        ("config set", {"scope": "server", "model": "tiny", "max_new_tokens": 1}),
+        ("config reset", {}),
+        ("config reset", {"setting": "temperature", "scope": "server"}),
+        ("config moderator-role", {"role": server.moderator_role}),
+        ("config moderator-role", {}),
         ("mod lock", {}),
         ("mod unlock", {}),
         ("mod cooldown", {"seconds": 3600}),
@@ -85,7 +85,7 @@ async def test_a_member_cannot_change_or_see_moderation_by_any_subcommand_or_opt
     thread = server.add_thread(channel, "members-thread", owner=server.member.user)
     elsewhere = new_channel(server)
     await ask(server, "mod blocklist add", {"phrase": "dragon"}, user=server.moderator, channel=channel)
-    await ask(server, "settings set", {"temperature": 0.4}, user=server.moderator, channel=channel)
+    await ask(server, "config set", {"temperature": 0.4}, user=server.moderator, channel=channel)
     before = snapshot(runner)
 
     failures = []
@@ -125,7 +125,7 @@ async def test_no_command_can_read_or_change_another_channels_settings(bot: Bot)
     secret = new_channel(server, "secret")
     await ask(
         server,
-        "settings set",
+        "config set",
         {"temperature": 0.3, "persona": "The secret persona."},
         user=server.moderator,
         channel=secret,
@@ -149,14 +149,14 @@ async def test_no_command_can_read_or_change_another_channels_settings(bot: Bot)
         assert "classified" not in (log.content or "") and "secret" not in (log.content or ""), log.summary()
 
     changed = await ask(
-        server, "settings set", {"temperature": 0.9, **aimed}, user=keeper, channel=own, strict=False
+        server, "config set", {"temperature": 0.9, **aimed}, user=keeper, channel=own, strict=False
     )
     assert f"for <#{own.id}>." in (changed.content or ""), (
         changed.summary()
     )  # its own channel, not the secret one
     unlock = await ask(server, "mod unlock", aimed, user=keeper, channel=own, strict=False)
     assert refusal(unlock) == "🔓 This channel is not locked.", unlock.summary()
-    reset = await ask(server, "settings reset", aimed, user=keeper, channel=own, strict=False)
+    reset = await ask(server, "config reset", aimed, user=keeper, channel=own, strict=False)
     assert f"for <#{own.id}>" in (reset.content or ""), reset.summary()
 
     after = {k: v for k, v in snapshot(runner).items() if k in ("settings", "blocked_phrases")}

@@ -68,7 +68,7 @@ def finished(record: InteractionRecord) -> bool:
 async def long_channel(server: LoopbackDiscord) -> Any:
     """A channel whose model is the 1024-position GPT-2: room for long, slow replies."""
     channel = new_channel(server)
-    done = await ask(server, "settings set", {"model": "long"}, user=server.moderator, channel=channel)
+    done = await ask(server, "config set", {"model": "long"}, user=server.moderator, channel=channel)
     assert not done.ephemeral, done.summary()
     return channel
 

@@ -200,7 +200,7 @@ FILL_TEXTS = {
 @pytest.mark.parametrize("model", ["tiny", "bert"])
 async def test_fill_answers_or_explains_every_mask_placement(server: LoopbackDiscord, model: str) -> None:
     channel = new_channel(server)
-    await ask(server, "settings set", {"model": model}, user=server.moderator, channel=channel)
+    await ask(server, "config set", {"model": model}, user=server.moderator, channel=channel)
     method = "masked LM" if model == "bert" else "causal LM, sentences rescored"
     failures = []
     for kind, (text, expected) in FILL_TEXTS.items():
@@ -252,7 +252,7 @@ async def test_settings_set_refuses_a_bad_value_naming_it_and_writes_nothing(
     server: LoopbackDiscord, options: dict[str, object], expected: str
 ) -> None:
     channel = new_channel(server)
-    reply = await ask(server, "settings set", options, user=server.moderator, channel=channel, strict=False)
+    reply = await ask(server, "config set", options, user=server.moderator, channel=channel, strict=False)
     assert refusal(reply) == expected, reply.summary()
     show = await ask(server, "settings show", channel=channel)
     assert " · *channel*" not in (show.content or ""), show.content
@@ -276,13 +276,13 @@ async def test_generate_refuses_a_bad_value_naming_it(
     ("command", "options", "expected"),
     [
         (
-            "settings set",
+            "config set",
             {"scope": "galaxy", "temperature": 0.5},
             "❌ `scope` must be one of channel, server, got 'galaxy'",
         ),
-        ("settings reset", {"scope": "galaxy"}, "❌ `scope` must be one of channel, server, got 'galaxy'"),
+        ("config reset", {"scope": "galaxy"}, "❌ `scope` must be one of channel, server, got 'galaxy'"),
         (
-            "settings reset",
+            "config reset",
             {"setting": "colour"},
             "❌ unknown setting `colour`; known settings: model, max_new_tokens, temperature, top_p, top_k, "
             "repetition_penalty, persona",

@@ -9,12 +9,9 @@ appears in none of its output.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,54 +19,13 @@ import pytest
 from cogs.utils.replies import RESTARTING
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.reliability import GENERATION_FOOTER, settled, shown_text
+from tests.fixtures.bot_process import START_S, BotProcess, connected_anew
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "MTIzNDU2Nzg5MDEy.Process-Token.k1ll-m3-N0t"
 GRACE_S = 0.5
-START_S = 90.0  # importing torch and loading a model, on a machine whose cores may be shared
-
-
-class BotProcess:
-    """``python bot.py`` with its settings in the environment and its output in files."""
-
-    def __init__(self, folder: Path, env: Mapping[str, str]) -> None:
-        self.folder = folder
-        self.env = env
-        self.process: asyncio.subprocess.Process | None = None
-        self.stdout = folder / "stdout.txt"
-        self.stderr = folder / "stderr.txt"
-
-    async def start(self) -> BotProcess:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "empty.env").write_text("")
-        # Only what a shell would pass on: no DISCORD_* or model settings of the developer's own.
-        inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(ROOT / "bot.py"),
-                "--env-file",
-                str(self.folder / "empty.env"),
-                cwd=self.folder,
-                env={**inherited, "PYTHONUNBUFFERED": "1", **self.env},
-                stdout=out,
-                stderr=err,
-            )
-        return self
-
-    async def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return await asyncio.wait_for(self.process.wait(), timeout)
-
-    def output(self) -> str:
-        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
 
 
 def bot_env(server: LoopbackDiscord, database: Path, models: str, **overrides: str) -> dict[str, str]:
@@ -87,20 +43,6 @@ def bot_env(server: LoopbackDiscord, database: Path, models: str, **overrides: s
         "MAX_NEW_TOKENS_CAP": "1024",
         **overrides,
     }
-
-
-async def connected_anew(server: LoopbackDiscord, process: BotProcess) -> None:
-    """Wait for a new IDENTIFY (this process's), failing at once if the process ends first."""
-    identified = sum(e.kind == "identify" and e.session_id is not None for e in server.gateway.events)
-
-    def ready() -> bool:
-        assert process.process is not None
-        if process.process.returncode is not None:
-            raise AssertionError(f"bot.py exited {process.process.returncode}:\n{process.output()[-3000:]}")
-        now = sum(e.kind == "identify" and e.session_id is not None for e in server.gateway.events)
-        return now > identified and server.gateway.connected()
-
-    await server.wait_for(ready, START_S, "bot.py to connect")
 
 
 def read_db(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
@@ -130,7 +72,7 @@ async def test_kill_9_mid_writes_loses_nothing_acknowledged_and_sigterm_mid_gene
             for i, channel in enumerate(channels):
                 temperature = round(0.01 * (i + 1), 2)
                 record = await server.invoke(
-                    "settings set", {"temperature": temperature}, user=server.moderator, channel=channel
+                    "config set", {"temperature": temperature}, user=server.moderator, channel=channel
                 )
                 sent.append((channel.id, temperature, record))
             await server.wait_for(lambda: sum(acknowledged(r) for _, _, r in sent) >= 20, 30, "20 writes")
@@ -161,7 +103,7 @@ async def test_kill_9_mid_writes_loses_nothing_acknowledged_and_sigterm_mid_gene
             show = await (await server.invoke("settings show", channel=by_id[cid])).wait_for(settled, 15)
             assert f"• **temperature**: `{temperature}` · *channel*" in (show.content or ""), show.summary()
             before = await (
-                await server.invoke("settings set", {"top_k": 7}, user=server.moderator, channel=channels[0])
+                await server.invoke("config set", {"top_k": 7}, user=server.moderator, channel=channels[0])
             ).wait_for(settled, 15)
             assert acknowledged(before), before.summary()
 
@@ -210,6 +152,6 @@ async def test_a_refused_token_exits_non_zero_saying_so_and_never_prints_it(
 
     output = process.output()
     assert code == 1, output[-3000:]
-    assert "Discord refused the token (DISCORD_TOKEN)" in output, output[-3000:]
+    assert "Discord refused the bot token (DISCORD_TOKEN)" in output, output[-3000:]
     for secret in (TOKEN, *TOKEN.split(".")):
         assert secret not in output, secret

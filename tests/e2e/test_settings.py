@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-import bot as bot_module
-from loopback import InteractionRecord, LoopbackDiscord, Overwrite, Perm
+import app as bot_module
+from loopback import InteractionRecord, InvalidInvocation, LoopbackDiscord, Overwrite, Perm
 from tests.e2e.harness import BotRunner, has_footer, no_pings, run
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +35,7 @@ async def test_a_moderator_changes_a_channel_setting_publicly(
     server: LoopbackDiscord, transcord: bot_module.Transcord
 ) -> None:
     assert server.moderator and server.general
-    reply = await run(server, "settings set", {"temperature": 0.3, "top_k": 40}, user=server.moderator)
+    reply = await run(server, "config set", {"temperature": 0.3, "top_k": 40}, user=server.moderator)
 
     assert not reply.ephemeral
     assert reply.content == (
@@ -62,10 +62,14 @@ async def test_a_moderator_changes_a_channel_setting_publicly(
 async def test_a_plain_member_is_refused_and_nothing_changes(
     server: LoopbackDiscord, transcord: bot_module.Transcord, options: dict[str, object], expected: str
 ) -> None:
-    reply = await run(server, "settings set", options, user=server.member)
+    with pytest.raises(InvalidInvocation, match="Discord hides /config from member"):
+        await server.invoke("config set", options, user=server.member)
+    assert server.guild is not None
+    server.grant_command("config", server.guild)  # an admin opened /config to everyone: still refused
+    reply = await run(server, "config set", options, user=server.member)
     assert refused(reply, expected), reply.summary()
 
-    reset = await run(server, "settings reset", {"scope": str(options.get("scope", "channel"))})
+    reset = await run(server, "config reset", {"scope": str(options.get("scope", "channel"))})
     assert refused(reset, expected), reset.summary()
     show = await run(server, "settings show")
     assert all(source == "bot default" for source in re.findall(r" · \*(.+)\*$", show.content or "", re.M))
@@ -76,26 +80,27 @@ async def test_the_owner_names_a_moderator_role_whose_members_may_change_setting
 ) -> None:
     helpers = server.add_role("Helpers")  # no permissions of its own
     helper = server.add_member("helper", [helpers])
-    before = await run(server, "settings set", {"temperature": 0.5}, user=helper)
+    server.grant_command("config", helpers)  # Integrations: the role sees /config
+    before = await run(server, "config set", {"temperature": 0.5}, user=helper)
     assert refused(before, NEEDS_MANAGE_CHANNELS)
 
     # Naming the role needs Manage Server: a moderator (Manage Channels) may not.
-    by_moderator = await run(server, "settings moderator-role", {"role": helpers}, user=server.moderator)
+    by_moderator = await run(server, "config moderator-role", {"role": helpers}, user=server.moderator)
     assert refused(by_moderator, "🚫 Setting the moderator role needs the Manage Server permission.")
-    named = await run(server, "settings moderator-role", {"role": helpers}, user=server.owner)
+    named = await run(server, "config moderator-role", {"role": helpers}, user=server.owner)
     assert named.content == f"🛡️ Members of <@&{helpers.id}> may now change settings."
     assert no_pings(named)
 
-    after = await run(server, "settings set", {"temperature": 0.5}, user=helper)
+    after = await run(server, "config set", {"temperature": 0.5}, user=helper)
     assert not after.ephemeral and "**temperature** → `0.5`" in (after.content or "")
-    server_wide = await run(server, "settings set", {"scope": "server", "top_k": 7}, user=helper)
+    server_wide = await run(server, "config set", {"scope": "server", "top_k": 7}, user=helper)
     assert "for the server default" in (server_wide.content or ""), server_wide.summary()
-    still_refused = await run(server, "settings set", {"temperature": 0.5}, user=server.member)
-    assert refused(still_refused, NEEDS_MANAGE_CHANNELS)
+    with pytest.raises(InvalidInvocation):
+        await server.invoke("config set", {"temperature": 0.5}, user=server.member)
 
-    cleared = await run(server, "settings moderator-role", user=server.owner)
+    cleared = await run(server, "config moderator-role", user=server.owner)
     assert cleared.content == "🛡️ Moderator role cleared."
-    again = await run(server, "settings set", {"temperature": 0.6}, user=helper)
+    again = await run(server, "config set", {"temperature": 0.6}, user=helper)
     assert refused(again, NEEDS_MANAGE_CHANNELS)
 
 
@@ -107,12 +112,12 @@ async def test_manage_channels_in_one_channel_does_not_reach_the_server_default(
     own = server.add_channel(
         "keepers-room", overwrites=[Overwrite(keeper.id, 1, allow=int(Perm.MANAGE_CHANNELS))]
     )
-    here = await run(server, "settings set", {"temperature": 0.2}, user=keeper, channel=own)
+    here = await run(server, "config set", {"temperature": 0.2}, user=keeper, channel=own)
     assert not here.ephemeral, here.summary()
-    elsewhere = await run(server, "settings set", {"temperature": 0.2}, user=keeper)
-    assert refused(elsewhere, NEEDS_MANAGE_CHANNELS)
+    with pytest.raises(InvalidInvocation, match="Discord hides /config from keeper"):
+        await server.invoke("config set", {"temperature": 0.2}, user=keeper)  # not in #general
     server_wide = await run(
-        server, "settings set", {"scope": "server", "temperature": 0.2}, user=keeper, channel=own
+        server, "config set", {"scope": "server", "temperature": 0.2}, user=keeper, channel=own
     )
     assert refused(server_wide, NEEDS_MANAGE_SERVER), server_wide.summary()
 
@@ -121,8 +126,8 @@ async def test_a_thread_inherits_its_channel_until_it_sets_its_own(
     server: LoopbackDiscord, transcord: bot_module.Transcord
 ) -> None:
     assert server.thread and server.moderator
-    await run(server, "settings set", {"scope": "server", "top_k": 9}, user=server.owner)
-    await run(server, "settings set", {"max_new_tokens": 5, "temperature": 0.3}, user=server.moderator)
+    await run(server, "config set", {"scope": "server", "top_k": 9}, user=server.owner)
+    await run(server, "config set", {"max_new_tokens": 5, "temperature": 0.3}, user=server.moderator)
 
     show = await run(server, "settings show", channel=server.thread)
     assert shown(show, "max_new_tokens") == ("`5`", "channel")
@@ -134,9 +139,7 @@ async def test_a_thread_inherits_its_channel_until_it_sets_its_own(
     )
     assert "\n-# 5 tokens · " in (reply.content or ""), reply.summary()
 
-    own = await run(
-        server, "settings set", {"temperature": 1.1}, user=server.moderator, channel=server.thread
-    )
+    own = await run(server, "config set", {"temperature": 1.1}, user=server.moderator, channel=server.thread)
     assert f"for <#{server.thread.id}>" in (own.content or "")
     show = await run(server, "settings show", channel=server.thread)
     assert shown(show, "temperature") == ("`1.1`", "this thread")
@@ -150,8 +153,8 @@ async def test_settings_survive_a_restart_and_reset_restores_inheritance(
     assert server.moderator and server.general
     await runner.start()
     persona = "You are a cheerful pirate."
-    await run(server, "settings set", {"persona": persona, "model": "long"}, user=server.moderator)
-    await run(server, "settings set", {"scope": "server", "temperature": 0.4}, user=server.owner)
+    await run(server, "config set", {"persona": persona, "model": "long"}, user=server.moderator)
+    await run(server, "config set", {"scope": "server", "temperature": 0.4}, user=server.owner)
 
     await runner.restart()
     show = await run(server, "settings show", channel=server.thread)
@@ -159,19 +162,19 @@ async def test_settings_survive_a_restart_and_reset_restores_inheritance(
     assert shown(show, "model") == ("`long`", "channel")
     assert shown(show, "temperature") == ("`0.4`", "server default")
 
-    reset = await run(server, "settings reset", {"setting": "persona"}, user=server.moderator)
+    reset = await run(server, "config reset", {"setting": "persona"}, user=server.moderator)
     assert reset.content == (
         f"⚙️ <@{server.moderator.id}> reset persona for <#{server.general.id}>; inherited values apply."
     )
     show = await run(server, "settings show")
     assert shown(show, "persona") == ("*(none)*", "bot default")
     assert shown(show, "model") == ("`long`", "channel")
-    everything = await run(server, "settings reset", user=server.moderator)
+    everything = await run(server, "config reset", user=server.moderator)
     assert "reset model for" in (everything.content or "")
     show = await run(server, "settings show")
     assert shown(show, "model") == ("*(the bot's default)*", "bot default")
     assert shown(show, "temperature") == ("`0.4`", "server default")
-    nothing = await run(server, "settings reset", user=server.moderator)
+    nothing = await run(server, "config reset", user=server.moderator)
     assert nothing.ephemeral and (nothing.content or "").startswith("Nothing to reset")
 
 

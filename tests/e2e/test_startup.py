@@ -60,7 +60,7 @@ async def test_the_token_never_appears_in_the_log(
     server: LoopbackDiscord, runner: BotRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    transcord = await runner.start(LOG_LEVEL="DEBUG")
+    await runner.start(LOG_LEVEL="DEBUG")
     assert runner.config is not None and runner.config.token == TOKEN
     assert TOKEN not in repr(runner.config)
 
@@ -71,7 +71,7 @@ async def test_the_token_never_appears_in_the_log(
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("the model fell over")
 
-    transcord.service.stream = broken  # type: ignore[method-assign]
+    runner.service.stream = broken  # type: ignore[union-attr,method-assign]
     failed = await run(server, "generate", {"prompt": "Hello"})
     assert failed.ephemeral and "Something went wrong" in (failed.content or "")
     await runner.stop()

@@ -59,7 +59,7 @@ async def test_round_robin_story_keeps_turns_across_a_restart_and_ends_with_its_
     carol = server.add_member("carol")
     premise = "A lighthouse keeper finds a talking crab"
     # Stories sample with the channel's settings: greedy here, so the opening is predictable.
-    await run(server, "settings set", {"temperature": 0.0}, user=server.moderator)
+    await run(server, "config set", {"temperature": 0.0}, user=server.moderator)
 
     opening = await run(server, "story start", {"premise": premise, "turns": "round-robin", "max_players": 3})
     assert opening.content and opening.content.startswith("📖 **Story #1** · round-robin · up to 3 players")
@@ -160,7 +160,7 @@ async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
 ) -> None:
     bot = await runner.start(**FAST)
     alice, bob = server.member, server.moderator
-    await run(server, "settings set", {"temperature": 0.0}, user=server.moderator)  # greedy: predictable
+    await run(server, "config set", {"temperature": 0.0}, user=server.moderator)  # greedy: predictable
     premise = "Two friends build a raft"
     await run(server, "story start", {"premise": premise}, user=alice)
     await run(server, "story join", user=bob)

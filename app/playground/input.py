@@ -20,7 +20,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.history import InMemoryHistory
 
-from loopback.playground_parse import MARKER, by_name, find_command, subcommands, walk
+from app.playground.parse import MARKER, by_name, find_command, subcommands, walk
 
 
 class LineSource(Protocol):

@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import discord
 
+from app.core import App
+from app.playground.input import CommandCompleter, LineSource, open_source
+from app.playground.parse import ParseError, parse_command
+from app.playground.render import ReplyView, Style, mention_renderer
 from loopback.commands import InvalidInvocation
 from loopback.interactions import InteractionRecord
-from loopback.playground_input import CommandCompleter, LineSource, open_source
-from loopback.playground_parse import ParseError, parse_command
-from loopback.playground_render import ReplyView, Style, mention_renderer
 from loopback.records import BotStopped
 from loopback.server import LoopbackDiscord
-from loopback.testing import run_bot
 from loopback.world import Channel, Member, Role
 
 if TYPE_CHECKING:
-    from bot import Transcord
     from cogs.utils.config import BotConfig
 
 log = logging.getLogger("transcord.playground")
@@ -69,40 +68,42 @@ async def run_playground(
     0: the input ended (or /quit) with every reply settled; 1: the bot crashed, could not
     start, or a reply never settled; 130: interrupted (Ctrl-C outside the prompt).
     """
-    from bot import Transcord, build_service, open_store  # bot.py imports this module lazily
-
     out = stdout if stdout is not None else sys.stdout
-    # The loopback server starts empty each time: always sync, and globally (the guild ids a
-    # .env names for Discord do not exist here).
-    config = dataclasses.replace(config, guild_ids=(), force_sync=True, api_base=None, gateway_url=None)
     server = LoopbackDiscord(app_name="Transcord")
     await server.start()
-    service = store = None
+    # The loopback server starts empty each time: always sync, and globally (the guild ids a
+    # .env names for Discord do not exist here). Its own token and addresses replace Discord's.
+    config = dataclasses.replace(
+        config,
+        guild_ids=(),
+        force_sync=True,
+        token=server.token,
+        api_base=server.api_base,
+        gateway_url=server.gateway_url,
+    )
+    app = App(config, guild_ready_timeout=0.05)
     try:
         try:
-            service = await build_service(config)
-            store = await open_store(config)
+            await app.open()
         except Exception as exc:
             log.exception("the playground could not start the bot")
             print(f"error: the playground could not start: {exc}", file=sys.stderr)
             return 1
-        bot = Transcord(config, service, store)
-        return await _run_bot(bot, server, config, stdin, out)
+        return await _run_bot(app, server, stdin, out)
     finally:
-        if service is not None:
-            await service.close()  # type: ignore[attr-defined]
-        if store is not None:
-            await store.close()
+        await app.aclose()
         await server.stop()
 
 
-async def _run_bot(
-    bot: Transcord, server: LoopbackDiscord, config: BotConfig, stdin: TextIO | None, out: TextIO
-) -> int:
+async def _run_bot(app: App, server: LoopbackDiscord, stdin: TextIO | None, out: TextIO) -> int:
+    assert app.bot is not None
     code = 1
     try:
-        async with run_bot(bot, server, ready_timeout=READY_TIMEOUT_S) as task:
-            playground = Playground(server, bot, task, out, timeout=config.service.request_timeout_s + 30)
+        task = await app.connect(ready_timeout=READY_TIMEOUT_S)
+        server.watch(task)
+        try:
+            timeout = app.config.service.request_timeout_s + 30
+            playground = Playground(server, app.bot, task, out, timeout=timeout)
             source = open_source(stdin, out, playground.completer())
             try:
                 code = await playground.run(source, handle_signals=stdin is None)
@@ -110,8 +111,12 @@ async def _run_bot(
                 source.close()
             if not task.done():
                 log.info("shutting down")
-                await bot.shutdown()
+                await app.shutdown()
                 playground.finish()
+            elif task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        finally:
+            server.unwatch(task)
     except Exception as exc:
         log.error("the bot stopped: %r", exc, exc_info=exc)
         print(f"error: the bot stopped: {exc}", file=sys.stderr)

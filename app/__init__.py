@@ -1,0 +1,9 @@
+"""Transcord's application: the composition root (:class:`App`), the bot, and the playground on top."""
+
+from __future__ import annotations
+
+from app.core import App, build_service, open_store
+from app.failures import StartFailure
+from app.transcord import EXTENSIONS, Transcord
+
+__all__ = ["EXTENSIONS", "App", "StartFailure", "Transcord", "build_service", "open_store"]

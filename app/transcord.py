@@ -1,0 +1,167 @@
+"""The bot itself: a ``commands.Bot`` whose dependencies come in through the constructor.
+
+Cogs take the service, the store and the config from here; :class:`app.core.App` builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from cogs.utils.config import BotConfig
+from cogs.utils.models import ModeratedModels
+from cogs.utils.settings import ChannelSettings
+from cogs.utils.store import Store
+from model_service import ModelServiceAPI
+
+log = logging.getLogger("transcord")
+
+EXTENSIONS = (
+    "cogs.generate",
+    "cogs.fill_mask",
+    "cogs.settings",
+    "cogs.status",
+    "cogs.moderation",
+    "cogs.story",
+)
+# Interaction replies and follow-ups go through the interaction's webhook, which needs no
+# channel permission; the bot asks for none beyond being present.
+INVITE_PERMISSIONS = discord.Permissions.none()
+
+
+class Transcord(commands.Bot):
+    """The bot: dependencies come in through the constructor; cogs take them from here."""
+
+    def __init__(
+        self,
+        config: BotConfig,
+        service: ModelServiceAPI,
+        store: Store,
+        *,
+        extensions: Sequence[str] = EXTENSIONS,
+    ) -> None:
+        # The bot has no voice features: discord.py's warnings about voice libraries only alarm admins.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and threads, so a thread finds its parent's settings
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.config = config
+        self.models = ModeratedModels(service)  # cogs reach the model through this alone
+        self.store = store
+        self.started_at = time.monotonic()
+        self.extension_names = tuple(extensions)
+        self.failed_extensions: dict[str, str] = {}
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        # Before any cog: model commands are refused until moderation is in place, and stay
+        # refused if it cannot load.
+        await self.models.load_moderation(self.store)
+        for name in self.extension_names:
+            try:
+                await self.load_extension(name)
+            except Exception as exc:
+                # One broken feature must not take the others down.
+                self.failed_extensions[name] = f"{type(exc).__name__}: {exc}"
+                log.exception("could not load %s; the other commands still work", name)
+        await self.sync_commands()
+
+    def _command_payload(self, guild: discord.abc.Snowflake | None) -> list[dict[str, object]]:
+        commands_ = self.tree.get_commands(guild=guild)
+        return sorted((c.to_dict(self.tree) for c in commands_), key=lambda c: str(c["name"]))
+
+    async def sync_commands(self, *, force: bool | None = None) -> list[str]:
+        """Sync only when the command definitions changed (Discord limits creations per day)."""
+        force = self.config.force_sync if force is None else force
+        targets: list[discord.Object | None] = [discord.Object(g) for g in self.config.guild_ids] or [None]
+        synced = []
+        for guild in targets:
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+            scope = f"guild:{guild.id}" if guild else "global"
+            digest = hashlib.sha256(
+                json.dumps(self._command_payload(guild), sort_keys=True, default=str).encode()
+            ).hexdigest()
+            key = f"command_hash:{self.application_id}:{scope}"
+            if not force and await self.store.get_meta(key) == digest:
+                log.info("commands unchanged for %s; not syncing", scope)
+                continue
+            await self.tree.sync(guild=guild)
+            await self.store.set_meta(key, digest)
+            synced.append(scope)
+            log.info("synced commands to %s", scope)
+        return synced
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        url = discord.utils.oauth_url(
+            self.application_id or self.user.id,
+            permissions=INVITE_PERMISSIONS,
+            scopes=("bot", "applications.commands"),
+        )
+        log.info("ready as %s (%s); invite: %s", self.user, self.user.id, url)
+
+    # -- what cogs use ------------------------------------------------------------------------------
+
+    async def settings_for(self, interaction: discord.Interaction) -> ChannelSettings:
+        channel_id = interaction.channel_id or 0
+        parent_id = getattr(interaction.channel, "parent_id", None)
+        return await self.store.effective(interaction.guild_id, channel_id, parent_id)
+
+    async def moderator_role_id(self, guild_id: int) -> int | None:
+        raw = await self.store.get_meta(f"moderator_role:{guild_id}")
+        return int(raw) if raw else None
+
+    async def is_moderator(self, interaction: discord.Interaction) -> bool:
+        """Manage Channels here, or the guild's moderator role; decided by the server, not the client."""
+        if interaction.guild_id is None:
+            return False
+        return interaction.permissions.manage_channels or await self.has_moderator_role(interaction)
+
+    async def has_moderator_role(self, interaction: discord.Interaction) -> bool:
+        """The member holds the role set with /settings moderator-role."""
+        if interaction.guild_id is None:
+            return False
+        role_id = await self.moderator_role_id(interaction.guild_id)
+        roles = getattr(interaction.user, "roles", [])
+        return role_id is not None and any(r.id == role_id for r in roles)
+
+    # -- errors: the one place they become replies ---------------------------------------------------
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await replies.send_error(interaction, error)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Let in-flight replies finish (up to the grace period), tell the rest, then close."""
+        self.models.closing = True
+        pending = set(self.models.inflight)
+        if pending:
+            log.info(
+                "waiting up to %.0f s for %d in-flight replies", self.config.shutdown_grace_s, len(pending)
+            )
+            _, late = await asyncio.wait(pending, timeout=self.config.shutdown_grace_s)
+            for task in late:
+                task.cancel()  # the reply code tells its user the bot is restarting
+            if late:
+                await asyncio.wait(late, timeout=5)
+        await self.close()

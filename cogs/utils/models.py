@@ -1,0 +1,168 @@
+"""The only way cogs reach a model: :class:`ModeratedModels`, which puts every call through moderation.
+
+A cog opens a model command with ``async with bot.models.command(interaction, *texts) as model``
+and calls ``model.stream`` or ``model.fill_mask``; there is no other handle on the service that
+runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
+every model command is refused (fail closed) with a message saying so.
+
+:class:`Moderator` is that layer: each channel's rules, cached and written through to the store,
+and the :class:`Gate` that admits or refuses a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import discord
+
+from cogs.utils.moderation import Blocklist, ChannelRules, Gate
+from cogs.utils.replies import UserFacingError
+from model_service import (
+    FillMaskRequest,
+    FillMaskResult,
+    GenerationParams,
+    GenerationRequest,
+    ModelServiceAPI,
+    ServiceStatus,
+    TextStream,
+)
+
+if TYPE_CHECKING:
+    from cogs.utils.store import Store
+
+log = logging.getLogger("transcord.moderation")
+
+RESTARTING_REFUSAL = "The bot is restarting; please try again in a minute."
+MODERATION_DOWN = (
+    "Moderation could not be loaded, so model commands are off here until a server admin "
+    "fixes it (the bot's log says why)."
+)
+
+
+def channel_chain(interaction: discord.Interaction) -> list[int]:
+    """The channels whose rules apply here: the parent channel first, then the thread itself."""
+    channel_id = interaction.channel_id or 0
+    parent_id = getattr(interaction.channel, "parent_id", None)
+    if parent_id is not None and parent_id != channel_id:
+        return [parent_id, channel_id]
+    return [channel_id]
+
+
+class Moderator:
+    """Channel rules (a write-through cache of the store) and the gate model commands pass."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gate = Gate()
+        self._rules: dict[int, ChannelRules] = {}
+
+    async def check(self) -> None:
+        """Read the rules once: raises if the moderation tables cannot be read."""
+        await self.store.channel_rules(0)
+
+    async def rules(self, channel_id: int) -> ChannelRules:
+        cached = self._rules.get(channel_id)
+        if cached is not None:
+            return cached
+        loaded = await self.store.channel_rules(channel_id)
+        # setdefault: a write that finished while this read was waiting has the newer value.
+        return self._rules.setdefault(channel_id, loaded)
+
+    async def set_rules(self, channel_id: int, actor_id: int, **changes: int | bool) -> ChannelRules:
+        rules = await self.store.set_channel_rules(channel_id, actor_id=actor_id, **changes)  # type: ignore[arg-type]
+        self._rules[channel_id] = rules
+        return rules
+
+    async def reload(self, channel_id: int) -> ChannelRules:
+        rules = self._rules[channel_id] = await self.store.channel_rules(channel_id)
+        return rules
+
+    def blocklist_now(self, chain: list[int]) -> Blocklist:
+        blocklist = Blocklist()
+        for channel_id in chain:
+            blocklist |= self._rules.get(channel_id, ChannelRules()).blocklist
+        return blocklist
+
+    @contextlib.asynccontextmanager
+    async def guard(
+        self, interaction: discord.Interaction, texts: tuple[str, ...]
+    ) -> AsyncIterator[Callable[[str], str]]:
+        """Admit the request or raise the refusal; yields the redaction for everything it writes."""
+        chain = channel_chain(interaction)
+        scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
+        admission = self.gate.admit(scopes, interaction.user.id, texts)
+        try:
+            # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
+            yield lambda text: self.blocklist_now(chain).redact(text)
+        finally:
+            self.gate.release(admission)
+
+
+class ModelCall:
+    """One admitted model command: the model calls it may make, and the redaction of their output."""
+
+    def __init__(self, service: ModelServiceAPI, redact: Callable[[str], str]) -> None:
+        self._service = service
+        self.redact = redact
+
+    def stream(self, request: GenerationRequest) -> TextStream:
+        return self._service.stream(request)
+
+    async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
+        return await self._service.fill_mask(request)
+
+
+class ModeratedModels:
+    """The moderated model facade cogs get: model commands pass moderation, or do not run."""
+
+    def __init__(self, service: ModelServiceAPI) -> None:
+        self._service = service
+        self.moderator: Moderator | None = None
+        self.moderation_error: str | None = "moderation has not been loaded yet"
+        self.closing = False
+        self.inflight: set[asyncio.Task[object]] = set()
+
+    async def load_moderation(self, store: Store) -> None:
+        """Build the moderation layer; if it cannot load, model commands stay refused (and say why)."""
+        moderator = Moderator(store)
+        try:
+            await moderator.check()
+        except Exception as exc:
+            self.moderator, self.moderation_error = None, f"{type(exc).__name__}: {exc}"
+            log.exception("moderation could not be loaded: every model command is refused until it is")
+            return
+        self.moderator, self.moderation_error = moderator, None
+
+    @contextlib.asynccontextmanager
+    async def command(self, interaction: discord.Interaction, *texts: str) -> AsyncIterator[ModelCall]:
+        """Run a model command: refused while restarting or unmoderated, guarded, tracked for shutdown.
+
+        ``texts`` are what the user sent (prompts); moderation may refuse them by raising.
+        """
+        if self.closing:
+            raise UserFacingError(RESTARTING_REFUSAL)
+        if self.moderator is None:
+            raise UserFacingError(MODERATION_DOWN, icon="🛡️")
+        task = asyncio.current_task()
+        assert task is not None
+        async with self.moderator.guard(interaction, texts) as redact:
+            self.inflight.add(task)  # type: ignore[arg-type]
+            try:
+                yield ModelCall(self._service, redact)
+            finally:
+                self.inflight.discard(task)  # type: ignore[arg-type]
+
+    # -- what runs no model: no moderation needed --------------------------------------------------
+
+    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
+        return self._service.params(values)
+
+    def model_names(self) -> list[str]:
+        return self._service.model_names()
+
+    def status(self) -> ServiceStatus:
+        return self._service.status()
