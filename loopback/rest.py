@@ -110,6 +110,12 @@ class Router:
             call.fault = rule.describe()
             log.info("injected %s for %s %s", call.fault, call.method, call.path)
             return fault, None
+        contract = self.state.contract
+        violation = contract.check(call.method, call.path, call.json) if contract is not None else None
+        if violation is not None:
+            self.state.contract_violations.append(violation)
+            log.warning("%s", violation.describe())
+            return error_response(400, "Invalid Form Body", 50035, errors=violation.errors()), None
         for route in self.routes:
             match = route.pattern.match(call.path)
             if match is None or route.method != call.method:

@@ -12,6 +12,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from loopback.commands import CommandRegistry
+from loopback.contract import Contract, Violation
 from loopback.faults import FaultRule
 from loopback.gateway import Gateway
 from loopback.interactions import InteractionRecord
@@ -47,6 +48,10 @@ class LoopbackDiscord(Invoker):
     With ``default_world`` (the default) it holds one guild "Test Guild" with a channel ``general``,
     a thread ``side-story`` under it, a "Moderator" role with Manage Channels (and Messages, Threads),
     and three members besides the bot: ``owner``, ``moderator`` and a plain ``member``.
+
+    With ``check_contract`` (the default) every REST call is checked against Discord's published
+    OpenAPI spec (:mod:`loopback.contract`) and answered 400 where Discord would refuse it;
+    ``contract_violations`` lists those calls.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class LoopbackDiscord(Invoker):
         compress_gateway: bool = True,
         heartbeat_interval_ms: int = 41250,
         response_deadline: float | None = 3.0,
+        check_contract: bool = True,
     ) -> None:
         ids = Snowflakes()
         self.world = World(ids, app_name=app_name)
@@ -67,6 +73,7 @@ class LoopbackDiscord(Invoker):
             token=token,
             commands=CommandRegistry(ids, self.world.application.id),
             response_deadline=response_deadline,
+            contract=Contract.bundled() if check_contract else None,
         )
         self.gateway = Gateway(
             self.state, heartbeat_interval_ms=heartbeat_interval_ms, compress=compress_gateway
@@ -150,6 +157,10 @@ class LoopbackDiscord(Invoker):
         return self.url.replace("http", "ws", 1) + "/gateway"
 
     ws_url = gateway_url
+
+    @property
+    def contract_violations(self) -> list[Violation]:
+        return self.state.contract_violations
 
     @property
     def token(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loopback.commands import CommandRegistry
+from loopback.contract import Contract, Violation
 from loopback.faults import Faults
 from loopback.interactions import InteractionRecord
 from loopback.records import CallRecord, ChangeBus, FileRecord, MessageRecord
@@ -31,6 +32,10 @@ class ServerState:
     # Server Settings -> Integrations: (guild id, command name) -> role, member or guild (@everyone)
     # ids a server admin granted the command to, over its default_member_permissions.
     command_grants: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    # Discord's published contract every REST call is checked against (None: not checked), and
+    # the calls it refused, for a test to assert there were none.
+    contract: Contract | None = None
+    contract_violations: list[Violation] = field(default_factory=list)
 
     def attachment_url(self, channel_id: int, file: FileRecord) -> str:
         return f"{self.base_url}/attachments/{channel_id}/{file.id}/{file.filename}"

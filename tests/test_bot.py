@@ -74,6 +74,8 @@ def test_the_bot_and_its_cogs_import_without_torch(tmp_path: Path) -> None:
 async def server() -> AsyncIterator[LoopbackDiscord]:
     async with LoopbackDiscord() as running:
         yield running
+        # Every REST call the bot made is one Discord would accept (its published spec).
+        assert not running.contract_violations, [v.describe() for v in running.contract_violations]
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,7 @@ async def discord_com(certificate: tuple[Path, Path]) -> AsyncIterator[LoopbackD
     await server.start(ssl_context=context)
     try:
         yield server
+        assert not server.contract_violations, [v.describe() for v in server.contract_violations]
     finally:
         await server.stop()
 

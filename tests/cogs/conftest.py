@@ -38,6 +38,8 @@ async def store(db_path: Path, store_defaults: ChannelSettings) -> AsyncIterator
 async def server() -> AsyncIterator[LoopbackDiscord]:
     async with LoopbackDiscord() as running:
         yield running
+        # Every REST call the bot made is one Discord would accept (its published spec).
+        assert not running.contract_violations, [v.describe() for v in running.contract_violations]
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ def long_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def server() -> AsyncIterator[LoopbackDiscord]:
     async with LoopbackDiscord(token=TOKEN) as running:
         yield running
+        # Every REST call the bot made is one Discord would accept (its published spec).
+        assert not running.contract_violations, [v.describe() for v in running.contract_violations]
 
 
 @pytest.fixture
