@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from app.core import App, build_service, open_store
 from app.failures import StartFailure
-from app.transcord import EXTENSIONS, Transcord
+from cogs.utils.bot import EXTENSIONS, Transcord
 
 __all__ = ["EXTENSIONS", "App", "StartFailure", "Transcord", "build_service", "open_store"]

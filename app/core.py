@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from app.failures import StartFailure, explain
-from app.transcord import EXTENSIONS, Transcord
+from cogs.utils.bot import EXTENSIONS, Transcord
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.store import Store

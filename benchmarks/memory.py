@@ -43,14 +43,14 @@ def _import_everything(model_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
-    import app.transcord  # noqa: F401  (the bot, its cogs' imports, discord.py)
     import bot  # noqa: F401
     import cogs.fill_mask
     import cogs.generate
     import cogs.moderation
     import cogs.settings
     import cogs.status
-    import cogs.story  # noqa: F401
+    import cogs.story
+    import cogs.utils.bot  # noqa: F401  (the bot, its cogs' imports, discord.py)
     from model_service import service  # noqa: F401
 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)

@@ -12,7 +12,7 @@ from cogs.utils import replies
 from model_service import MASK, FillMaskRequest, FillMaskResult
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 BAR_WIDTH = 12
 

@@ -13,7 +13,7 @@ from model_service import GenerationRequest
 from model_service.types import MAX_PROMPT_CHARS, check_text
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 PROMPT_LIMIT = 6000  # Discord's limit for a string option
 

@@ -21,7 +21,7 @@ from cogs.utils.moderation import MAX_COOLDOWN_S, MAX_INFLIGHT, MAX_PHRASE_CHARS
 from cogs.utils.store import AuditEntry
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 
 def _here(interaction: discord.Interaction) -> str:

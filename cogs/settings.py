@@ -17,7 +17,7 @@ from cogs.utils.settings import SETTING_KEYS
 from cogs.utils.store import Scope
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 ScopeChoice = Literal["channel", "server"]
 SOURCE_LABELS = {

@@ -13,7 +13,7 @@ from cogs.utils import replies
 from model_service import MASK
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` `[max_new_tokens]` `[temperature]` `[top_p]` continues your text.

@@ -25,7 +25,7 @@ from cogs.utils.store import NewTurn, Story, StoryPlayer, StoryTurn
 from model_service import GenerationRequest
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 TurnChoice = Literal["free", "round-robin"]
 PREMISE_LIMIT = 1000

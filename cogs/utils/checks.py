@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 if TYPE_CHECKING:
-    from app.transcord import Transcord
+    from cogs.utils.bot import Transcord
 
 IN_SERVERS_ONLY = "This command works in server channels only."
 NOT_A_MODERATOR = "This command needs Manage Channels or the moderator role."

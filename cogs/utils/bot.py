@@ -1,6 +1,7 @@
 """The bot itself: a ``commands.Bot`` whose dependencies come in through the constructor.
 
-Cogs take the service, the store and the config from here; :class:`app.core.App` builds it.
+Cogs take the moderated model facade, the store and the config from here (typed with it under
+``TYPE_CHECKING``); :class:`app.core.App` builds it.
 """
 
 from __future__ import annotations
