@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
-from app.failures import StartFailure, explain
+from app.failures import FIX_SETTINGS, StartFailure, explain
 from cogs.utils.bot import EXTENSIONS, Transcord
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
@@ -154,7 +154,7 @@ class App:
         except ServiceError as exc:
             log.error("%s", exc.message)
             log.error("the default model is set up with: .venv/bin/python -m model_service.fetch")
-            return 1
+            return FIX_SETTINGS
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

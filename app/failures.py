@@ -14,12 +14,15 @@ import yarl
 from cogs.utils.config import BotConfig
 
 STATUS_PAGE = "https://discordstatus.com"
+# Exit statuses a restart policy can tell apart (systemd: Restart=on-failure, RestartPreventExitStatus=2).
+TRY_AGAIN = 1  # Discord unreachable or failing: starting again later may work
+FIX_SETTINGS = 2  # a setting (the token, a config value) must change first: restarting cannot help
 
 
 class StartFailure(Exception):
     """The bot could not start or go on; ``message`` is the one line to log, ``exit_code`` the status."""
 
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+    def __init__(self, message: str, *, exit_code: int = TRY_AGAIN) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
@@ -37,14 +40,18 @@ def explain(exc: BaseException | None, config: BotConfig) -> StartFailure:
     if isinstance(exc, discord.LoginFailure):
         return StartFailure(
             "Discord refused the bot token (DISCORD_TOKEN): copy a new one from the Discord developer "
-            "portal (your application -> Bot -> Reset Token) into .env"
+            "portal (your application -> Bot -> Reset Token) into .env",
+            exit_code=FIX_SETTINGS,
         )
     if isinstance(exc, discord.PrivilegedIntentsRequired):
         return StartFailure(
-            "Discord refused the gateway intents this bot asked for; enable them in the developer portal"
+            "Discord refused the gateway intents this bot asked for; enable them in the developer portal",
+            exit_code=FIX_SETTINGS,
         )
     if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
-        return StartFailure("Discord's gateway refused the bot token (DISCORD_TOKEN, close code 4004)")
+        return StartFailure(
+            "Discord's gateway refused the bot token (DISCORD_TOKEN, close code 4004)", exit_code=FIX_SETTINGS
+        )
     if isinstance(exc, discord.DiscordServerError):
         return StartFailure(
             f"Discord answered {exc.status} {exc.response.reason or ''}".rstrip()

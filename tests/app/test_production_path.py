@@ -144,14 +144,14 @@ async def test_offline_it_heads_for_discord_and_says_in_one_line_that_it_cannot_
 # -- Discord answers, but not as hoped ---------------------------------------------------------------
 
 
-async def test_a_refused_token_is_said_plainly_and_the_bot_exits_1(
+async def test_a_refused_token_is_said_plainly_and_the_bot_exits_2_so_it_is_not_restarted(
     tmp_path: Path, tiny_gpt2_dir: Path, discord_com: LoopbackDiscord, certificate: tuple[Path, Path]
 ) -> None:
     discord_com.state.token = "another-token"
     env, dotenv = user_setup(tmp_path, tiny_gpt2_dir, tls_routes(discord_com), certificate[0])
     code, process = await run_to_exit(tmp_path, env, dotenv)
 
-    assert code == 1, process.output()[-3000:]
+    assert code == 2, process.output()[-3000:]  # as for a bad setting: restarting cannot help
     assert [c.status for c in discord_com.calls_to("GET", "/users/@me")] == [401]
     assert "Discord refused the bot token (DISCORD_TOKEN)" in process.output()
     assert_plain(process)

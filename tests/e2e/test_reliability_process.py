@@ -151,7 +151,7 @@ async def test_a_refused_token_exits_non_zero_saying_so_and_never_prints_it(
         assert [c.status for c in server.calls_to("GET", "/users/@me")] == [401]
 
     output = process.output()
-    assert code == 1, output[-3000:]
+    assert code == 2, output[-3000:]
     assert "Discord refused the bot token (DISCORD_TOKEN)" in output, output[-3000:]
     for secret in (TOKEN, *TOKEN.split(".")):
         assert secret not in output, secret
