@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workloads import FILL_TEXTS, PROMPTS
+from benchmarks.workloads import DEFAULT_MODEL_DIR, FILL_TEXTS, PROMPTS
 
 STAGES = ("runtime", "served")
 
@@ -149,7 +149,7 @@ def measure(model_dir: Path, *, dtype: str = "auto", timeout: float = 120.0) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=STAGES, help="run one stage here and print its figures")
-    parser.add_argument("--model-dir", type=Path, default=None, help="the model folder (default model)")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="the model folder")
     parser.add_argument("--dtype", default="auto", help="MODEL_DTYPE for the service (auto)")
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
@@ -157,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     if args.model_dir is None:
-        from benchmarks.throughput import DEFAULT_MODEL_DIR
-
         args.model_dir = DEFAULT_MODEL_DIR
     if args.stage:
         print(json.dumps(stage(args.stage, args.model_dir, args.dtype)))

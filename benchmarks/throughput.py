@@ -38,11 +38,17 @@ from benchmarks.measure import LoopLag, Summary, loadavg, peak_rss_mb, process_s
 from benchmarks.memory import MemoryReport
 from benchmarks.memory import measure as measure_memory
 from benchmarks.naive import NaiveBot
-from benchmarks.workloads import Arrival, Sampling, channel_sampling, fills, simultaneous, staggered
+from benchmarks.workloads import (
+    DEFAULT_MODEL_DIR,
+    Arrival,
+    Sampling,
+    channel_sampling,
+    fills,
+    simultaneous,
+    staggered,
+)
 from cogs.utils.config import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = ROOT / "models" / DEFAULT_MODEL_FOLDER
 DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down
 MEMORY_RESERVE_S = 30.0  # benchmarks.memory's two fresh processes, after the workloads
 REQUIRED_KEYS = (

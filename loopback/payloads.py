@@ -207,3 +207,18 @@ def ready(world: World, *, session_id: str, resume_url: str, shard: list[int] | 
     if shard is not None:  # echoed only when IDENTIFY carried one
         data["shard"] = shard
     return data
+
+
+def event(name: str, subject: Any, world: World) -> dict[str, Any]:
+    """The DISPATCH payload of a world event (``World.listen`` hands over the object it is about)."""
+    if name == "GUILD_CREATE":
+        return guild_create(subject, world)
+    if name == "CHANNEL_CREATE":
+        return channel(subject)
+    if name == "THREAD_CREATE":
+        return {**channel(subject), "newly_created": True}
+    if name == "GUILD_ROLE_CREATE":
+        return {"guild_id": str(subject.guild_id), "role": role(subject)}
+    if name == "GUILD_MEMBER_ADD":
+        return {**member(subject), "guild_id": str(subject.guild_id)}
+    raise ValueError(f"no payload for world event {name}")

@@ -7,10 +7,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from loopback.interactions import InteractionRecord
+from typing import Any
 
 POLL_INTERVAL = 0.05
 EPHEMERAL = 1 << 6
@@ -133,7 +130,9 @@ class Change:
     """
 
     kind: str
-    interaction: InteractionRecord | None = None
+    # The InteractionRecord it is about, matched by identity (typed loosely: records sit below
+    # interactions, which import them).
+    interaction: object | None = None
     message: MessageRecord | None = None
     detail: str = ""
     at: float = field(default_factory=time.monotonic)

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from loopback import payloads
 from loopback.commands import CommandRegistry
 from loopback.contract import Contract, Violation
 from loopback.faults import FaultRule
@@ -81,7 +82,9 @@ class LoopbackDiscord(Invoker):
         self.router = Router(self.state)
         Routes(self.state, lambda: self.gateway_url).install(self.router)
         Webhooks(self.state).install(self.router)
-        self.world.listen(self.gateway.dispatch)
+        self.world.listen(
+            lambda name, subject: self.gateway.dispatch(name, payloads.event(name, subject, self.world))
+        )
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port = 0

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any
 
-from loopback import payloads
 from loopback.wire import Snowflakes, iso_now
 
 
@@ -172,7 +171,8 @@ class Application:
     description: str = ""
 
 
-Listener = Callable[[str, dict[str, Any]], None]
+# (event name, the object it is about): the gateway turns it into the DISPATCH payload.
+Listener = Callable[[str, Any], None]
 
 
 class World:
@@ -192,9 +192,9 @@ class World:
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+    def _emit(self, event: str, subject: Any) -> None:
         for listener in list(self._listeners):
-            listener(event, payload)
+            listener(event, subject)
 
     # -- building --------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class World:
         bot_role = self._new_role(guild, bot.name, bot_permissions, bot_id=bot.id)
         self._new_member(guild, owner, ())
         self._new_member(guild, bot, (bot_role,))
-        self._emit("GUILD_CREATE", payloads.guild_create(guild, self))
+        self._emit("GUILD_CREATE", guild)
         return guild
 
     def add_channel(
@@ -249,7 +249,7 @@ class World:
             overwrites=list(overwrites),
         )
         guild.channels[channel.id] = channel
-        self._emit("CHANNEL_CREATE", payloads.channel(channel))
+        self._emit("CHANNEL_CREATE", channel)
         return channel
 
     def add_thread(
@@ -267,12 +267,12 @@ class World:
             owner_id=(owner or self.users[guild.owner_id]).id,
         )
         guild.channels[thread.id] = thread
-        self._emit("THREAD_CREATE", {**payloads.channel(thread), "newly_created": True})
+        self._emit("THREAD_CREATE", thread)
         return thread
 
     def add_role(self, guild: Guild, name: str, permissions: int = 0, *, color: int = 0) -> Role:
         role = self._new_role(guild, name, int(permissions), color=color)
-        self._emit("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": payloads.role(role)})
+        self._emit("GUILD_ROLE_CREATE", role)
         return role
 
     def add_member(
@@ -281,7 +281,7 @@ class World:
         if isinstance(user, str):
             user = self.add_user(user)
         member = self._new_member(guild, user, roles, nick=nick)
-        self._emit("GUILD_MEMBER_ADD", {**payloads.member(member), "guild_id": str(guild.id)})
+        self._emit("GUILD_MEMBER_ADD", member)
         return member
 
     def _new_role(

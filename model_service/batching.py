@@ -24,8 +24,9 @@ from transformers import (
     RepetitionPenaltyLogitsProcessor,
 )
 
-from model_service.generation import PreparedPrompt, StopFilter, TextDecoder
+from model_service.generation import PreparedPrompt
 from model_service.loading import LoadedModel
+from model_service.output import StopFilter, TextDecoder
 from model_service.types import FinishReason, GenerationParams
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]

@@ -6,7 +6,7 @@ import discord
 import pytest
 
 from loopback import LoopbackDiscord
-from loopback.testing import run_bot
+from tests.fixtures.loopback_bot import run_bot
 from tests.loopback.demo_bot import DemoBot
 
 

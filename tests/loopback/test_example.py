@@ -6,7 +6,7 @@ import discord
 from discord.ext import commands
 
 from loopback import LoopbackDiscord
-from loopback.testing import run_bot
+from tests.fixtures.loopback_bot import run_bot
 
 
 async def test_usage_example() -> None:

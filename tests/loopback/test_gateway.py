@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from loopback import Change, LoopbackDiscord
-from loopback.testing import run_bot
+from tests.fixtures.loopback_bot import run_bot
 from tests.loopback.demo_bot import DemoBot
 
 pytestmark = pytest.mark.timeout(30)

@@ -15,6 +15,7 @@ from model_service.config import ServiceConfig
 from model_service.loading import LoadedModel, load
 from model_service.service import ModelService
 from model_service.types import FinishReason, GenerationParams, GenerationRequest
+from tests.fixtures import generation as alone
 from tests.fixtures.tiny_models import EOS, IM_END, IM_START, service_config
 
 PROMPT = "Once upon a time"
@@ -40,10 +41,10 @@ def run(
     *,
     deltas: list[str] | None = None,
     should_stop: Callable[[], FinishReason | None] = never,
-) -> generation.RawGeneration:
+) -> alone.RawGeneration:
     request = GenerationRequest(prompt, settings)
     sink = deltas if deltas is not None else []
-    return generation.run(loaded, generation.prepare(loaded, request), settings, sink.append, should_stop)
+    return alone.run(loaded, generation.prepare(loaded, request), settings, sink.append, should_stop)
 
 
 def reference_greedy(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> str:

@@ -18,6 +18,7 @@ from model_service import generation, loading
 from model_service.errors import ModelUnavailableError
 from model_service.loading import ModelRegistry, ModelSource, load, parse_source
 from model_service.types import GenerationParams, GenerationRequest
+from tests.fixtures import generation as alone
 
 
 def load_cpu(
@@ -214,9 +215,7 @@ def test_gguf_file_loads_as_a_causal_lm(tiny_gguf_path: Path, tiny_gpt2_dir: Pat
     text = "Once upon a time, the dog barked."
     assert loaded.tokenizer(text)["input_ids"] == folder_tokenizer(text)["input_ids"]
     request = GenerationRequest("Once upon a time", GenerationParams(max_new_tokens=8, temperature=0))
-    raw = generation.run(
-        loaded, generation.prepare(loaded, request), request.params, lambda _: None, lambda: None
-    )
+    raw = alone.run(loaded, generation.prepare(loaded, request), request.params, lambda _: None, lambda: None)
     assert raw.generated_tokens == 8
 
 
