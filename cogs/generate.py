@@ -9,13 +9,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
+from cogs.utils.options import param_options
+from cogs.utils.settings import COMMAND_PARAMS
 from model_service import GenerationRequest
-from model_service.types import MAX_PROMPT_CHARS, check_text
+from model_service.params import check_text
+from model_service.types import MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
-PROMPT_LIMIT = 6000  # Discord's limit for a string option
+PROMPT_LIMIT = 6000  # Discord's limit for a string option; the service takes longer prompts (stories)
 
 
 class Generate(commands.Cog):
@@ -28,10 +31,8 @@ class Generate(commands.Cog):
         # Checked here too, so a refusal names the option the user filled in (/chat's `message`).
         check_text("message" if chat else "prompt", prompt, limit=MAX_PROMPT_CHARS)
         settings = await self.bot.settings_for(interaction)
-        given = {k: v for k, v in overrides.items() if v is not None}
-        self.bot.models.params(given)  # refuse a bad option with its own message, before clamping
-        params = settings.merged(given).generation_params(
-            max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap
+        params = settings.generation_params(
+            max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap, given=overrides
         )
         return GenerationRequest(
             prompt=prompt,
@@ -52,22 +53,15 @@ class Generate(commands.Cog):
             )
 
     @app_commands.command(name="generate", description="Continue your text with the channel's model")
-    @app_commands.describe(
-        prompt="The text to continue, e.g. 'Once upon a time'",
-        max_new_tokens="How many tokens to write at most",
-        temperature="Randomness: 0 is always the likeliest word, higher is wilder",
-        top_p="Sample only from the likeliest words that add up to this share",
-    )
+    @app_commands.describe(prompt="The text to continue, e.g. 'Once upon a time'")
+    @param_options(*COMMAND_PARAMS)
     async def generate(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, PROMPT_LIMIT],
-        max_new_tokens: app_commands.Range[int, 1, 1024] | None = None,
-        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
-        top_p: app_commands.Range[float, 0.0, 1.0] | None = None,
+        **options: object,
     ) -> None:
-        overrides = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
-        request = await self._request(interaction, prompt, overrides, chat=False)
+        request = await self._request(interaction, prompt, options, chat=False)
         # The prompt in bold, the continuation plain: the user sees which words are theirs.
         await self._run(interaction, request, header=f"**{discord.utils.escape_markdown(prompt)}**")
 

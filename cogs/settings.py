@@ -6,20 +6,30 @@ see ``/settings``, moderators also see ``/config``. Every ``/config`` use is che
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, get_args
+import enum
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import checks, replies
-from cogs.utils.settings import SETTING_KEYS
-from cogs.utils.store import Scope
+from cogs.utils.options import param_options
+from cogs.utils.settings import CHANNEL_PARAMS, SETTING_KEYS, ResetChoice
+from cogs.utils.store import Scope as StoreScope
+from model_service.types import MAX_SYSTEM_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
-ScopeChoice = Literal["channel", "server"]
+
+class Scope(enum.Enum):
+    """Where a change applies (an Enum: discord.py refuses any other value on arrival)."""
+
+    channel = "channel"
+    server = "server"
+
+
 SOURCE_LABELS = {
     "thread": "this thread",
     "channel": "channel",
@@ -28,10 +38,9 @@ SOURCE_LABELS = {
 }
 
 
-def _scope(interaction: discord.Interaction, choice: ScopeChoice) -> tuple[Scope, int]:
+def _scope(interaction: discord.Interaction, choice: Scope) -> tuple[StoreScope, int]:
     guild_id = checks.require_server(interaction)
-    replies.check_choice("scope", choice, get_args(ScopeChoice))
-    if choice == "server":
+    if choice is Scope.server:
         return "guild", guild_id
     return "channel", interaction.channel_id or 0
 
@@ -83,7 +92,7 @@ class Config(
         checks.require_server(interaction)
         return True
 
-    async def _require_moderator(self, interaction: discord.Interaction, scope: Scope) -> None:
+    async def _require_moderator(self, interaction: discord.Interaction, scope: StoreScope) -> None:
         if scope == "guild":
             # Manage Channels may be granted in one channel only; it must not reach the server default.
             if interaction.permissions.manage_guild or await self.bot.has_moderator_role(interaction):
@@ -99,36 +108,20 @@ class Config(
     @app_commands.describe(
         scope="Where the change applies: this channel/thread, or the server's default",
         model="Which model answers here",
-        max_new_tokens="How many tokens a reply may have",
-        temperature="Randomness: 0 is always the likeliest word",
-        top_p="Nucleus sampling: keep the likeliest words adding up to this share",
-        top_k="Keep only the k likeliest words (0 = off)",
-        repetition_penalty="Above 1 discourages repeating words",
         persona="The system prompt /chat answers with (empty text clears it)",
     )
+    @param_options(*CHANNEL_PARAMS)
     async def set_(
         self,
         interaction: discord.Interaction,
-        scope: ScopeChoice = "channel",
+        scope: Scope = Scope.channel,
         model: str | None = None,
-        max_new_tokens: app_commands.Range[int, 1, 1024] | None = None,
-        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
-        top_p: app_commands.Range[float, 0.0, 1.0] | None = None,
-        top_k: app_commands.Range[int, 0, 1000] | None = None,
-        repetition_penalty: app_commands.Range[float, 1.0, 2.0] | None = None,
-        persona: app_commands.Range[str, 0, 2000] | None = None,
+        persona: app_commands.Range[str, 0, MAX_SYSTEM_PROMPT_CHARS] | None = None,
+        **options: object,
     ) -> None:
         target, target_id = _scope(interaction, scope)
         await self._require_moderator(interaction, target)
-        given = {
-            "model": model,
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "repetition_penalty": repetition_penalty,
-            "persona": persona,
-        }
+        given = {"model": model, **options, "persona": persona}
         values = {k: v for k, v in given.items() if v is not None}
         if not values:
             raise replies.UserFacingError("Give at least one setting to change, e.g. `temperature: 0.3`.")
@@ -158,14 +151,12 @@ class Config(
     async def reset(
         self,
         interaction: discord.Interaction,
-        setting: Literal[
-            "all", "model", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "persona"
-        ] = "all",
-        scope: ScopeChoice = "channel",
+        setting: ResetChoice = ResetChoice.all,  # type: ignore[valid-type]
+        scope: Scope = Scope.channel,
     ) -> None:
         target, target_id = _scope(interaction, scope)
         await self._require_moderator(interaction, target)
-        keys = None if setting == "all" else [setting]
+        keys = None if setting is ResetChoice.all else [setting.value]
         removed = await self.bot.store.reset(target, target_id, keys, actor_id=interaction.user.id)
         where = "the server default" if target == "guild" else f"<#{target_id}>"
         if not removed:

@@ -10,13 +10,28 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
+from cogs.utils.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
+from model_service.params import ParamSpec
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
+
+def _options(specs: tuple[ParamSpec, ...]) -> str:
+    return " ".join(f"`[{spec.name}]`" for spec in specs)
+
+
+def _parameters() -> str:
+    """Each sampling parameter a channel may set: its bounds and what it does."""
+    lines = [
+        f"  `{s.name}` {s.bounds()}: {s.description[0].lower()}{s.description[1:]}" for s in CHANNEL_PARAMS
+    ]
+    return "\n".join(lines)
+
+
 HELP = f"""**Transcord**: language models in this channel.
-**/generate** `prompt` `[max_new_tokens]` `[temperature]` `[top_p]` continues your text.
+**/generate** `prompt` {_options(COMMAND_PARAMS)} continues your text.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
 **/chat** `message` asks the instruct model; it answers in the channel's persona.
   e.g. `/chat message: Give me three names for a pirate ship`
@@ -27,6 +42,8 @@ HELP = f"""**Transcord**: language models in this channel.
   e.g. `/config set temperature: 0.3 persona: You are a cheerful pirate.`
   A thread inherits its channel's settings, a channel the server's, the server the bot's.
 **/config moderator-role** picks the role that may change settings (Manage Server).
+**Sampling settings** (`/config set`):
+{_parameters()}
 **/story start** `premise` `[turns]` `[max_players]` opens a story the channel writes together;
   **/story join**, **/story add** `text`, **/story show**, **/story undo** (moderators), **/story end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -27,7 +28,8 @@ from model_service import GenerationRequest
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
-TurnChoice = Literal["free", "round-robin"]
+# How players take turns (an Enum: discord.py refuses any other value on arrival).
+Turns = enum.Enum("Turns", {"free": "free", "round-robin": "round-robin"})
 PREMISE_LIMIT = 1000
 CONTRIBUTION_LIMIT = 1500
 MAX_PLAYERS = 25
@@ -159,11 +161,11 @@ class StoryMode(
         self,
         interaction: discord.Interaction,
         premise: app_commands.Range[str, 1, PREMISE_LIMIT],
-        turns: TurnChoice = "free",
+        turns: Turns = Turns.free,  # type: ignore[valid-type]
         max_players: app_commands.Range[int, 1, MAX_PLAYERS] = 6,
     ) -> None:
         guild_id = checks.require_server(interaction)
-        replies.check_choice("turns", turns, get_args(TurnChoice))
+        mode = turns.value
         store = self.bot.store
         existing = await store.open_story(interaction.channel_id or 0)
         if existing is not None:
@@ -175,14 +177,14 @@ class StoryMode(
                 starter_id=interaction.user.id,
                 starter_name=interaction.user.display_name,
                 premise=premise,
-                turn_mode=turns,
+                turn_mode=mode,
                 max_players=max_players,
             )
             if story is None:  # another /story start won the race
                 existing = await store.open_story(interaction.channel_id or 0)
                 raise _already_open(existing)
             header = (
-                f"📖 **Story #{story.id}** · {turns} · up to {max_players} players · "
+                f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · "
                 f"started by {interaction.user.mention}\n> {discord.utils.escape_markdown(premise)}\n"
                 "-# join with `/story join`, then add your part with `/story add`\n\n"
             )

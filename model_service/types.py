@@ -6,12 +6,12 @@ and friends); everything past the edge can trust them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from model_service.errors import ValidationError
+from model_service.params import as_int, check_range, check_text, param, specs
 
 MASK = "[MASK]"
 # What users may write for the blank: BERT's and RoBERTa's spellings (a model's own token too).
@@ -29,62 +29,33 @@ FinishReason = Literal["length", "eos", "stop", "timeout", "cancelled"]
 FillMethod = Literal["masked_lm", "causal_rescore"]
 
 
-def _as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValidationError(f"`{name}` must be a whole number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValidationError(f"`{name}` must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ValidationError(f"`{name}` must be a whole number, got {value!r}")
-    return int(number)
-
-
-def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValidationError(f"`{name}` must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValidationError(f"`{name}` must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValidationError(f"`{name}` must be a finite number, got {value!r}")
-    return number
-
-
-def _num(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
-
-
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ValidationError(f"`{name}` must be in {bracket}{_num(low)}, {_num(high)}], got {_num(value)}")
-
-
-def check_text(name: str, value: Any, *, limit: int, allow_empty: bool = False) -> str:
-    """A user-supplied text: a string, not blank (unless allowed), at most ``limit`` chars."""
-    if not isinstance(value, str):
-        raise ValidationError(f"`{name}` must be text, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise ValidationError(f"`{name}` must not be empty")
-    if len(value) > limit:
-        raise ValidationError(f"`{name}` must be at most {limit} characters, got {len(value)}")
-    return value
-
-
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings for one request. Build with ``from_values`` to validate."""
+    """Sampling settings for one request. Build with ``from_values`` to validate.
 
-    max_new_tokens: int = 128
-    temperature: float = 0.7  # 0 means greedy
-    top_p: float = 0.95
-    top_k: int = 0  # 0 means off
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    Each numeric field is declared once here (:func:`model_service.params.param`): its type,
+    bounds, default and description, whether a channel may set it and whether ``/generate``
+    takes it. The slash options, the channel settings, the validation and ``/help`` read it.
+    """
+
+    max_new_tokens: int = param(
+        128, 1, MAX_NEW_TOKENS_LIMIT, "How many tokens to write at most", channel=True, command=True
+    )
+    temperature: float = param(
+        0.7, 0, 2, "Randomness: 0 is always the likeliest word, higher is wilder", channel=True, command=True
+    )
+    top_p: float = param(
+        0.95,
+        0,
+        1,
+        "Sample only from the likeliest words that add up to this share",
+        low_open=True,
+        channel=True,
+        command=True,
+    )
+    top_k: int = param(0, 0, 1000, "Keep only the k likeliest words (0 = off)", channel=True)
+    repetition_penalty: float = param(1.0, 1, 2, "Above 1 discourages repeating words", channel=True)
+    seed: int | None = param(None, 0, SEED_MAX, "The same seed and settings give the same text", command=True)
     stop: tuple[str, ...] = ()
 
     @classmethod
@@ -102,26 +73,11 @@ class GenerationParams:
             raise ValidationError(
                 f"unknown setting `{unknown[0]}`; known settings: {', '.join(sorted(known))}"
             )
-        out: dict[str, Any] = {}
         cap = min(max_new_tokens_cap, MAX_NEW_TOKENS_LIMIT)
-        if (v := values.get("max_new_tokens")) is not None:
-            out["max_new_tokens"] = _as_int("max_new_tokens", v)
-            _check_range("max_new_tokens", out["max_new_tokens"], 1, cap)
-        if (v := values.get("temperature")) is not None:
-            out["temperature"] = _as_float("temperature", v)
-            _check_range("temperature", out["temperature"], 0, 2)
-        if (v := values.get("top_p")) is not None:
-            out["top_p"] = _as_float("top_p", v)
-            _check_range("top_p", out["top_p"], 0, 1, low_open=True)
-        if (v := values.get("top_k")) is not None:
-            out["top_k"] = _as_int("top_k", v)
-            _check_range("top_k", out["top_k"], 0, 1000)
-        if (v := values.get("repetition_penalty")) is not None:
-            out["repetition_penalty"] = _as_float("repetition_penalty", v)
-            _check_range("repetition_penalty", out["repetition_penalty"], 1, 2)
-        if (v := values.get("seed")) is not None:
-            out["seed"] = _as_int("seed", v)
-            _check_range("seed", out["seed"], 0, SEED_MAX)
+        out: dict[str, Any] = {}
+        for spec in GENERATION_PARAMS:
+            if (v := values.get(spec.name)) is not None:
+                out[spec.name] = spec.validate(v, high=cap if spec.name == "max_new_tokens" else None)
         if (v := values.get("stop")) is not None:
             out["stop"] = _check_stop(v)
         params = cls(**out)
@@ -133,6 +89,10 @@ class GenerationParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+GENERATION_PARAMS = specs(GenerationParams)
+PARAMS_BY_NAME = {spec.name: spec for spec in GENERATION_PARAMS}
 
 
 def _check_stop(value: Any) -> tuple[str, ...]:
@@ -209,8 +169,8 @@ class FillMaskRequest:
     def __post_init__(self) -> None:
         check_text("text", self.text, limit=MAX_PROMPT_CHARS)
         split_mask(self.text)
-        top_k = _as_int("top_k", self.top_k)
-        _check_range("top_k", top_k, 1, MAX_FILL_TOP_K)
+        top_k = as_int("top_k", self.top_k)
+        check_range("top_k", top_k, 1, MAX_FILL_TOP_K)
 
 
 @dataclass(frozen=True)

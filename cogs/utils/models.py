@@ -24,7 +24,6 @@ from cogs.utils.replies import UserFacingError
 from model_service import (
     FillMaskRequest,
     FillMaskResult,
-    GenerationParams,
     GenerationRequest,
     ModelServiceAPI,
     ServiceStatus,
@@ -157,9 +156,6 @@ class ModeratedModels:
                 self.inflight.discard(task)  # type: ignore[arg-type]
 
     # -- what runs no model: no moderation needed --------------------------------------------------
-
-    def params(self, values: dict[str, object] | None = None) -> GenerationParams:
-        return self._service.params(values)
 
     def model_names(self) -> list[str]:
         return self._service.model_names()

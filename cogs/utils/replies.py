@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import discord
@@ -49,10 +49,22 @@ class UserFacingError(ServiceError):
         self.icon = icon
 
 
-def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
-    """Refuse a value outside an option's choices: Discord's client checks them, discord.py does not."""
-    if value not in allowed:
-        raise UserFacingError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}")
+def choice_refusal(interaction: discord.Interaction, error: BaseException) -> str | None:
+    """A value outside an option's choices (an Enum that discord.py refused on arrival), in words.
+
+    discord.py's own message ("Failed to convert galaxy to Scope") names neither the option nor
+    the choices; the option is found by the value the user sent for it.
+    """
+    error = _unwrap(error)
+    command = interaction.command
+    if not isinstance(error, app_commands.TransformerError) or not isinstance(command, app_commands.Command):
+        return None
+    for parameter in command.parameters:
+        sent = getattr(interaction.namespace, parameter.name, None)
+        if parameter.choices and sent == error.value:
+            allowed = ", ".join(str(choice.value) for choice in parameter.choices)
+            return f"❌ `{parameter.name}` must be one of {allowed}, got {error.value!r}"
+    return None
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -101,7 +113,7 @@ def is_unexpected(error: BaseException) -> bool:
 
 async def send_error(interaction: discord.Interaction, error: BaseException) -> None:
     """Answer with the error, ephemerally, whatever state the interaction is in."""
-    text = error_message(error)
+    text = choice_refusal(interaction, error) or error_message(error)
     if is_unexpected(error):
         log.error("command %s failed", _command_name(interaction), exc_info=_unwrap(error))
     elif (stale := _stale_command(error)) is not None:

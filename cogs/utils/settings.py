@@ -1,52 +1,89 @@
-"""Per-channel settings: declared defaults, validated values, and the params they make.
+"""Per-channel settings: the model, the persona, and every sampling parameter a channel may set.
 
-A ``ChannelSettings`` always holds valid values (checked against the service's absolute
-bounds when built); ``validate_setting`` is the stricter edge check that also knows the
-deployment's cap on ``max_new_tokens`` and its model catalog.
+The sampling parameters are those ``GenerationParams`` declares with ``channel=True``
+(:data:`CHANNEL_PARAMS`); their types, bounds, defaults and descriptions come from there, so a
+parameter added there is a channel setting, a ``/config set`` option and a ``/config reset``
+choice without being named again here.
+
+A ``ChannelSettings`` always holds valid values (checked against the service's absolute bounds
+when built); ``validate_setting`` is the stricter edge check that also knows the deployment's
+cap on ``max_new_tokens`` and its model catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+import enum
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 from model_service.errors import ValidationError
+from model_service.params import ParamSpec, check_text
 from model_service.types import (
+    GENERATION_PARAMS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_SYSTEM_PROMPT_CHARS,
     GenerationParams,
-    check_text,
 )
 
 MAX_MODEL_NAME_CHARS = 100
-SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+CHANNEL_PARAMS: tuple[ParamSpec, ...] = tuple(spec for spec in GENERATION_PARAMS if spec.channel)
+COMMAND_PARAMS: tuple[ParamSpec, ...] = tuple(
+    spec for spec in GENERATION_PARAMS if spec.command
+)  # /generate's
+SAMPLING_KEYS = tuple(spec.name for spec in CHANNEL_PARAMS)
+SETTING_KEYS: tuple[str, ...] = ("model", *SAMPLING_KEYS, "persona")
+_DEFAULTS: dict[str, object] = {"model": None, **{s.name: s.default for s in CHANNEL_PARAMS}, "persona": ""}
+_SPECS = {spec.name: spec for spec in CHANNEL_PARAMS}
+
+# /config reset's choices: every setting, or all of them (an Enum: discord.py checks it on arrival).
+ResetChoice = enum.Enum("ResetChoice", {"all": "all", **{key: key for key in SETTING_KEYS}})  # type: ignore[misc]
 
 
-@dataclass(frozen=True)
 class ChannelSettings:
-    """What a channel uses when a command doesn't say otherwise."""
+    """What a channel uses when a command doesn't say otherwise; immutable, always valid.
 
-    model: str | None = None  # a catalog name; None means the service's default
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    persona: str = ""  # the chat system prompt; empty means none
+    Attributes are the :data:`SETTING_KEYS`: ``model`` (a catalog name; None means the
+    service's default), each channel parameter, and ``persona`` (the chat system prompt; empty
+    means none).
+    """
 
-    def __post_init__(self) -> None:
-        for key in SETTING_KEYS:
-            value = validate_setting(
-                key, getattr(self, key), max_new_tokens_cap=MAX_NEW_TOKENS_LIMIT, model_names=None
-            )
-            # Normalise ("0.5" -> 0.5) so equal settings compare equal.
-            object.__setattr__(self, key, value)
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: object) -> None:
+        for key in values:
+            check_setting_key(key)
+        merged = {**_DEFAULTS, **values}
+        # Normalised ("0.5" -> 0.5) so equal settings compare equal.
+        clean = {
+            key: validate_setting(key, merged[key], max_new_tokens_cap=MAX_NEW_TOKENS_LIMIT, model_names=None)
+            for key in SETTING_KEYS
+        }
+        object.__setattr__(self, "_values", clean)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("ChannelSettings is immutable; use merged()")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChannelSettings) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        return f"ChannelSettings({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+    def items(self) -> Iterator[tuple[str, object]]:
+        return iter(self._values.items())
 
     def merged(self, overrides: Mapping[str, object]) -> ChannelSettings:
         """These settings with ``overrides`` applied; unknown keys are refused."""
-        for key in overrides:
-            check_setting_key(key)
-        return replace(self, **overrides)
+        return ChannelSettings(**{**self._values, **overrides})
 
     def generation_params(
         self,
@@ -54,20 +91,19 @@ class ChannelSettings:
         max_new_tokens_cap: int = MAX_NEW_TOKENS_LIMIT,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        given: Mapping[str, object] | None = None,
     ) -> GenerationParams:
-        """The sampling part of these settings, as the service takes it.
+        """The sampling part of these settings, with what a user ``given`` for one request on top.
 
-        A stored ``max_new_tokens`` above today's cap (the cap was lowered after it was
-        set) is clamped rather than refused, so the channel keeps working.
+        A stored ``max_new_tokens`` above today's cap (the cap was lowered after it was set) is
+        clamped rather than refused, so the channel keeps working; a given one is refused.
         """
-        values: dict[str, object] = {key: getattr(self, key) for key in SAMPLING_KEYS}
+        values: dict[str, object] = {key: self._values[key] for key in SAMPLING_KEYS}
         values["max_new_tokens"] = min(self.max_new_tokens, max_new_tokens_cap)
-        values["seed"] = seed
+        values.update({k: v for k, v in (given or {}).items() if v is not None})
+        values["seed"] = seed if seed is not None else values.get("seed")
         values["stop"] = tuple(stop) or None
         return GenerationParams.from_values(values, max_new_tokens_cap=max_new_tokens_cap)
-
-
-SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ChannelSettings))
 
 
 def validate_setting(
@@ -85,8 +121,8 @@ def validate_setting(
     if value is None:
         # from_values reads None as "not given" and would quietly return the default.
         raise ValidationError(f"`{key}` needs a value, got None")
-    params = GenerationParams.from_values({key: value}, max_new_tokens_cap=max_new_tokens_cap)
-    return getattr(params, key)
+    high = min(max_new_tokens_cap, MAX_NEW_TOKENS_LIMIT) if key == "max_new_tokens" else None
+    return _SPECS[key].validate(value, high=high)
 
 
 def check_setting_key(key: str) -> None:

@@ -145,3 +145,24 @@ async def test_long_output_is_split_across_follow_ups_and_nothing_is_cut(
     assert [w for w in re.findall(r"word\d+", joined[: len(prompt) + 4])] == prompt.split()
     assert "prompt cut from the left" in joined
     assert no_pings(reply)
+
+
+async def test_a_seed_gives_the_same_text_again_and_another_seed_other_text(
+    server: LoopbackDiscord, transcord: bot_module.Transcord
+) -> None:
+    [generate] = [c for c in server.synced_commands() if c["name"] == "generate"]
+    seed_option = next(o for o in generate["options"] if o["name"] == "seed")
+    assert (seed_option["min_value"], seed_option["max_value"]) == (0, 2**32 - 1)
+
+    def sampled(seed: int) -> dict[str, object]:
+        return {"prompt": "Once upon a time", "max_new_tokens": 24, "temperature": 1.5, "seed": seed}
+
+    first = await run(server, "generate", sampled(42), until=has_footer)
+    again = await run(server, "generate", sampled(42), until=has_footer)
+    other = await run(server, "generate", sampled(7), until=has_footer)
+
+    def text(record: object) -> str:
+        return FOOTER.split(all_text(record))[0]  # type: ignore[arg-type]
+
+    assert text(first) == text(again)
+    assert text(first) != text(other)

@@ -284,8 +284,8 @@ async def test_generate_refuses_a_bad_value_naming_it(
         (
             "config reset",
             {"setting": "colour"},
-            "❌ unknown setting `colour`; known settings: model, max_new_tokens, temperature, top_p, top_k, "
-            "repetition_penalty, persona",
+            "❌ `setting` must be one of all, model, max_new_tokens, temperature, top_p, top_k, "
+            "repetition_penalty, persona, got 'colour'",
         ),
         (
             "story start",

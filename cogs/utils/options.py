@@ -1,0 +1,40 @@
+"""Slash-command options made from the declared request parameters (``model_service.params``).
+
+``@param_options(*specs)`` gives a command one optional option per parameter: its type and
+bounds as an ``app_commands.Range`` (Discord's client enforces them, the bot checks again), its
+description from the declaration. The callback takes them as ``**options``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Optional, TypeVar
+
+from discord import app_commands
+
+from model_service.params import ParamSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option_type(spec: ParamSpec) -> Any:
+    """The parameter as discord.py reads an optional, bounded option."""
+    low, high = (float(spec.low), float(spec.high)) if spec.type is float else (spec.low, spec.high)
+    return Optional[app_commands.Range[spec.type, low, high]]  # noqa: UP045  (a runtime typing object)
+
+
+def param_options(*specs: ParamSpec) -> Callable[[F], F]:
+    """Append one optional option per spec to the callback's signature (it takes ``**options``)."""
+
+    def decorator(func: F) -> F:
+        signature = inspect.signature(func)
+        written = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        added = [
+            inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_type(s))
+            for s in specs
+        ]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        return app_commands.describe(**{s.name: s.description for s in specs})(func)
+
+    return decorator
