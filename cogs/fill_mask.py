@@ -9,7 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
+from cogs.utils.options import TEXT_OPTION_LIMIT, param_options
 from model_service import MASK, FillMaskRequest, FillMaskResult
+from model_service.types import FILL_PARAMS
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
@@ -37,20 +39,19 @@ class FillMask(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="fill", description=f"Guess the word hidden by {MASK} in your sentence")
-    @app_commands.describe(
-        text=f"A sentence with one {MASK}, e.g. 'The capital of France is {MASK}.'",
-        top_k="How many guesses to show",
-    )
+    @app_commands.describe(text=f"A sentence with one {MASK}, e.g. 'The capital of France is {MASK}.'")
+    @param_options(*FILL_PARAMS)
     async def fill(
         self,
         interaction: discord.Interaction,
-        text: app_commands.Range[str, 1, 6000],
-        top_k: app_commands.Range[int, 1, 20] = 5,
+        text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+        **options: object,
     ) -> None:
         settings = await self.bot.settings_for(interaction)
         # A configured fill model (a real masked LM) wins; else the channel's own model fills.
         model = None if self.bot.config.service.fill_model else settings.model
-        request = FillMaskRequest(text=text, top_k=top_k, model=model)
+        given = {k: v for k, v in options.items() if v is not None}
+        request = FillMaskRequest(text=text, model=model, **given)  # type: ignore[arg-type]
         async with self.bot.models.command(interaction, text) as model:
             result = await replies.answer_soon(interaction, model.fill_mask(request))
             await replies.send_long(interaction, model.redact(render(text, result)))

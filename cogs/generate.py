@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
-from cogs.utils.options import param_options
+from cogs.utils.options import TEXT_OPTION_LIMIT, param_options
 from cogs.utils.settings import COMMAND_PARAMS
 from model_service import GenerationRequest
 from model_service.params import check_text
@@ -17,8 +17,6 @@ from model_service.types import MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
-
-PROMPT_LIMIT = 6000  # Discord's limit for a string option; the service takes longer prompts (stories)
 
 
 class Generate(commands.Cog):
@@ -58,7 +56,7 @@ class Generate(commands.Cog):
     async def generate(
         self,
         interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, PROMPT_LIMIT],
+        prompt: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
         **options: object,
     ) -> None:
         request = await self._request(interaction, prompt, options, chat=False)
@@ -68,7 +66,7 @@ class Generate(commands.Cog):
     @app_commands.command(name="chat", description="Ask the instruct model; answers in the channel's persona")
     @app_commands.describe(message="What you want to say or ask")
     async def chat(
-        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, PROMPT_LIMIT]
+        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
     ) -> None:
         request = await self._request(interaction, message, {}, chat=True)
         quoted = discord.utils.escape_markdown(message)

@@ -13,6 +13,7 @@ from cogs.utils import replies
 from cogs.utils.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec
+from model_service.types import FILL_PARAMS
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
@@ -35,7 +36,7 @@ HELP = f"""**Transcord**: language models in this channel.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
 **/chat** `message` asks the instruct model; it answers in the channel's persona.
   e.g. `/chat message: Give me three names for a pirate ship`
-**/fill** `text` `[top_k]` guesses the word hidden by `{MASK}`, with scores.
+**/fill** `text` {_options(FILL_PARAMS)} guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
 **/settings show** shows this channel's settings and where each comes from.
 **/config set** / **/config reset** change them (Manage Channels or the moderator role).

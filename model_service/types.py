@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from model_service.errors import ValidationError
-from model_service.params import as_int, check_range, check_text, param, specs
+from model_service.params import check_text, param, specs
 
 MASK = "[MASK]"
 # What users may write for the blank: BERT's and RoBERTa's spellings (a model's own token too).
@@ -163,14 +163,16 @@ def split_mask(text: str, model_mask: str | None = None) -> MaskedText:
 @dataclass(frozen=True)
 class FillMaskRequest:
     text: str
-    top_k: int = 5
+    top_k: int = param(5, 1, MAX_FILL_TOP_K, "How many guesses to show", command=True)
     model: str | None = None
 
     def __post_init__(self) -> None:
         check_text("text", self.text, limit=MAX_PROMPT_CHARS)
         split_mask(self.text)
-        top_k = as_int("top_k", self.top_k)
-        check_range("top_k", top_k, 1, MAX_FILL_TOP_K)
+        FILL_PARAMS[0].validate(self.top_k)
+
+
+FILL_PARAMS = specs(FillMaskRequest)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from discord import app_commands
 from model_service.params import ParamSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
+TEXT_OPTION_LIMIT = 6000  # Discord's limit for a string option
 
 
 def option_type(spec: ParamSpec) -> Any:
