@@ -17,7 +17,8 @@ from app.failures import FIX_SETTINGS, StartFailure, explain
 from cogs.utils.bot import EXTENSIONS, Transcord
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
-from cogs.utils.store import Store
+from cogs.utils.storage import Storage
+from cogs.utils.storage.sqlite import open_sqlite
 from model_service import ModelServiceAPI, ServiceError
 
 log = logging.getLogger("transcord")
@@ -33,9 +34,9 @@ async def build_service(config: BotConfig) -> ModelServiceAPI:
     return service
 
 
-async def open_store(config: BotConfig) -> Store:
+async def open_store(config: BotConfig) -> Storage:
     config.database_path.parent.mkdir(parents=True, exist_ok=True)
-    return await Store.open(
+    return await open_sqlite(
         config.database_path, ChannelSettings(max_new_tokens=config.default_max_new_tokens)
     )
 

@@ -18,7 +18,7 @@ from discord.ext import commands
 from cogs.utils import checks, replies
 from cogs.utils.models import Moderator, channel_chain
 from cogs.utils.moderation import MAX_COOLDOWN_S, MAX_INFLIGHT, MAX_PHRASE_CHARS, REDACTION_CHAR, ChannelRules
-from cogs.utils.store import AuditEntry
+from cogs.utils.storage import AuditEntry
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
@@ -125,7 +125,9 @@ class Moderation(
         self, interaction: discord.Interaction, phrase: app_commands.Range[str, 1, MAX_PHRASE_CHARS]
     ) -> None:
         channel_id = interaction.channel_id or 0
-        added = await self.bot.store.add_blocked_phrase(channel_id, phrase, actor_id=interaction.user.id)
+        added = await self.bot.store.moderation.add_blocked_phrase(
+            channel_id, phrase, actor_id=interaction.user.id
+        )
         rules = await self.moderator.reload(channel_id)
         shown = _quote(" ".join(phrase.split()).lower())
         if not added:
@@ -146,7 +148,9 @@ class Moderation(
         self, interaction: discord.Interaction, phrase: app_commands.Range[str, 1, MAX_PHRASE_CHARS]
     ) -> None:
         channel_id = interaction.channel_id or 0
-        removed = await self.bot.store.remove_blocked_phrase(channel_id, phrase, actor_id=interaction.user.id)
+        removed = await self.bot.store.moderation.remove_blocked_phrase(
+            channel_id, phrase, actor_id=interaction.user.id
+        )
         await self.moderator.reload(channel_id)
         shown = _quote(" ".join(phrase.split()).lower())
         text = (
@@ -189,7 +193,7 @@ class Moderation(
     @app_commands.command(name="log", description="Recent moderator actions and settings changes here")
     @app_commands.describe(count="How many entries to show, newest first")
     async def log(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 50] = 15) -> None:
-        entries = await self.bot.store.audit_log(
+        entries = await self.bot.store.moderation.audit_log(
             interaction.guild_id, channel_chain(interaction), limit=count
         )
         lines = [f"**Moderation log for {_here(interaction)}** (newest first)"]

@@ -16,7 +16,7 @@ from discord.ext import commands
 from cogs.utils import checks, replies
 from cogs.utils.options import param_options
 from cogs.utils.settings import CHANNEL_PARAMS, SETTING_KEYS, ResetChoice
-from cogs.utils.store import Scope as StoreScope
+from cogs.utils.storage import Scope as StoreScope
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS
 
 if TYPE_CHECKING:
@@ -68,7 +68,9 @@ class Settings(commands.GroupCog, group_name="settings", group_description="This
     )
     async def show(self, interaction: discord.Interaction) -> None:
         parent_id = getattr(interaction.channel, "parent_id", None)
-        explained = await self.bot.store.explain(interaction.guild_id, interaction.channel_id or 0, parent_id)
+        explained = await self.bot.store.settings.explain(
+            interaction.guild_id, interaction.channel_id or 0, parent_id
+        )
         lines = ["**Settings here**"]
         for key in SETTING_KEYS:
             value, source = explained[key]
@@ -125,7 +127,7 @@ class Config(
         values = {k: v for k, v in given.items() if v is not None}
         if not values:
             raise replies.UserFacingError("Give at least one setting to change, e.g. `temperature: 0.3`.")
-        saved = await self.bot.store.set_values(
+        saved = await self.bot.store.settings.set_values(
             target,
             target_id,
             values,
@@ -157,7 +159,7 @@ class Config(
         target, target_id = _scope(interaction, scope)
         await self._require_moderator(interaction, target)
         keys = None if setting is ResetChoice.all else [setting.value]
-        removed = await self.bot.store.reset(target, target_id, keys, actor_id=interaction.user.id)
+        removed = await self.bot.store.settings.reset(target, target_id, keys, actor_id=interaction.user.id)
         where = "the server default" if target == "guild" else f"<#{target_id}>"
         if not removed:
             await replies.send_long(
@@ -177,7 +179,7 @@ class Config(
         guild_id = checks.require_server(interaction)
         if not interaction.permissions.manage_guild:
             raise app_commands.CheckFailure("Setting the moderator role needs the Manage Server permission.")
-        await self.bot.store.set_meta(f"moderator_role:{guild_id}", str(role.id) if role else "")
+        await self.bot.store.meta.set_meta(f"moderator_role:{guild_id}", str(role.id) if role else "")
         text = (
             f"🛡️ Members of {role.mention} may now change settings." if role else "🛡️ Moderator role cleared."
         )

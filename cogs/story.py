@@ -22,7 +22,7 @@ from discord.ext import commands
 
 from cogs.utils import checks, replies
 from cogs.utils.models import ModelCall
-from cogs.utils.store import NewTurn, Story, StoryPlayer, StoryTurn
+from cogs.utils.storage import NewTurn, Story, StoryPlayer, StoryTurn
 from model_service import GenerationRequest
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class StoryMode(
         return True
 
     async def _open_story(self, interaction: discord.Interaction) -> Story:
-        story = await self.bot.store.open_story(interaction.channel_id or 0)
+        story = await self.bot.store.stories.open_story(interaction.channel_id or 0)
         if story is None:
             raise replies.UserFacingError("No story is open here. Start one with `/story start`.")
         return story
@@ -167,11 +167,11 @@ class StoryMode(
         guild_id = checks.require_server(interaction)
         mode = turns.value
         store = self.bot.store
-        existing = await store.open_story(interaction.channel_id or 0)
+        existing = await store.stories.open_story(interaction.channel_id or 0)
         if existing is not None:
             raise _already_open(existing)
         async with self.bot.models.command(interaction, premise) as model:
-            story = await store.create_story(
+            story = await store.stories.create_story(
                 guild_id=guild_id,
                 channel_id=interaction.channel_id or 0,
                 starter_id=interaction.user.id,
@@ -181,7 +181,7 @@ class StoryMode(
                 max_players=max_players,
             )
             if story is None:  # another /story start won the race
-                existing = await store.open_story(interaction.channel_id or 0)
+                existing = await store.stories.open_story(interaction.channel_id or 0)
                 raise _already_open(existing)
             header = (
                 f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · "
@@ -191,16 +191,18 @@ class StoryMode(
             try:
                 async with self._story_lock(interaction, story.id):
                     opening = await self._continue(interaction, story, [], header, model)
-                    await store.add_story_turns(story.id, [("opening", None, self.bot_name, opening)])
+                    await store.stories.add_story_turns(story.id, [("opening", None, self.bot_name, opening)])
             except BaseException:
                 # No opening, no story: the channel is free for another try.
-                await asyncio.shield(store.discard_story(story.id))
+                await asyncio.shield(store.stories.discard_story(story.id))
                 raise
 
     @app_commands.command(name="join", description="Join the story told here")
     async def join(self, interaction: discord.Interaction) -> None:
         story = await self._open_story(interaction)
-        result = await self.bot.store.join_story(story.id, interaction.user.id, interaction.user.display_name)
+        result = await self.bot.store.stories.join_story(
+            story.id, interaction.user.id, interaction.user.display_name
+        )
         if result != "joined":
             messages = {
                 "already": f"You are already in story #{story.id}.",
@@ -208,7 +210,7 @@ class StoryMode(
                 "closed": f"Story #{story.id} has ended.",
             }
             raise replies.UserFacingError(messages[result], icon="ℹ️")
-        players = await self.bot.store.story_players(story.id)
+        players = await self.bot.store.stories.story_players(story.id)
         text = f"👋 {interaction.user.mention} joined story #{story.id} ({len(players)}/{story.max_players} players)."
         if story.turn_mode == "round-robin":
             text += " Turn order: " + " → ".join(_bold_name(p.name) for p in players) + "."
@@ -223,17 +225,20 @@ class StoryMode(
         store = self.bot.store
         # Checked before the guard (a refused turn costs no cooldown) and again under the lock.
         _check_turn(
-            interaction.user, story, await store.story_players(story.id), await store.story_turns(story.id)
+            interaction.user,
+            story,
+            await store.stories.story_players(story.id),
+            await store.stories.story_turns(story.id),
         )
         async with self.bot.models.command(interaction, text) as model:
             if not interaction.response.is_done():
                 await interaction.response.defer(thinking=True)
             async with self._story_lock(interaction, story.id):
-                current = await store.story(story.id)
+                current = await store.stories.story(story.id)
                 if current is None or current.status != "open":
                     raise replies.UserFacingError(f"Story #{story.id} ended before your turn could be added.")
-                turns = await store.story_turns(story.id)
-                _check_turn(interaction.user, current, await store.story_players(story.id), turns)
+                turns = await store.stories.story_turns(story.id)
+                _check_turn(interaction.user, current, await store.stories.story_players(story.id), turns)
                 name = interaction.user.display_name
                 header = f"✍️ {_bold_name(name)}: {discord.utils.escape_markdown(text)}\n"
                 texts = [*(t.text for t in turns), text]
@@ -242,14 +247,14 @@ class StoryMode(
                     ("player", interaction.user.id, name, text),
                     ("bot", None, self.bot_name, continuation),
                 ]
-                await store.add_story_turns(story.id, added)
+                await store.stories.add_story_turns(story.id, added)
 
     @app_commands.command(name="show", description="The story so far")
     @app_commands.describe(public="Show it to the whole channel instead of only to you")
     async def show(self, interaction: discord.Interaction, public: bool = False) -> None:
         story = await self._open_story(interaction)
-        players = await self.bot.store.story_players(story.id)
-        turns = await self.bot.store.story_turns(story.id)
+        players = await self.bot.store.stories.story_players(story.id)
+        turns = await self.bot.store.stories.story_turns(story.id)
         lines = [
             f"📖 **Story #{story.id}** · {story.turn_mode} · {len(players)}/{story.max_players} players: "
             + ", ".join(_bold_name(p.name) for p in players),
@@ -271,7 +276,7 @@ class StoryMode(
             raise app_commands.CheckFailure("Undoing a turn needs Manage Channels or the moderator role.")
         story = await self._open_story(interaction)
         async with self._story_lock(interaction, story.id):
-            undone = await self.bot.store.undo_story_turn(story.id, actor_id=interaction.user.id)
+            undone = await self.bot.store.stories.undo_story_turn(story.id, actor_id=interaction.user.id)
         if not undone:
             raise replies.UserFacingError(
                 f"Nothing to undo: no player has added to story #{story.id} yet.", icon="ℹ️"
@@ -281,7 +286,9 @@ class StoryMode(
             f"from story #{story.id}, and the bot's continuation of it."
         )
         nxt = next_player(
-            story, await self.bot.store.story_players(story.id), await self.bot.store.story_turns(story.id)
+            story,
+            await self.bot.store.stories.story_players(story.id),
+            await self.bot.store.stories.story_turns(story.id),
         )
         if nxt is not None:
             text += f" Next turn: {_bold_name(nxt.name)}."
@@ -295,12 +302,12 @@ class StoryMode(
         if interaction.user.id != story.starter_id and not await self.bot.is_moderator(interaction):
             raise app_commands.CheckFailure("Only the story's starter or a moderator can end it.")
         async with self._story_lock(interaction, story.id):  # lets a continuation being written finish
-            ended = await self.bot.store.end_story(story.id, actor_id=interaction.user.id)
+            ended = await self.bot.store.stories.end_story(story.id, actor_id=interaction.user.id)
         self._locks.pop(story.id, None)
         if not ended:
             raise replies.UserFacingError(f"Story #{story.id} has already ended.", icon="ℹ️")
-        players = await self.bot.store.story_players(story.id)
-        turns = await self.bot.store.story_turns(story.id)
+        players = await self.bot.store.stories.story_players(story.id)
+        turns = await self.bot.store.stories.story_turns(story.id)
         contributions = sum(t.kind == "player" for t in turns)
         content = (
             f"📕 {interaction.user.mention} ended story #{story.id}: {contributions} "

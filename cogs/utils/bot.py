@@ -21,7 +21,7 @@ from cogs.utils import replies
 from cogs.utils.config import BotConfig
 from cogs.utils.models import ModeratedModels
 from cogs.utils.settings import ChannelSettings
-from cogs.utils.store import Store
+from cogs.utils.storage import Storage
 from model_service import ModelServiceAPI
 
 log = logging.getLogger("transcord")
@@ -46,7 +46,7 @@ class Transcord(commands.Bot):
         self,
         config: BotConfig,
         service: ModelServiceAPI,
-        store: Store,
+        store: Storage,
         *,
         extensions: Sequence[str] = EXTENSIONS,
     ) -> None:
@@ -73,7 +73,7 @@ class Transcord(commands.Bot):
     async def setup_hook(self) -> None:
         # Before any cog: model commands are refused until moderation is in place, and stay
         # refused if it cannot load.
-        await self.models.load_moderation(self.store)
+        await self.models.load_moderation(self.store.moderation)
         for name in self.extension_names:
             try:
                 await self.load_extension(name)
@@ -100,11 +100,11 @@ class Transcord(commands.Bot):
                 json.dumps(self._command_payload(guild), sort_keys=True, default=str).encode()
             ).hexdigest()
             key = f"command_hash:{self.application_id}:{scope}"
-            if not force and await self.store.get_meta(key) == digest:
+            if not force and await self.store.meta.get_meta(key) == digest:
                 log.info("commands unchanged for %s; not syncing", scope)
                 continue
             await self.tree.sync(guild=guild)
-            await self.store.set_meta(key, digest)
+            await self.store.meta.set_meta(key, digest)
             synced.append(scope)
             log.info("synced commands to %s", scope)
         return synced
@@ -123,10 +123,10 @@ class Transcord(commands.Bot):
     async def settings_for(self, interaction: discord.Interaction) -> ChannelSettings:
         channel_id = interaction.channel_id or 0
         parent_id = getattr(interaction.channel, "parent_id", None)
-        return await self.store.effective(interaction.guild_id, channel_id, parent_id)
+        return await self.store.settings.effective(interaction.guild_id, channel_id, parent_id)
 
     async def moderator_role_id(self, guild_id: int) -> int | None:
-        raw = await self.store.get_meta(f"moderator_role:{guild_id}")
+        raw = await self.store.meta.get_meta(f"moderator_role:{guild_id}")
         return int(raw) if raw else None
 
     async def is_moderator(self, interaction: discord.Interaction) -> bool:

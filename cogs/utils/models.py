@@ -31,7 +31,7 @@ from model_service import (
 )
 
 if TYPE_CHECKING:
-    from cogs.utils.store import Store
+    from cogs.utils.storage import ModerationStore
 
 log = logging.getLogger("transcord.moderation")
 
@@ -54,7 +54,7 @@ def channel_chain(interaction: discord.Interaction) -> list[int]:
 class Moderator:
     """Channel rules (a write-through cache of the store) and the gate model commands pass."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ModerationStore) -> None:
         self.store = store
         self.gate = Gate()
         self._rules: dict[int, ChannelRules] = {}
@@ -125,7 +125,7 @@ class ModeratedModels:
         self.closing = False
         self.inflight: set[asyncio.Task[object]] = set()
 
-    async def load_moderation(self, store: Store) -> None:
+    async def load_moderation(self, store: ModerationStore) -> None:
         """Build the moderation layer; if it cannot load, model commands stay refused (and say why)."""
         moderator = Moderator(store)
         try:

@@ -15,6 +15,7 @@ from typing import TypeVar
 import discord
 from discord import app_commands
 
+from cogs.utils.storage.types import LimitReached
 from model_service import (
     ErrorKind,
     GenerationResult,
@@ -83,6 +84,8 @@ def error_message(error: BaseException) -> str:
         return f"⌛ {error.message}"
     if isinstance(error, UserFacingError):
         return f"{error.icon} {error.message}"
+    if isinstance(error, LimitReached):
+        return f"🚫 This channel already has {error.limit} {error.what}, the most it may; remove one first."
     if isinstance(error, ValidationError | ModelUnavailableError):
         return f"❌ {error.message}"
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -107,6 +110,7 @@ def is_unexpected(error: BaseException) -> bool:
         app_commands.CommandNotFound,
         app_commands.CommandSignatureMismatch,
         app_commands.TransformerError,
+        LimitReached,
     )
     return not isinstance(error, known) or getattr(error, "kind", None) is ErrorKind.INTERNAL
 

@@ -1,5 +1,4 @@
-"""Shared fixtures: a database file and a store open on it (the store tests); the real bot on the
-loopback server with the fake model service (the command tests)."""
+"""Shared fixtures for the command tests: the real bot on the loopback server with the fake model service."""
 
 from __future__ import annotations
 
@@ -9,29 +8,10 @@ from pathlib import Path
 import discord
 import pytest
 
-from cogs.utils.settings import ChannelSettings
-from cogs.utils.store import Store
 from loopback import LoopbackDiscord
 from model_service import ModelServiceAPI
 from tests.cogs.fakes import FakeService
 from tests.e2e.harness import BotRunner, base_env
-
-
-@pytest.fixture
-def store_defaults() -> ChannelSettings:
-    """The config-level settings the store falls back to; a test module may override it."""
-    return ChannelSettings()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "transcord.db"
-
-
-@pytest.fixture
-async def store(db_path: Path, store_defaults: ChannelSettings) -> AsyncIterator[Store]:
-    async with await Store.open(db_path, store_defaults) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript
-from cogs.utils.store import Story, StoryPlayer, StoryTurn
+from cogs.utils.storage import Story, StoryPlayer, StoryTurn
 from model_service.types import MAX_PROMPT_CHARS
 
 ALICE, BOB, CAROL = StoryPlayer(1, "alice", 1.0), StoryPlayer(2, "bob", 2.0), StoryPlayer(3, "carol", 3.0)

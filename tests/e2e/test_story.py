@@ -172,9 +172,9 @@ async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
     await asyncio.gather(first.wait_for(settled, timeout=15), second.wait_for(settled, timeout=15))
     assert not first.ephemeral and not second.ephemeral
 
-    story = await bot.store.open_story(server.general.id)  # type: ignore[union-attr]
+    story = await bot.store.stories.open_story(server.general.id)  # type: ignore[union-attr]
     assert story is not None
-    turns = await bot.store.story_turns(story.id)
+    turns = await bot.store.stories.story_turns(story.id)
     assert [t.kind for t in turns] == ["opening", "player", "bot", "player", "bot"]
     assert {turns[1].text, turns[3].text} == {"Alice ties the logs.", "Bob finds a sail."}
     # Each contribution is followed by the continuation its own reply showed.
@@ -237,7 +237,7 @@ async def test_a_story_whose_opening_fails_is_not_left_open(
         bot = await runner.start()
         refused = await run(server, "story start", {"premise": "A quiet night"})
         assert refused.ephemeral and refused.content == "⏳ The model is busy right now; try again in 3 s."
-        assert await bot.store.open_story(server.general.id) is None  # type: ignore[union-attr]
+        assert await bot.store.stories.open_story(server.general.id) is None  # type: ignore[union-attr]
         assert (
             await run(server, "story join")
         ).content == "❌ No story is open here. Start one with `/story start`."

@@ -1,0 +1,43 @@
+"""Storage behind protocols: settings, meta, moderation and stories repositories.
+
+Cogs depend on :mod:`cogs.utils.storage.protocols`; :func:`cogs.utils.storage.sqlite.open_sqlite`
+builds the SQLite implementation. Migrations are numbered SQL files in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from cogs.utils.storage.protocols import MetaStore, ModerationStore, SettingsStore, Storage, StoryStore
+from cogs.utils.storage.types import (
+    AuditEntry,
+    JoinResult,
+    LimitReached,
+    NewTurn,
+    SchemaError,
+    Scope,
+    Source,
+    Story,
+    StoryPlayer,
+    StoryTurn,
+    TurnKind,
+    TurnMode,
+)
+
+__all__ = [
+    "AuditEntry",
+    "JoinResult",
+    "LimitReached",
+    "MetaStore",
+    "ModerationStore",
+    "NewTurn",
+    "SchemaError",
+    "Scope",
+    "SettingsStore",
+    "Source",
+    "Storage",
+    "Story",
+    "StoryPlayer",
+    "StoryStore",
+    "StoryTurn",
+    "TurnKind",
+    "TurnMode",
+]

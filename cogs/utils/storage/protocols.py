@@ -1,0 +1,190 @@
+"""The storage the cogs depend on: four small repositories, each a Protocol.
+
+Implementations: SQLite (``cogs.utils.storage.sqlite``). Every implementation passes the same
+contract tests (``tests/cogs/utils/storage``). A cog never sees a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from cogs.utils.storage.types import (
+    AuditEntry,
+    JoinResult,
+    NewTurn,
+    Scope,
+    Source,
+    Story,
+    StoryPlayer,
+    StoryTurn,
+    TurnMode,
+)
+
+if TYPE_CHECKING:  # annotations only: the stores sit below the rules and settings they return
+    from cogs.utils.moderation import ChannelRules
+    from cogs.utils.settings import ChannelSettings
+
+
+@runtime_checkable
+class SettingsStore(Protocol):
+    """Channel settings per scope (server, channel, thread), falling back to ``defaults``."""
+
+    defaults: ChannelSettings
+
+    async def effective(
+        self, guild_id: int | None, channel_id: int, parent_id: int | None = None
+    ) -> ChannelSettings:
+        """What applies in a channel or thread: per key, the most specific scope wins."""
+        ...
+
+    async def explain(
+        self, guild_id: int | None, channel_id: int, parent_id: int | None = None
+    ) -> dict[str, tuple[object, Source]]:
+        """Each effective value with the scope it comes from, for ``/settings show``."""
+        ...
+
+    async def scope_values(self, scope: Scope, scope_id: int) -> dict[str, object]:
+        """What this scope sets explicitly (not inherited), in declared key order."""
+        ...
+
+    async def set_values(
+        self,
+        scope: Scope,
+        scope_id: int,
+        values: Mapping[str, object],
+        *,
+        actor_id: int,
+        max_new_tokens_cap: int,
+        model_names: Collection[str] | None,
+    ) -> dict[str, object]:
+        """Validate every value, then write them all in one transaction; returns what was stored."""
+        ...
+
+    async def reset(
+        self, scope: Scope, scope_id: int, keys: Iterable[str] | None = None, *, actor_id: int
+    ) -> list[str]:
+        """Drop explicit values so the scope falls back again; returns the keys removed."""
+        ...
+
+
+@runtime_checkable
+class MetaStore(Protocol):
+    """A key-value table for the bot's own bookkeeping (command hashes, the moderator role)."""
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class ModerationStore(Protocol):
+    """Channel rules, blocked phrases, and the audit log of moderator actions and settings changes."""
+
+    async def channel_rules(self, channel_id: int) -> ChannelRules:
+        """What moderators set for this channel or thread (not its parent's)."""
+        ...
+
+    async def set_channel_rules(
+        self,
+        channel_id: int,
+        *,
+        actor_id: int,
+        locked: bool | None = None,
+        cooldown_s: int | None = None,
+        max_inflight: int | None = None,
+    ) -> ChannelRules:
+        """Change some of a channel's rules and log each change, in one transaction."""
+        ...
+
+    async def add_blocked_phrase(self, channel_id: int, phrase: str, *, actor_id: int) -> bool:
+        """Block a phrase here; False if it already was. Refuses past ``MAX_PHRASES``."""
+        ...
+
+    async def remove_blocked_phrase(self, channel_id: int, phrase: str, *, actor_id: int) -> bool:
+        """Unblock a phrase here; False if it was not blocked."""
+        ...
+
+    async def record_action(
+        self, scope: Scope, scope_id: int, *, actor_id: int, action: str, detail: str = ""
+    ) -> None:
+        """Add an entry to the audit log (moderator actions that change no stored rule)."""
+        ...
+
+    async def audit_log(
+        self, guild_id: int | None, channel_ids: Sequence[int], *, limit: int = 20
+    ) -> list[AuditEntry]:
+        """The newest entries about these channels and (with ``guild_id``) the server's defaults."""
+        ...
+
+
+@runtime_checkable
+class StoryStore(Protocol):
+    """Stories, their players and their turns."""
+
+    async def create_story(
+        self,
+        *,
+        guild_id: int | None,
+        channel_id: int,
+        starter_id: int,
+        starter_name: str,
+        premise: str,
+        turn_mode: TurnMode,
+        max_players: int,
+    ) -> Story | None:
+        """Open a story with its starter as the first player; None if one is already open here."""
+        ...
+
+    async def discard_story(self, story_id: int) -> None:
+        """Delete a story that never got going (its opening failed), so the channel is free again."""
+        ...
+
+    async def open_story(self, channel_id: int) -> Story | None: ...
+
+    async def story(self, story_id: int) -> Story | None: ...
+
+    async def join_story(self, story_id: int, user_id: int, name: str) -> JoinResult:
+        """Add a player, unless the story is closed, full, or has them already."""
+        ...
+
+    async def story_players(self, story_id: int) -> list[StoryPlayer]:
+        """Players in the order they joined (the round-robin order)."""
+        ...
+
+    async def story_turns(self, story_id: int) -> list[StoryTurn]:
+        """The story so far, in order, without undone turns."""
+        ...
+
+    async def add_story_turns(self, story_id: int, turns: Sequence[NewTurn]) -> list[StoryTurn]:
+        """Append turns (a contribution and the bot's continuation) together, numbered in order.
+
+        Returns [] if the story is no longer open: nothing is added to an ended story.
+        """
+        ...
+
+    async def undo_story_turn(self, story_id: int, *, actor_id: int) -> list[StoryTurn]:
+        """Undo the last player contribution and everything after it (the bot's continuation)."""
+        ...
+
+    async def end_story(self, story_id: int, *, actor_id: int) -> bool:
+        """Archive an open story; False if it was not open (ended meanwhile)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The four repositories of one database, and how to close it."""
+
+    settings: SettingsStore
+    meta: MetaStore
+    moderation: ModerationStore
+    stories: StoryStore
+    close: Callable[[], Awaitable[None]]
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,69 @@
+"""What the stores hand back: plain frozen rows, and the storage layer's own errors.
+
+No driver here and no user-facing text: the cogs decide what a user reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Scope = Literal["guild", "channel"]  # a thread is a 'channel' with its own id
+Source = Literal["thread", "channel", "guild", "default"]
+TurnMode = Literal["free", "round-robin"]
+TurnKind = Literal["opening", "player", "bot"]
+JoinResult = Literal["joined", "already", "full", "closed"]
+NewTurn = tuple[TurnKind, int | None, str, str]  # kind, author id (None: the bot), author name, text
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer Transcord than this one."""
+
+
+class LimitReached(Exception):
+    """A write would pass a stored limit (``what``: e.g. "blocked phrases"; ``limit``: the most)."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"at most {limit} {what}")
+        self.what, self.limit = what, limit
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    scope: str
+    scope_id: int
+    actor_id: int
+    action: str
+    detail: str
+    at: float  # Unix time
+
+
+@dataclass(frozen=True)
+class Story:
+    id: int
+    guild_id: int | None
+    channel_id: int
+    starter_id: int
+    premise: str
+    turn_mode: TurnMode
+    max_players: int
+    status: Literal["open", "ended"]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class StoryPlayer:
+    user_id: int
+    name: str
+    joined_at: float
+
+
+@dataclass(frozen=True)
+class StoryTurn:
+    seq: int
+    kind: TurnKind
+    author_id: int | None
+    author_name: str
+    text: str
+    created_at: float
