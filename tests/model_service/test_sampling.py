@@ -7,7 +7,7 @@ import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from model_service import GenerationParams
-from model_service.batching import TOP_P_WINDOW, _draw, candidates
+from model_service.sampling import TOP_P_WINDOW, candidates, draw
 
 VOCAB = 5000
 
@@ -69,8 +69,8 @@ def test_draw_follows_the_probabilities() -> None:
     probs = torch.tensor([0.0, 0.7, 0.0, 0.3])
     counts = [0, 0, 0, 0]
     for _ in range(2000):
-        counts[_draw(probs, generator, None)] += 1
+        counts[draw(probs, generator, None)] += 1
     assert counts[0] == counts[2] == 0  # a token of zero share is never drawn
     assert 0.65 < counts[1] / 2000 < 0.75
     ids = torch.tensor([42, 7])
-    assert {_draw(torch.tensor([0.5, 0.5]), generator, ids) for _ in range(50)} == {42, 7}
+    assert {draw(torch.tensor([0.5, 0.5]), generator, ids) for _ in range(50)} == {42, 7}
