@@ -1,380 +1,155 @@
-"""The scheduler: an event-loop task that steps every model's generation batch, and fill-mask, in turn.
+"""The scheduling policy: which waiting requests join which batch, which batches step, which fills run.
 
-Generation requests from any channel join the running batch of their model at the next step
-(after a prefill), so a late request does not wait for earlier ones to finish; each row leaves
-when it is done. Fill-mask requests waiting on one model are filled together in a
-``FillBatch``, one forward per turn, so generation steps go on between a fill's forwards. Every
-step is one call through the service's executor boundary, so the event loop only ever waits
-on a future.
+No tensors, no event loop, no model (the shape of vLLM v1's scheduler): :meth:`Scheduler.schedule`
+returns a :class:`Plan`; the engine core (``engine_core``) carries it out and reports back with
+:meth:`Scheduler.finish` and :meth:`Scheduler.fill_done`. Its tests feed it ids and load nothing.
+
+The policy: generation requests join their model's batch first come, first served, as far as
+``max_batch_size`` leaves room; every model with rows steps once a turn, so a late request never
+waits for earlier ones to finish. Fill-mask requests are filled in batches: when none is in
+progress, the first waiting fill's model takes every waiting fill of that model (up to the same
+cap), and that batch takes one forward a turn, between the generation steps. A request that
+stopped (cancelled, timed out) while waiting is dropped unstarted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
-import ctypes
-import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
-from model_service import generation
-from model_service.batching import Batch, Row, new_row
-from model_service.errors import InternalError, RequestTimeoutError, ServiceError
-from model_service.fill_mask import FillBatch, FillTask
-from model_service.loading import ModelRegistry
-from model_service.types import (
-    FillMaskRequest,
-    FillMaskResult,
-    FinishReason,
-    GenerationRequest,
-    GenerationResult,
-)
-
-log = logging.getLogger(__name__)
-
-DONE = object()  # ends a job's stream of deltas
-RATE_WINDOW_S = 10.0
+Kind = Literal["generate", "fill"]
 
 
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc
-        return None
+@dataclass(frozen=True)
+class Plan:
+    """One turn of work."""
+
+    joins: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # model -> ids joining its batch
+    steps: tuple[str, ...] = ()  # models whose batch takes one step (every model with rows)
+    fill_start: tuple[str, tuple[int, ...]] | None = None  # a new fill batch: its model and ids
+    fill_step: bool = False  # the fill batch in progress (or just started) takes one forward
+    dropped: tuple[int, ...] = ()  # stopped while waiting: never started
+
+    @property
+    def empty(self) -> bool:
+        return not (self.steps or self.fill_step or self.dropped)
 
 
-_malloc_trim = _libc_trim()
-
-
-def release_free_memory() -> None:
-    """Hand the heap freed after a burst back to the system; glibc keeps it otherwise.
-
-    Measured after 8 generations and 8 fills on the default model: 78 MB of RSS came back.
-    Called on the executor after each fill forward and when the scheduler runs out of work
-    (a few ms each).
-    """
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _future() -> asyncio.Future[Any]:
-    return asyncio.get_running_loop().create_future()
-
-
-@dataclass(eq=False, kw_only=True)
-class _Queued:
-    """What the scheduler keeps of any request: its model, its stop check, its start signal."""
-
+@dataclass(frozen=True)
+class _Waiting:
+    request_id: int
     model: str
-    should_stop: Callable[[], FinishReason | None]
-    started: asyncio.Event
-    submitted_at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(eq=False, kw_only=True)
-class Job(_Queued):
-    """A generation request as the event loop sees it: its deltas, its result, its row."""
-
-    request: GenerationRequest
-    deltas: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
-    result: asyncio.Future[GenerationResult] = field(default_factory=_future)
-    row: Row | None = None
-    prompt: generation.PreparedPrompt | None = None
-
-
-@dataclass(eq=False, kw_only=True)
-class FillJob(_Queued):
-    """A fill-mask request as the event loop sees it."""
-
-    request: FillMaskRequest
-    result: asyncio.Future[FillMaskResult] = field(default_factory=_future)
-    task: FillTask | None = None
 
 
 class Scheduler:
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        run: Callable[..., Awaitable[Any]],
-        *,
-        max_batch_size: int,
-        on_finished: Callable[[GenerationResult], None],
-        on_filled: Callable[[FillMaskResult], None] = lambda _: None,
-    ) -> None:
-        self._registry = registry
-        self._run = run
-        self._max_batch = max_batch_size
-        self._on_finished = on_finished
-        self._on_filled = on_filled
-        self._pending: collections.deque[Job] = collections.deque()
-        self._fill_pending: collections.deque[FillJob] = collections.deque()
-        self._filling: tuple[str, FillBatch | None, list[FillJob]] | None = None
-        self._active: dict[str, list[Job]] = {}
-        self._batches: dict[str, Batch] = {}
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._tokens: collections.deque[tuple[float, int]] = collections.deque()
+    def __init__(self, max_batch_size: int) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.max_batch_size = max_batch_size
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._fills_waiting: collections.deque[_Waiting] = collections.deque()
+        self._running: dict[str, set[int]] = {}  # model -> ids in its batch
+        self._filling: tuple[str, tuple[int, ...]] | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- what comes in and goes out -------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="generation-scheduler")
+    def add(self, request_id: int, model: str, kind: Kind = "generate") -> None:
+        queue = self._fills_waiting if kind == "fill" else self._waiting
+        queue.append(_Waiting(request_id, model))
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Let cancelled rows finish (they stop at the next step), then end what is left."""
-        if self.running or self._pending or self._busy_filling:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for job in self._pending:
-            self._finish_unstarted(job)
-        stopped = InternalError("the model service stopped before this request finished")
-        for job in (j for jobs in self._active.values() for j in jobs):
-            self._fail(job, stopped)
-        fills = [*self._fill_pending, *(self._filling[2] if self._filling else [])]
-        for fill in fills:
-            fill.started.set()
-            if not fill.result.done():
-                fill.result.set_exception(stopped)
-        self._pending.clear()
-        self._active.clear()
-        self._fill_pending.clear()
+    def finish(self, request_id: int, model: str) -> None:
+        """A generation left its model's batch (done, stopped or failed)."""
+        rows = self._running.get(model)
+        if rows is not None:
+            rows.discard(request_id)
+            if not rows:
+                del self._running[model]
+
+    def fail_model(self, model: str) -> tuple[int, ...]:
+        """The model's batch failed: every row in it is gone; returns their ids."""
+        return tuple(self._running.pop(model, ()))
+
+    def fill_done(self) -> None:
+        """The fill batch in progress ended."""
         self._filling = None
 
-    def submit(self, job: Job) -> None:
-        self._pending.append(job)
-        self._wake.set()
+    def drop_all(self) -> tuple[int, ...]:
+        """Forget everything (the service stops); returns every id it held."""
+        ids = [w.request_id for w in (*self._waiting, *self._fills_waiting)]
+        ids += [i for rows in self._running.values() for i in rows]
+        ids += list(self._filling[1]) if self._filling else []
+        self._waiting.clear()
+        self._fills_waiting.clear()
+        self._running.clear()
+        self._filling = None
+        return tuple(ids)
 
-    def submit_fill(self, job: FillJob) -> None:
-        self._fill_pending.append(job)
-        self._wake.set()
+    # -- the plan ---------------------------------------------------------------------------------
 
-    # -- live figures -----------------------------------------------------------------------------
+    def schedule(self, stopped: Callable[[int], bool] = lambda _: False) -> Plan:
+        """The next turn: who joins, which batches step, which fills run; ``stopped(id)`` drops."""
+        dropped: list[int] = []
+        joins: dict[str, list[int]] = {}
+        keep: collections.deque[_Waiting] = collections.deque()
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if stopped(waiting.request_id):
+                dropped.append(waiting.request_id)
+                continue
+            taken = joins.setdefault(waiting.model, [])
+            if len(self._running.get(waiting.model, ())) + len(taken) < self.max_batch_size:
+                taken.append(waiting.request_id)
+            else:
+                keep.append(waiting)
+        self._waiting = keep
+        for model, ids in joins.items():
+            if ids:
+                self._running.setdefault(model, set()).update(ids)
+        fill_start = None
+        if self._filling is None:
+            fill_start = self._take_fills(stopped, dropped)
+            self._filling = fill_start
+        return Plan(
+            joins={m: tuple(ids) for m, ids in joins.items() if ids},
+            steps=tuple(self._running),
+            fill_start=fill_start,
+            fill_step=self._filling is not None,
+            dropped=tuple(dropped),
+        )
+
+    def _take_fills(
+        self, stopped: Callable[[int], bool], dropped: list[int]
+    ) -> tuple[str, tuple[int, ...]] | None:
+        taken: list[_Waiting] = []
+        keep: collections.deque[_Waiting] = collections.deque()
+        while self._fills_waiting:
+            waiting = self._fills_waiting.popleft()
+            if stopped(waiting.request_id):
+                dropped.append(waiting.request_id)
+                continue
+            if (not taken or waiting.model == taken[0].model) and len(taken) < self.max_batch_size:
+                taken.append(waiting)
+            else:
+                keep.append(waiting)
+        self._fills_waiting = keep
+        return (taken[0].model, tuple(w.request_id for w in taken)) if taken else None
+
+    # -- figures ----------------------------------------------------------------------------------
 
     @property
     def running(self) -> int:
-        return sum(len(jobs) for jobs in self._active.values())
+        return sum(len(rows) for rows in self._running.values())
 
     @property
     def waiting(self) -> int:
-        return len(self._pending) + len(self._fill_pending)
+        return len(self._waiting) + len(self._fills_waiting)
 
     @property
     def filling(self) -> int:
-        """Fill-mask requests being worked on together now."""
-        return len(self._filling[2]) if self._filling else 0
+        return len(self._filling[1]) if self._filling else 0
 
     @property
-    def _busy_filling(self) -> bool:
-        return bool(self._fill_pending or self._filling)
-
-    def tokens_per_s(self) -> float | None:
-        """Tokens produced per second over the last few seconds, all rows together."""
-        now = time.monotonic()
-        while self._tokens and self._tokens[0][0] < now - RATE_WINDOW_S:
-            self._tokens.popleft()
-        if not self._tokens:
-            return None
-        span = max(now - self._tokens[0][0], 1.0)
-        return sum(n for _, n in self._tokens) / span
-
-    # -- the loop ---------------------------------------------------------------------------------
-
-    async def _loop(self) -> None:
-        worked = False
-        while True:
-            if not self._pending and not self.running and not self._busy_filling:
-                if worked:
-                    worked = False
-                    with contextlib.suppress(ServiceError):
-                        await self._run(release_free_memory)
-                    continue  # work may have come in meanwhile
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self._idle.clear()
-            worked = True
-            joining = self._take_pending()
-            for model in list({*self._active, *joining}):
-                await self._step(model, joining.get(model, []))
-            if self._busy_filling:
-                await self._fill_step()
-
-    def _take_pending(self) -> dict[str, list[Job]]:
-        """Hand waiting jobs to their model's batch, as far as it has room."""
-        joining: dict[str, list[Job]] = {}
-        keep: collections.deque[Job] = collections.deque()
-        while self._pending:
-            job = self._pending.popleft()
-            if job.should_stop() is not None:  # cancelled or timed out while waiting
-                self._finish_unstarted(job)
-                continue
-            taken = joining.setdefault(job.model, [])
-            if len(self._active.get(job.model, [])) + len(taken) < self._max_batch:
-                taken.append(job)
-                job.started.set()
-            else:
-                keep.append(job)
-        self._pending = keep
-        return {m: jobs for m, jobs in joining.items() if jobs}
-
-    async def _step(self, model: str, joining: list[Job]) -> None:
-        active = self._active.setdefault(model, [])
-        try:
-            finished = await self._run(self._step_blocking, model, joining)
-        except ServiceError as exc:
-            batch = self._batches.pop(model, None)
-            if batch is not None:
-                batch.fail()
-            for job in [*active, *joining]:
-                self._fail(job, exc)
-            self._active.pop(model, None)
-            return
-        active.extend(j for j in joining if j.row is not None)
-        produced = 0
-        for job in active:
-            assert job.row is not None
-            if text := job.row.take_text():
-                job.deltas.put_nowait(text)
-            produced += 1
-        self._tokens.append((time.monotonic(), produced))
-        done = {id(row) for row in finished}
-        for job in [j for j in active if id(j.row) in done]:
-            self._complete(job)
-        self._active[model] = [j for j in active if id(j.row) not in done]
-        if not self._active[model]:
-            del self._active[model]
-
-    def _step_blocking(self, model: str, joining: list[Job]) -> list[Row]:
-        """On the executor: prepare the joining rows, then one step of the model's batch."""
-        batch = self._batches.get(model)
-        if batch is None:
-            batch = self._batches[model] = Batch(self._registry.get(model, "generate"))
-        rows = []
-        for job in joining:
-            job.prompt = generation.prepare(batch.loaded, job.request)
-            job.row = new_row(batch.loaded, job.prompt, job.request.params, job.should_stop)
-            rows.append(job.row)
-        return batch.step(rows)
-
-    # -- fill-mask ------------------------------------------------------------------------------
-
-    async def _fill_step(self) -> None:
-        """One forward of the fill batch in progress, or start one with every waiting request of a model."""
-        if self._filling is None:
-            jobs = self._take_fills()
-            if not jobs:
-                return
-            self._filling = (jobs[0].model, None, jobs)
-        model, batch, jobs = self._filling
-        for job in jobs:
-            if job.task is not None and not job.task.done and (reason := job.should_stop()):
-                job.task.dropped = True
-                self._settle_fill(job, self._stopped_error(reason))
-        try:
-            batch = await self._run(self._fill_blocking, model, batch, jobs)
-        except ServiceError as exc:
-            for job in jobs:
-                self._settle_fill(job, exc)
-            self._filling = None
-            return
-        self._filling = (model, batch, jobs)
-        for job in jobs:
-            if job.task is not None and job.task.done:
-                self._settle_fill(job, job.task.error, batch)
-        if batch.done:
-            self._filling = None
-
-    def _take_fills(self) -> list[FillJob]:
-        """The waiting fill requests for the first waiting one's model (as many as a batch takes)."""
-        taken: list[FillJob] = []
-        keep: collections.deque[FillJob] = collections.deque()
-        while self._fill_pending:
-            job = self._fill_pending.popleft()
-            if reason := job.should_stop():  # timed out or left while waiting
-                job.started.set()
-                self._settle_fill(job, self._stopped_error(reason))
-                continue
-            if (not taken or job.model == taken[0].model) and len(taken) < self._max_batch:
-                taken.append(job)
-                job.started.set()
-            else:
-                keep.append(job)
-        self._fill_pending = keep
-        return taken
-
-    def _fill_blocking(self, model: str, batch: FillBatch | None, jobs: list[FillJob]) -> FillBatch:
-        """On the executor: make the batch on its first turn, then one forward."""
-        if batch is None:
-            for job in jobs:
-                job.task = FillTask(job.request.text, int(job.request.top_k))
-            batch = FillBatch(self._registry.get(model, "fill-mask"), [j.task for j in jobs if j.task])
-        batch.advance()
-        # A fill's forwards leave logits and cache copies of ever-different shapes behind in the
-        # heap; handing them back each time keeps the peak down (here 848 -> 812 MB over 8
-        # fills, for 2 % of the fill's time).
-        release_free_memory()
-        return batch
-
-    @staticmethod
-    def _stopped_error(reason: FinishReason) -> ServiceError | None:
-        """What a fill stopped for ``reason`` answers: a timeout is told; a caller who left is not."""
-        if reason == "timeout":
-            return RequestTimeoutError("the request timed out while the model worked on it")
-        return None
-
-    def _settle_fill(self, job: FillJob, error: BaseException | None, batch: FillBatch | None = None) -> None:
-        if job.result.done():
-            return
-        if error is not None:
-            job.result.set_exception(error)
-            return
-        if batch is None or job.task is None or job.task.predictions is None:
-            job.result.cancel()  # its caller left
-            return
-        result = FillMaskResult(
-            tuple(job.task.predictions), job.model, batch.method, time.monotonic() - job.submitted_at
-        )
-        self._on_filled(result)
-        job.result.set_result(result)
-
-    # -- endings ----------------------------------------------------------------------------------
-
-    def _complete(self, job: Job) -> None:
-        row, prompt = job.row, job.prompt
-        assert row is not None and prompt is not None and row.finish_reason is not None
-        result = GenerationResult(
-            text="".join(row.text_parts),
-            finish_reason=row.finish_reason,
-            prompt_tokens=len(prompt.input_ids),
-            generated_tokens=row.generated,
-            prompt_truncated=prompt.truncated,
-            model=job.model,
-            elapsed_s=time.monotonic() - job.submitted_at,
-            first_token_s=None if row.first_text_at is None else row.first_text_at - job.submitted_at,
-        )
-        self._on_finished(result)
-        job.deltas.put_nowait(DONE)
-        if not job.result.done():
-            job.result.set_result(result)
-
-    def _finish_unstarted(self, job: Job) -> None:
-        job.started.set()
-        job.deltas.put_nowait(DONE)
-        if not job.result.done():
-            job.result.set_result(
-                GenerationResult("", job.should_stop() or "cancelled", 0, 0, False, job.model, 0.0)
-            )
-
-    @staticmethod
-    def _fail(job: Job, error: BaseException) -> None:
-        job.deltas.put_nowait(DONE)
-        if not job.result.done():
-            job.result.set_exception(error)
+    def idle(self) -> bool:
+        return not (self._waiting or self._fills_waiting or self._running or self._filling)

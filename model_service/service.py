@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from model_service.config import ServiceConfig
+from model_service.engine_core import DONE, EngineCore, FillJob, Job
 from model_service.errors import (
     InternalError,
     OverloadedError,
@@ -28,7 +29,6 @@ from model_service.errors import (
     ValidationError,
 )
 from model_service.loading import ModelRegistry
-from model_service.scheduler import DONE, FillJob, Job, Scheduler
 from model_service.types import (
     FillMaskRequest,
     FillMaskResult,
@@ -126,7 +126,7 @@ class ModelService:
         )
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduler: Scheduler | None = None
+        self._scheduler: EngineCore | None = None
         self._active: set[_Ticket] = set()
         self._started_at = 0.0
         self._latencies: collections.deque[float] = collections.deque(maxlen=50)
@@ -145,7 +145,7 @@ class ModelService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
-        self._scheduler = Scheduler(
+        self._scheduler = EngineCore(
             self._registry,
             self._run,
             max_batch_size=self.config.max_batch_size,
