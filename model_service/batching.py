@@ -55,6 +55,14 @@ class Row:
         text, self.pending_text = "".join(self.pending_text), []
         return text
 
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt.input_ids)
+
+    @property
+    def prompt_truncated(self) -> bool:
+        return self.prompt.truncated
+
 
 def new_row(
     loaded: LoadedModel,

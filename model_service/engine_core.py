@@ -20,11 +20,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from model_service import generation
-from model_service.batching import Batch, Row, new_row
+from model_service.engines.base import Engine, EngineRow, FillWork
 from model_service.errors import InternalError, RequestTimeoutError, ServiceError
-from model_service.fill_mask import FillBatch, FillTask
-from model_service.loading import ModelRegistry
+from model_service.fill_mask import FillTask
 from model_service.scheduler import Scheduler
 from model_service.types import (
     FillMaskRequest,
@@ -83,8 +81,7 @@ class Job(_Queued):
     request: GenerationRequest
     deltas: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     result: asyncio.Future[GenerationResult] = field(default_factory=_future)
-    row: Row | None = None
-    prompt: generation.PreparedPrompt | None = None
+    row: EngineRow | None = None
 
 
 @dataclass(eq=False, kw_only=True)
@@ -99,23 +96,23 @@ class FillJob(_Queued):
 class EngineCore:
     def __init__(
         self,
-        registry: ModelRegistry,
+        engine_for: Callable[[str], Engine],
         run: Callable[..., Awaitable[Any]],
         *,
         max_batch_size: int,
         on_finished: Callable[[GenerationResult], None],
         on_filled: Callable[[FillMaskResult], None] = lambda _: None,
     ) -> None:
-        self._registry = registry
+        self._engine_for = engine_for
         self._run = run
         self._policy = Scheduler(max_batch_size)
         self._on_finished = on_finished
         self._on_filled = on_filled
         self._ids = itertools.count()
         self._jobs: dict[int, Job | FillJob] = {}
-        self._filling: tuple[str, FillBatch | None, list[FillJob]] | None = None
+        self._filling: tuple[str, FillWork | None, list[FillJob]] | None = None
         self._active: dict[str, list[Job]] = {}
-        self._batches: dict[str, Batch] = {}
+        self._engines: dict[str, Engine] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -243,9 +240,10 @@ class EngineCore:
         try:
             finished = await self._run(self._step_blocking, model, joining)
         except ServiceError as exc:
-            batch = self._batches.pop(model, None)
-            if batch is not None:
-                batch.fail()
+            engine = self._engines.pop(model, None)
+            if engine is not None:
+                with contextlib.suppress(Exception):
+                    await self._run(engine.release)
             for request_id in self._policy.fail_model(model):
                 self._jobs.pop(request_id, None)
             for job in [*active, *joining]:
@@ -269,17 +267,18 @@ class EngineCore:
         if not self._active[model]:
             del self._active[model]
 
-    def _step_blocking(self, model: str, joining: list[Job]) -> list[Row]:
-        """On the executor: prepare the joining rows, then one step of the model's batch."""
-        batch = self._batches.get(model)
-        if batch is None:
-            batch = self._batches[model] = Batch(self._registry.get(model, "generate"))
-        rows = []
+    def _engine(self, model: str) -> Engine:
+        engine = self._engines.get(model)
+        if engine is None:
+            engine = self._engines[model] = self._engine_for(model)
+        return engine
+
+    def _step_blocking(self, model: str, joining: list[Job]) -> list[EngineRow]:
+        """On the executor: the joining rows prepared, then one step of the model's batch."""
+        engine = self._engine(model)
         for job in joining:
-            job.prompt = generation.prepare(batch.loaded, job.request)
-            job.row = new_row(batch.loaded, job.prompt, job.request.params, job.should_stop)
-            rows.append(job.row)
-        return batch.step(rows)
+            job.row = engine.join(job.request, job.should_stop)
+        return engine.step([job.row for job in joining if job.row is not None])
 
     # -- fill-mask ------------------------------------------------------------------------------
 
@@ -311,12 +310,12 @@ class EngineCore:
         for job in jobs:
             self._jobs.pop(job.id, None)
 
-    def _fill_blocking(self, model: str, batch: FillBatch | None, jobs: list[FillJob]) -> FillBatch:
+    def _fill_blocking(self, model: str, batch: FillWork | None, jobs: list[FillJob]) -> FillWork:
         """On the executor: make the batch on its first turn, then one forward."""
         if batch is None:
             for job in jobs:
                 job.task = FillTask(job.request.text, int(job.request.top_k))
-            batch = FillBatch(self._registry.get(model, "fill-mask"), [j.task for j in jobs if j.task])
+            batch = self._engine(model).fill([j.task for j in jobs if j.task])
         batch.advance()
         # A fill's forwards leave logits and cache copies of ever-different shapes behind in the
         # heap; handing them back each time keeps the peak down (here 848 -> 812 MB over 8
@@ -331,7 +330,7 @@ class EngineCore:
             return RequestTimeoutError("the request timed out while the model worked on it")
         return None
 
-    def _settle_fill(self, job: FillJob, error: BaseException | None, batch: FillBatch | None = None) -> None:
+    def _settle_fill(self, job: FillJob, error: BaseException | None, batch: FillWork | None = None) -> None:
         if job.result.done():
             return
         if error is not None:
@@ -349,14 +348,14 @@ class EngineCore:
     # -- endings ----------------------------------------------------------------------------------
 
     def _complete(self, job: Job) -> None:
-        row, prompt = job.row, job.prompt
-        assert row is not None and prompt is not None and row.finish_reason is not None
+        row = job.row
+        assert row is not None and row.finish_reason is not None
         result = GenerationResult(
             text="".join(row.text_parts),
             finish_reason=row.finish_reason,
-            prompt_tokens=len(prompt.input_ids),
+            prompt_tokens=row.prompt_tokens,
             generated_tokens=row.generated,
-            prompt_truncated=prompt.truncated,
+            prompt_truncated=row.prompt_truncated,
             model=job.model,
             elapsed_s=time.monotonic() - job.submitted_at,
             first_token_s=None if row.first_text_at is None else row.first_text_at - job.submitted_at,

@@ -21,6 +21,7 @@ import torch
 
 from model_service.config import ServiceConfig
 from model_service.engine_core import DONE, EngineCore, FillJob, Job
+from model_service.engines import TransformersEngine
 from model_service.errors import (
     InternalError,
     OverloadedError,
@@ -145,8 +146,9 @@ class ModelService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
+        registry = self._registry
         self._scheduler = EngineCore(
-            self._registry,
+            lambda model: TransformersEngine(registry, model),
             self._run,
             max_batch_size=self.config.max_batch_size,
             on_finished=lambda r: self._record(r.elapsed_s, r.generated_tokens),

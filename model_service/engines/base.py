@@ -1,0 +1,66 @@
+"""The engine interface: what the engine core asks of a model runner, whatever runs the model.
+
+Every method is blocking and runs on the service's executor, one call per scheduler turn. A
+generation is a row: it joins a model's running batch (prefill), then every step gives each
+row one token, until the row finishes (its length, end of text, a stop sequence, or its caller
+stopping it); ``release`` lets the batch go. A fill-mask batch advances one forward at a time,
+so generation steps go on between its forwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from model_service.fill_mask import FillTask
+from model_service.types import FillMethod, FinishReason, GenerationRequest
+
+
+class EngineRow(Protocol):
+    """One generation as the engine core reads it between steps."""
+
+    finish_reason: FinishReason | None  # None while it runs
+    generated: int  # tokens so far
+    text_parts: list[str]  # every piece of text emitted
+    first_text_at: float | None  # time.monotonic() of its first text
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def prompt_truncated(self) -> bool: ...
+
+    def take_text(self) -> str:
+        """The text emitted since the last call."""
+        ...
+
+
+class FillWork(Protocol):
+    """A batch of fill-mask tasks, worked on one forward at a time."""
+
+    method: FillMethod
+    done: bool
+
+    def advance(self) -> None:
+        """One forward; afterwards each task is done (predictions or error) or waits for more."""
+        ...
+
+
+class Engine(Protocol):
+    """One model's runner."""
+
+    def join(self, request: GenerationRequest, should_stop: Callable[[], FinishReason | None]) -> EngineRow:
+        """Prepare a row for the request (its prompt in tokens, cut to fit); it joins at the next step."""
+        ...
+
+    def step(self, joining: Sequence[EngineRow]) -> list[EngineRow]:
+        """Prefill the joining rows into the batch, then one token for every row; returns those done."""
+        ...
+
+    def release(self) -> None:
+        """Let the running batch go (after a failure): its rows are over."""
+        ...
+
+    def fill(self, tasks: Sequence[FillTask]) -> FillWork:
+        """A fill batch for these tasks (the model's fill-mask head, or its causal fallback)."""
+        ...
