@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from benchmarks import IMPORTED_AT
 
@@ -42,6 +43,25 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
+
+
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model and the flags that decide the fast dtype (bf16 needs avx512_bf16 or amx)."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model") and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags |= set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "flags": [f for f in SPEED_FLAGS if f in flags]}
 
 
 def loadavg() -> list[float]:

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.batched import BotBench
-from benchmarks.measure import LoopLag, Summary, loadavg, peak_rss_mb, process_started_at, summarize
+from benchmarks.measure import (
+    SPEED_FLAGS,
+    LoopLag,
+    Summary,
+    cpu,
+    loadavg,
+    peak_rss_mb,
+    process_started_at,
+    summarize,
+)
 from benchmarks.memory import MemoryReport
 from benchmarks.memory import measure as measure_memory
 from benchmarks.naive import NaiveBot
@@ -129,6 +138,7 @@ class Report:
     torch_threads: int
     cpu_count: int
     dtype: str
+    cpu: dict[str, Any]
     loadavg_start: list[float]
     bot_settings: dict[str, float | int] = field(default_factory=dict)
     workloads: dict[str, WorkloadReport] = field(default_factory=dict)
@@ -159,6 +169,7 @@ class Report:
                 "memory": self.memory.as_dict() if self.memory else None,
                 "torch_threads": self.torch_threads,
                 "cpu_count": self.cpu_count,
+                "cpu": self.cpu,
                 "loadavg_start": self.loadavg_start,
                 "loadavg_end": self.loadavg_end,
                 "model": self.model,
@@ -277,6 +288,7 @@ async def run_benchmark(options: Options, origin: float) -> Report:
                 torch_threads=torch.get_num_threads(),
                 cpu_count=os.cpu_count() or 0,
                 dtype=str(next(naive.model.parameters()).dtype).removeprefix("torch."),
+                cpu=cpu(),
                 loadavg_start=load_start,
             )
             if note:
@@ -357,6 +369,7 @@ def render_table(report: Report) -> list[str]:
         f"Transcord throughput — {Path(report.model).name} ({report.dtype}), "
         f"{report.max_new_tokens} new tokens a request, "
         f"torch threads {report.torch_threads}, {report.cpu_count} CPUs, load average {load}",
+        f"CPU: {report.cpu['model']} · flags: {' '.join(report.cpu['flags']) or 'none of ' + '/'.join(SPEED_FLAGS)}",
         f"cold start {report.cold_start_s:.1f} s · weights {report.weights_mb:.0f} MB · "
         f"peak RSS {report.rss_mb:.0f} MB",
     ]

@@ -34,6 +34,9 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
     for key in throughput.REQUIRED_KEYS:
         assert isinstance(data[key], int | float) and data[key] > 0, (key, data[key])
     assert data["cold_start_s"] < time.monotonic() - started
+    # Figures differ from one CPU to the next: the report says which CPU and which speed flags.
+    assert data["cpu"]["model"] and set(data["cpu"]["flags"]) <= set(throughput.SPEED_FLAGS)
+    assert f"CPU: {data['cpu']['model']} · flags: " in output
     for name, count in (("A", 3), ("B", 3)):
         workload = data["workloads"][name]
         batched, naive = workload["batched"], workload["naive"]
