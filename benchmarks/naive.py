@@ -51,10 +51,11 @@ class NaiveBot:
 
     def fill(self, arrival: Arrival, arrived: float) -> RequestTiming:
         """The same fill-mask method as the service, one text at a time."""
+        from model_service.engines.transformers import TransformersScorer
         from model_service.fill_mask import fill
 
         started = time.monotonic()
-        fill(self.fill_model, arrival.prompt, 5)  # takes the model's lock per forward
+        fill(TransformersScorer(self.fill_model), arrival.prompt, 5)  # takes the model's lock per forward
         done = time.monotonic()
         return RequestTiming(sent=arrived, first_text=done, done=done, tokens=0, started=started)
 

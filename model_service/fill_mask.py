@@ -18,11 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 
-from model_service.batching import cache_kwargs, kv_layers, pad_rows, prefill
 from model_service.errors import ServiceError, ValidationError
 from model_service.loading import LoadedModel
 from model_service.types import FillMethod, FillPrediction, MaskedText, split_mask
@@ -66,11 +65,43 @@ class FillTask:
         return not self.done and not self.dropped
 
 
+class Scorer(Protocol):
+    """The forward passes fill-mask needs of an engine: log-probabilities, nothing generated.
+
+    ``loaded`` gives the tokenizer, the head (masked or causal), the context and the lock.
+    """
+
+    loaded: LoadedModel
+
+    def masked_logits(self, rows: list[list[int]]) -> torch.Tensor:
+        """The logits at every position of each row (right-padded together): [rows, length, vocab]."""
+        ...
+
+    def next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
+        """The log-distribution of the token after each prompt: [prompts, vocab]."""
+        ...
+
+    def score_after_shared(
+        self,
+        groups: list[tuple[int, list[int], list[list[int]]]],
+        use: Callable[[int, int, list[int], torch.Tensor, torch.Tensor], None],
+        *,
+        live: Callable[[int, int], bool],
+    ) -> Iterator[None]:
+        """Each group's shared tokens once, then each row's own tokens after them (one forward a yield).
+
+        ``use(key, row, own, first, logits)`` gets the log-distribution after the shared tokens
+        and the logits over the row's own tokens, for every row still ``live(key, row)``.
+        """
+        ...
+
+
 class FillBatch:
     """Fill-mask requests on one model, worked through one forward pass per ``advance``."""
 
-    def __init__(self, loaded: LoadedModel, tasks: Sequence[FillTask]) -> None:
-        self.loaded = loaded
+    def __init__(self, scorer: Scorer, tasks: Sequence[FillTask]) -> None:
+        self.scorer = scorer
+        loaded = self.loaded = scorer.loaded
         self.tasks = list(tasks)
         for task in self.tasks:
             try:
@@ -117,12 +148,11 @@ class FillBatch:
         assert all(t.masked is not None for t in live)
         texts = [t.masked.left + tok.mask_token + t.masked.right for t in live]  # type: ignore[union-attr]
         encoded = [tok(text, add_special_tokens=True)["input_ids"] for text in texts]
-        for chunk in _chunks(list(zip(live, encoded, strict=True)), lambda item: len(item[1])):
+        for chunk in chunks(list(zip(live, encoded, strict=True)), lambda item: len(item[1])):
             chunk = [(t, ids) for t, ids in chunk if t.live]
             if not chunk:
                 continue
-            ids, mask = pad_rows([ids for _, ids in chunk], tok.pad_token_id or 0, left=False)
-            logits = self.loaded.model(**_on(self.loaded, input_ids=ids, attention_mask=mask)).logits
+            logits = self.scorer.masked_logits([ids for _, ids in chunk])
             for row, (task, row_ids) in enumerate(chunk):
                 position = row_ids.index(tok.mask_token_id)
                 task.predictions = self._masked_predictions(task, logits[row, position].float().softmax(-1))
@@ -156,16 +186,18 @@ class FillBatch:
         def propose(group: int, row: int, own: list[int], first: torch.Tensor, logits: torch.Tensor) -> None:
             self._add_words(live[row], logits[len(own) - 1].float().log_softmax(-1))  # after the prompt
 
-        yield from self._shared_then_own([(0, shared, owns)], propose, live=lambda _, r: live[r].live)
+        yield from self.scorer.score_after_shared(
+            [(0, shared, owns)], propose, live=lambda _, r: live[r].live
+        )
         left = [
             (t, tok(t.masked.left.rstrip())["input_ids"]) for t in live if t.masked and t.masked.left.strip()
         ]
-        for chunk in _chunks(left, lambda item: len(item[1])):
+        for chunk in chunks(left, lambda item: len(item[1])):
             chunk = [(t, ids) for t, ids in chunk if t.live]
             if not chunk:
                 continue
             for (task, _), row in zip(
-                chunk, self._next_token_logprobs([ids for _, ids in chunk]), strict=True
+                chunk, self.scorer.next_token_logprobs([ids for _, ids in chunk]), strict=True
             ):
                 self._add_words(task, row)
             yield
@@ -196,8 +228,8 @@ class FillBatch:
                 task.predictions = _ranked(task)  # answered as soon as its own rows are scored
 
         groups = [(g, shared, owns) for g, (_, (shared, owns)) in enumerate(scored)]
-        for together in _chunks(groups, lambda group: len(group[1])):
-            yield from self._shared_then_own(together, score, live=lambda g, _: scored[g][0].live)
+        for together in chunks(groups, lambda group: len(group[1])):
+            yield from self.scorer.score_after_shared(together, score, live=lambda g, _: scored[g][0].live)
 
         for task in (t for t in live if t.live):
             task.predictions = _ranked(task)  # no candidates: an empty answer
@@ -208,62 +240,11 @@ class FillBatch:
             if _is_word(piece):
                 task.words.setdefault(piece.strip(), None)
 
-    def _shared_then_own(
-        self,
-        groups: list[tuple[int, list[int], list[list[int]]]],
-        use: Callable[[int, int, list[int], torch.Tensor, torch.Tensor], None],
-        *,
-        live: Callable[[int, int], bool],
-    ) -> Iterator[None]:
-        """Run each group's shared tokens once, then each row's own tokens on a copy of that cache.
 
-        ``groups`` are ``(key, shared tokens, [each row's own tokens])``. For every row still
-        ``live(key, row)``, ``use(key, row, own, first, logits)`` gets the log-distribution
-        after the shared tokens (``first``) and the logits over the row's own tokens. One
-        forward per ``yield``: the shared tokens of all groups, then chunks of rows, group by
-        group so a group's rows finish together.
-        """
-        pad = self.loaded.tokenizer.pad_token_id or 0
-        model = self.loaded.model
-        out, mask = prefill(self.loaded, [shared for _, shared, _ in groups])
-        first = out.logits[:, -1, :].float().log_softmax(-1)
-        kv = kv_layers(out)
-        rows = [(g, r, own) for g, (_, _, owns) in enumerate(groups) for r, own in enumerate(owns)]
-        rows.sort(key=lambda row: (row[0], len(row[2])))  # within a group, like lengths together
-        keys = [key for key, _, _ in groups]
-        yield
-        for chunk in _chunks(rows, lambda row: len(row[2])):
-            chunk = [row for row in chunk if live(keys[row[0]], row[1])]
-            if not chunk:
-                continue
-            owner = torch.tensor([g for g, _, _ in chunk])
-            own_ids, own_mask = pad_rows([own for _, _, own in chunk], pad, left=False)
-            seen = mask.sum(-1)[owner]  # real tokens before each row's own
-            device_owner = owner.to(self.loaded.device)
-            cache = [(k.index_select(0, device_owner), v.index_select(0, device_owner)) for k, v in kv]
-            logits = model(
-                **_on(
-                    self.loaded,
-                    input_ids=own_ids,
-                    attention_mask=torch.cat([mask[owner], own_mask], dim=1),
-                    position_ids=seen[:, None] + torch.arange(own_ids.shape[1])[None, :],
-                ),
-                use_cache=True,
-                **cache_kwargs(model, cache),
-            ).logits
-            for i, (g, r, own) in enumerate(chunk):
-                use(keys[g], r, own, first[g], logits[i, : len(own)])
-            yield
-
-    def _next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
-        out, _ = prefill(self.loaded, prompts)
-        return out.logits[:, -1, :].float().log_softmax(-1)
-
-
-def fill(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
+def fill(scorer: Scorer, text: str, top_k: int) -> list[FillPrediction]:
     """Fill one text on its own (a batch of one); raises the request's error."""
     task = FillTask(text, top_k)
-    FillBatch(loaded, [task]).run()
+    FillBatch(scorer, [task]).run()
     if task.error is not None:
         raise task.error
     assert task.predictions is not None
@@ -283,7 +264,7 @@ def check_length(loaded: LoadedModel, text: str, overhead: int = 0) -> None:
         )
 
 
-def _chunks(items: list[T], length: Callable[[T], int], budget: int | None = None) -> Iterator[list[T]]:
+def chunks(items: list[T], length: Callable[[T], int], budget: int | None = None) -> Iterator[list[T]]:
     """Consecutive runs of ``items`` whose rows x longest length stays within ``budget``."""
     budget = budget or FORWARD_TOKENS  # read now, not when this module was imported
     chunk: list[T] = []
@@ -299,7 +280,7 @@ def _chunks(items: list[T], length: Callable[[T], int], budget: int | None = Non
         yield chunk
 
 
-def _on(loaded: LoadedModel, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
+def on_device(loaded: LoadedModel, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: t.to(loaded.device) for name, t in tensors.items()}
 
 

@@ -4,7 +4,9 @@ Every method is blocking and runs on the service's executor, one call per schedu
 generation is a row: it joins a model's running batch (prefill), then every step gives each
 row one token, until the row finishes (its length, end of text, a stop sequence, or its caller
 stopping it); ``release`` lets the batch go. A fill-mask batch advances one forward at a time,
-so generation steps go on between its forwards.
+so generation steps go on between its forwards; its forwards are the engine's scoring
+(``fill_mask.Scorer``: log-probabilities of given tokens), so another engine fills by
+implementing those three calls.
 """
 
 from __future__ import annotations
@@ -62,5 +64,9 @@ class Engine(Protocol):
         ...
 
     def fill(self, tasks: Sequence[FillTask]) -> FillWork:
-        """A fill batch for these tasks (the model's fill-mask head, or its causal fallback)."""
+        """A fill batch for these tasks (the model's fill-mask head, or its causal fallback).
+
+        Its forward passes are the engine's scoring (``fill_mask.Scorer``): log-probabilities of
+        given tokens after a shared prefix, and of the next token after a prompt.
+        """
         ...

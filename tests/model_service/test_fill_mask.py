@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model_service.engines.transformers import TransformersScorer
 from model_service.errors import ValidationError
 from model_service.fill_mask import (
     FEW_SHOT,
@@ -16,15 +17,20 @@ from model_service.fill_mask import (
     FillTask,
     MaskedText,
     _is_word,
-    fill,
     split_mask,
 )
+from model_service.fill_mask import fill as fill_with
 from model_service.loading import LoadedModel, load
 from model_service.service import ModelService
 from model_service.types import FillMaskRequest, FillPrediction
 from tests.fixtures.tiny_models import build_tiny_bert, service_config
 
 SENTENCE = "The capital of France is [MASK]."
+
+
+def fill(loaded: LoadedModel, text: str, top_k: int) -> list[FillPrediction]:
+    """One text alone, on the transformers engine's scorer."""
+    return fill_with(TransformersScorer(loaded), text, top_k)
 
 
 def load_for_fill(folder: Path) -> LoadedModel:
@@ -186,7 +192,7 @@ def test_causal_scores_are_those_of_the_whole_sentences(gpt2: LoadedModel) -> No
 def test_candidates_are_the_models_next_words_after_the_few_shot_prompt(gpt2: LoadedModel) -> None:
     """The prompt's shared part runs apart from each text's own: the proposals must not change."""
     tasks = [FillTask(SENTENCE, 3), FillTask("The [MASK] barked at the mailman.", 3)]
-    FillBatch(gpt2, tasks).run()
+    FillBatch(TransformersScorer(gpt2), tasks).run()
     tok = gpt2.tokenizer
     for task in tasks:
         assert task.masked is not None
@@ -212,7 +218,7 @@ def test_a_batch_gives_each_text_what_it_gets_alone(request: pytest.FixtureReque
     ]
 
     def advances(tasks: list[FillTask]) -> int:
-        batch, count = FillBatch(loaded, tasks), 0
+        batch, count = FillBatch(TransformersScorer(loaded), tasks), 0
         while not batch.done:
             batch.advance()
             count += 1
@@ -236,7 +242,7 @@ def test_a_bad_text_fails_alone_and_a_dropped_one_is_skipped(gpt2: LoadedModel) 
     bad = FillTask("word " * 300 + SENTENCE, 3)
     dropped = FillTask("The [MASK] barked.", 3)
     good = FillTask(SENTENCE, 3)
-    batch = FillBatch(gpt2, [bad, dropped, good])
+    batch = FillBatch(TransformersScorer(gpt2), [bad, dropped, good])
     assert isinstance(bad.error, ValidationError) and "too long" in bad.error.message
     dropped.dropped = True
     batch.run()
