@@ -366,12 +366,16 @@ class EngineCore:
             job.result.set_result(result)
 
     def _finish_unstarted(self, job: Job) -> None:
+        """A request that never started: one that timed out in the queue is told so, whichever of
+        the service's wait and this turn notices first; one its caller left ends empty."""
         job.started.set()
+        reason = job.should_stop() or "cancelled"
+        if reason == "timeout":
+            self._fail(job, RequestTimeoutError("the request timed out while waiting for the model"))
+            return
         job.deltas.put_nowait(DONE)
         if not job.result.done():
-            job.result.set_result(
-                GenerationResult("", job.should_stop() or "cancelled", 0, 0, False, job.model, 0.0)
-            )
+            job.result.set_result(GenerationResult("", reason, 0, 0, False, job.model, 0.0))
 
     @staticmethod
     def _fail(job: Job, error: BaseException) -> None:
