@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import rival
 from benchmarks.batched import BotBench
 from benchmarks.measure import (
     SPEED_FLAGS,
@@ -47,6 +48,7 @@ from benchmarks.measure import (
 from benchmarks.memory import MemoryReport
 from benchmarks.memory import measure as measure_memory
 from benchmarks.naive import NaiveBot
+from benchmarks.rival import RivalReport
 from benchmarks.workloads import (
     DEFAULT_MODEL_DIR,
     Arrival,
@@ -57,6 +59,7 @@ from benchmarks.workloads import (
     staggered,
 )
 from cogs.utils.config import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
+from model_service import fetch
 
 DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down
 MEMORY_RESERVE_S = 30.0  # benchmarks.memory's two fresh processes, after the workloads
@@ -88,6 +91,8 @@ class Options:
     torch_threads: int | None = None  # None: leave torch's own setting, as the bot does
     memory: bool = True  # run benchmarks.memory after the workloads
     dtype: str | None = None  # MODEL_DTYPE for the bot; None: the bot's default (auto)
+    rival: bool = True  # llama-server on the same GGUF, after the bot's workloads
+    gguf: Path | None = None  # the rival's GGUF; None: the default model's (fetched once)
 
     @property
     def model_name(self) -> str:
@@ -146,6 +151,17 @@ class Report:
     memory: MemoryReport | None = None
     loadavg_end: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rival: RivalReport | None = None
+    rival_note: str | None = None  # why there is no rival figure
+
+    def vs_rival(self) -> dict[str, float] | None:
+        """Whole bot / llama-server: 8 at once (workload A) and one request alone."""
+        if self.rival is None or "A" not in self.workloads or "1" not in self.workloads:
+            return None
+        return {
+            "together": self.workloads["A"].batched.tok_s / self.rival.together_tok_s,
+            "alone": self.workloads["1"].batched.tok_s / self.rival.alone_tok_s,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         a = self.workloads["A"]
@@ -176,6 +192,9 @@ class Report:
                 "max_new_tokens": self.max_new_tokens,
                 "bot_settings": self.bot_settings,
                 "workloads": {name: w.as_dict() for name, w in self.workloads.items()},
+                "rival": self.rival.as_dict() if self.rival else None,
+                "rival_note": self.rival_note,
+                "vs_rival": self.vs_rival(),
                 "notes": self.notes,
             }
         )
@@ -245,6 +264,21 @@ async def _workload(
         naive_timings = await naive.run(arrivals, settings)
     naive_summary = summarize(naive_timings, lag)
     return WorkloadReport(name, description, batched_summary, naive_summary, planned, load)
+
+
+def _rival(options: Options, threads: int) -> RivalReport | str:
+    gguf = options.gguf
+    if gguf is None:
+        if options.model_dir.name != DEFAULT_MODEL_FOLDER:
+            return f"no GGUF for {options.model_dir.name} (give one with --gguf PATH)"
+        reason = rival.unavailable()
+        if reason is not None:
+            return reason
+        try:
+            gguf = fetch.default_gguf(options.model_dir.parent, log=log.info)
+        except fetch.FetchError as exc:
+            return f"the default model's GGUF could not be had: {exc}"
+    return rival.measure(gguf, slots=options.channels, threads=threads, max_new_tokens=options.max_new_tokens)
 
 
 def _naive_bot(bench: BotBench, options: Options) -> tuple[NaiveBot, str | None]:
@@ -340,6 +374,14 @@ async def run_benchmark(options: Options, origin: float) -> Report:
             report.workloads["B"] = await _workload(
                 bench, naive, settings, "B", b_text, b_arrivals, options.b_requests
             )
+            alone = [Arrival(0.0, 0, a_arrivals[0].prompt, options.max_new_tokens)]
+            report.workloads["1"] = await _workload(
+                bench, naive, settings, "1", "one /generate alone", alone, 1
+            )
+    if options.rival:
+        log.info("rival: llama-server on the same GGUF, %d slots, in a fresh process", options.channels)
+        found = await asyncio.to_thread(_rival, options, report.torch_threads)
+        report.rival, report.rival_note = (found, None) if isinstance(found, RivalReport) else (None, found)
     report.rss_mb = peak_rss_mb()
     if options.memory:
         log.info("memory: the model's resident share, in fresh processes")
@@ -393,6 +435,17 @@ def render_table(report: Report) -> list[str]:
         lines += ["", f"Workload {name}: {w.description} (load average {load})"]
         lines.append(f"{'':<20}{'batched':>14}{'naive':>14}")
         lines += [f"{label:<20}{x:>14}{y:>14}" for label, x, y in rows]
+    if (r := report.rival) is not None:
+        ratios = report.vs_rival() or {}
+        lines += [
+            "",
+            f"Rival: {r.engine}, {r.slots} slots, {r.threads} threads, the same model as a GGUF: "
+            f"{r.together_tok_s:.1f} tok/s for {r.slots} at once, {r.alone_tok_s:.1f} tok/s alone",
+            f"whole bot / llama-server: {ratios.get('together', 0):.2f}x at once (workload A), "
+            f"{ratios.get('alone', 0):.2f}x alone",
+        ]
+    elif report.rival_note:
+        lines += ["", f"Rival: not measured: {report.rival_note}"]
     if (m := report.memory) is not None:
         lines += [
             "",
@@ -428,6 +481,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)"
     )
+    parser.add_argument("--no-rival", action="store_true", help="skip llama-server (the rival)")
+    parser.add_argument(
+        "--gguf", type=Path, default=None, help="the rival's GGUF (default: the default model's)"
+    )
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -459,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget_s=args.budget_s or None,
         torch_threads=args.threads,
         dtype=args.dtype,
+        rival=not args.no_rival,
+        gguf=args.gguf,
     )
     report = asyncio.run(run_benchmark(options, process_started_at()))
     print(render(report, json_only=args.json_only))

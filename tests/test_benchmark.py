@@ -9,7 +9,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from benchmarks import memory, throughput
+from benchmarks import memory, rival, throughput
 from benchmarks.measure import Summary
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,6 +54,12 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
     )
     assert "Workload A" in output and "Workload B" in output and "tokens/s" in output and "fills/s" in output
 
+    # One request alone, for the ratio against the rival; the rival itself needs a GGUF of this model.
+    assert data["workloads"]["1"]["batched"]["requests"] == 1
+    assert data["rival"] is None and data["vs_rival"] is None
+    assert data["rival_note"] == f"no GGUF for {tiny_gpt2_dir.name} (give one with --gguf PATH)"
+    assert f"Rival: not measured: {data['rival_note']}" in output
+
     quiet = throughput.render(report, json_only=True)
     assert quiet.count("\n") == 0 and json.loads(quiet) == data
     # The bot is stopped and discord.py points back where it did.
@@ -85,3 +91,13 @@ def test_memory_stages_measure_the_models_share(tiny_gpt2_dir: Path) -> None:
     assert report.weights_mb > 0 and report.dtype in ("float32", "bfloat16")
     assert report.ratio == pytest.approx((report.served_rss_mb - report.runtime_mb) / report.weights_mb)
     assert report.as_dict()["peak_ratio"] >= report.as_dict()["ratio"]
+
+
+def test_the_rival_says_in_a_line_why_it_could_not_run(tmp_path: Path) -> None:
+    not_a_model = tmp_path / "broken.gguf"
+    not_a_model.write_bytes(b"GGUF but not really")
+    found = rival.measure(not_a_model, slots=2, threads=1, max_new_tokens=4, timeout=120)
+    if rival.unavailable() is not None:
+        assert found == "xllamacpp is not installed (`make bench` installs it)"
+    else:
+        assert isinstance(found, str) and found.startswith("llama-server failed (exit 1): "), found
