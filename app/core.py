@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
@@ -17,7 +18,7 @@ from app.failures import FIX_SETTINGS, StartFailure, explain
 from cogs.utils.bot import EXTENSIONS, Transcord
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
-from cogs.utils.storage import Storage
+from cogs.utils.storage import SchemaError, Storage
 from cogs.utils.storage.sqlite import open_sqlite
 from model_service import ModelServiceAPI, ServiceError
 
@@ -76,7 +77,14 @@ class App:
             if self.service is None:
                 self.service = await self.service_factory(config)
                 stack.push_async_callback(_close_service, self.service)
-            store = await open_store(config)
+            try:
+                store = await open_store(config)
+            except (OSError, sqlite3.DatabaseError, SchemaError) as exc:
+                raise StartFailure(
+                    f"could not open the database {config.database_path} ({exc}); "
+                    "check DATABASE_PATH and the folder's permissions",
+                    exit_code=FIX_SETTINGS,
+                ) from exc
             stack.push_async_callback(store.close)
             if config.elsewhere:
                 from loopback.client import point_discord_at
@@ -156,6 +164,9 @@ class App:
             log.error("%s", exc.message)
             log.error("the default model is set up with: .venv/bin/python -m model_service.fetch")
             return FIX_SETTINGS
+        except StartFailure as exc:
+            log.error("%s", exc.message)
+            return exc.exit_code
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

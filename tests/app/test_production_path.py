@@ -218,3 +218,20 @@ async def test_a_rate_limit_at_login_is_waited_out_then_a_dropped_gateway_reconn
     assert len(dropped) == 2 and all("reconnecting in" in line for line in dropped), dropped
     assert any("successfully RESUMED session" in line for line in lines_of(process))
     assert_plain(process)
+
+
+async def test_a_database_that_cannot_be_opened_is_said_plainly_and_the_bot_exits_2(
+    tmp_path: Path, tiny_gpt2_dir: Path
+) -> None:
+    (tmp_path / "blocked").write_text("a file where the database folder should be")
+    env, dotenv = user_setup(tmp_path, tiny_gpt2_dir, routes={})
+    dotenv["DATABASE_PATH"] = str(tmp_path / "blocked" / "transcord.sqlite3")
+    code, process = await run_to_exit(tmp_path, env, dotenv)
+
+    assert code == 2, process.output()[-3000:]  # a setting to fix: restarting cannot help
+    errors = [line for line in lines_of(process) if " ERROR " in line]
+    assert len(errors) == 1, errors
+    assert f"could not open the database {tmp_path / 'blocked' / 'transcord.sqlite3'} (" in errors[0]
+    assert errors[0].endswith("check DATABASE_PATH and the folder's permissions")
+    assert "discord.com" not in resolved(tmp_path)  # it stopped before trying to connect
+    assert_plain(process)
