@@ -111,7 +111,6 @@ class EngineCore:
         self._ids = itertools.count()
         self._jobs: dict[int, Job | FillJob] = {}
         self._filling: tuple[str, FillWork | None, list[FillJob]] | None = None
-        self._active: dict[str, list[Job]] = {}
         self._engines: dict[str, Engine] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -143,7 +142,6 @@ class EngineCore:
             elif job is not None:
                 self._fail(job, stopped)
         self._jobs.clear()
-        self._active.clear()
         self._filling = None
 
     def submit(self, job: Job) -> None:
@@ -236,7 +234,6 @@ class EngineCore:
             self._finish_unstarted(job)
 
     async def _step(self, model: str, joining: list[Job]) -> None:
-        active = self._active.setdefault(model, [])
         try:
             finished = await self._run(self._step_blocking, model, joining)
         except ServiceError as exc:
@@ -244,28 +241,21 @@ class EngineCore:
             if engine is not None:
                 with contextlib.suppress(Exception):
                     await self._run(engine.release)
-            for request_id in self._policy.fail_model(model):
-                self._jobs.pop(request_id, None)
-            for job in [*active, *joining]:
-                self._fail(job, exc)
-            self._active.pop(model, None)
+            for request_id in self._policy.fail_model(model):  # the joiners' included
+                self._fail(self._job(request_id), exc)
+                del self._jobs[request_id]
             return
-        active.extend(j for j in joining if j.row is not None)
-        produced = 0
-        for job in active:
+        rows = [self._job(request_id) for request_id in self._policy.rows(model)]
+        for job in rows:
             assert job.row is not None
             if text := job.row.take_text():
                 job.deltas.put_nowait(text)
-            produced += 1
-        self._tokens.append((time.monotonic(), produced))
+        self._tokens.append((time.monotonic(), len(rows)))
         done = {id(row) for row in finished}
-        for job in [j for j in active if id(j.row) in done]:
+        for job in (j for j in rows if id(j.row) in done):
             self._policy.finish(job.id, model)
             self._jobs.pop(job.id, None)
             self._complete(job)
-        self._active[model] = [j for j in active if id(j.row) not in done]
-        if not self._active[model]:
-            del self._active[model]
 
     def _engine(self, model: str) -> Engine:
         engine = self._engines.get(model)

@@ -50,7 +50,7 @@ class Scheduler:
         self.max_batch_size = max_batch_size
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._fills_waiting: collections.deque[_Waiting] = collections.deque()
-        self._running: dict[str, set[int]] = {}  # model -> ids in its batch
+        self._running: dict[str, dict[int, None]] = {}  # model -> ids in its batch, in join order
         self._filling: tuple[str, tuple[int, ...]] | None = None
 
     # -- what comes in and goes out -------------------------------------------------------------
@@ -63,7 +63,7 @@ class Scheduler:
         """A generation left its model's batch (done, stopped or failed)."""
         rows = self._running.get(model)
         if rows is not None:
-            rows.discard(request_id)
+            rows.pop(request_id, None)
             if not rows:
                 del self._running[model]
 
@@ -106,7 +106,7 @@ class Scheduler:
         self._waiting = keep
         for model, ids in joins.items():
             if ids:
-                self._running.setdefault(model, set()).update(ids)
+                self._running.setdefault(model, {}).update(dict.fromkeys(ids))
         fill_start = None
         if self._filling is None:
             fill_start = self._take_fills(stopped, dropped)
@@ -135,6 +135,10 @@ class Scheduler:
                 keep.append(waiting)
         self._fills_waiting = keep
         return (taken[0].model, tuple(w.request_id for w in taken)) if taken else None
+
+    def rows(self, model: str) -> tuple[int, ...]:
+        """The ids in the model's batch, in the order they joined (the joiners of this turn too)."""
+        return tuple(self._running.get(model, ()))
 
     # -- figures ----------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ def test_waiting_requests_join_their_models_batch_first_come_first_served_up_to_
     assert plan.joins == {"a": (1, 3), "b": (2,)}
     assert set(plan.steps) == {"a", "b"}
     assert (policy.running, policy.waiting) == (3, 1)  # 4 waits: a's batch is full
+    assert policy.rows("a") == (1, 3) and policy.rows("b") == (2,)  # in the order they joined
 
     # A row leaving makes room: the next turn lets 4 in, and both models step again.
     policy.finish(1, "a")
