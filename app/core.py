@@ -76,7 +76,7 @@ class App:
         try:
             if self.service is None:
                 self.service = await self.service_factory(config)
-                stack.push_async_callback(_close_service, self.service)
+                stack.push_async_callback(close_service, self.service)
             try:
                 store = await open_store(config)
             except (OSError, sqlite3.DatabaseError, SchemaError) as exc:
@@ -118,7 +118,7 @@ class App:
             if task.done():
                 raise explain(_ended(task), self.config)
             if not bot.is_ready():
-                raise StartFailure(f"the bot was not ready after {ready_timeout:g} s", exit_code=1)
+                raise StartFailure(f"the bot was not ready after {ready_timeout:g} s")
         return task
 
     async def shutdown(self) -> None:
@@ -198,7 +198,8 @@ def _ended(task: asyncio.Task[None]) -> BaseException | None:
     return task.exception()
 
 
-async def _close_service(service: ModelServiceAPI) -> None:
+async def close_service(service: ModelServiceAPI) -> None:
+    """Close a model service (a fake one may have nothing to close)."""
     close = getattr(service, "close", None)
     if close is not None:
         await close()

@@ -65,7 +65,7 @@ def explain(exc: BaseException | None, config: BotConfig) -> StartFailure:
         )
     if isinstance(exc, discord.HTTPException):
         return StartFailure(f"Discord answered {exc.status} when the bot logged in: {exc.text or exc}")
-    if isinstance(exc, aiohttp.ClientConnectorError | OSError | aiohttp.ClientError | TimeoutError):
+    if isinstance(exc, OSError | aiohttp.ClientError | TimeoutError):  # connector errors are both
         return StartFailure(
             f"could not reach Discord at {host} ({_reason(exc)}); check this machine's internet "
             f"connection, DNS and firewall (HTTPS to {host}:443 must be allowed)"

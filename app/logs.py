@@ -51,9 +51,10 @@ class Redact(logging.Filter):
         message = record.getMessage()
         if self.secret in message:
             record.msg, record.args = message.replace(self.secret, self.placeholder), None
-        if record.exc_info and self.secret in logging.Formatter().formatException(record.exc_info):
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = text.replace(self.secret, self.placeholder)
+        if record.exc_info:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if self.secret in text:
+                record.exc_text = text.replace(self.secret, self.placeholder)
         return True
 
 

@@ -136,7 +136,7 @@ class Transcord(commands.Bot):
         return interaction.permissions.manage_channels or await self.has_moderator_role(interaction)
 
     async def has_moderator_role(self, interaction: discord.Interaction) -> bool:
-        """The member holds the role set with /settings moderator-role."""
+        """The member holds the role set with /config moderator-role."""
         if interaction.guild_id is None:
             return False
         role_id = await self.moderator_role_id(interaction.guild_id)

@@ -100,9 +100,8 @@ class BotRunner:
     async def aclose(self) -> None:
         await self.stop()
         service, self.service = self.service, None
-        close = getattr(service, "close", None)
-        if close is not None:
-            await close()
+        if service is not None:
+            await bot_module.close_service(service)
 
 
 FOOTER_LINE = re.compile(r"\n-# \d+ tokens · ")
