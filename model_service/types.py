@@ -92,7 +92,6 @@ class GenerationParams:
 
 
 GENERATION_PARAMS = specs(GenerationParams)
-PARAMS_BY_NAME = {spec.name: spec for spec in GENERATION_PARAMS}
 
 
 def _check_stop(value: Any) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ cap on ``max_new_tokens`` and its model catalog.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from model_service.errors import ValidationError
@@ -77,9 +77,6 @@ class ChannelSettings:
 
     def __repr__(self) -> str:
         return f"ChannelSettings({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
-
-    def items(self) -> Iterator[tuple[str, object]]:
-        return iter(self._values.items())
 
     def merged(self, overrides: Mapping[str, object]) -> ChannelSettings:
         """These settings with ``overrides`` applied; unknown keys are refused."""
