@@ -30,11 +30,7 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The benchmark's rival, llama.cpp's server, comes as a prebuilt wheel; only the benchmark uses it.
-XLLAMACPP ?= xllamacpp==2026.10.11549
-
 bench: setup
-	$(BIN)/python -m pip install --quiet $(XLLAMACPP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
 
 clean-venv:

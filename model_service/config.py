@@ -10,6 +10,13 @@ from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# auto: llama.cpp for a .gguf source when xllamacpp is installed, transformers for the rest.
+ENGINES = ("auto", "transformers", "llama.cpp")
+
+
+def is_gguf(spec: str) -> bool:
+    """A source written as a .gguf file (llama.cpp's format; transformers de-quantizes it)."""
+    return spec.strip().lower().endswith(".gguf")
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,8 @@ class ServiceConfig:
     models: Mapping[str, str] = field(default_factory=dict)
     default_model: str = ""
     fill_model: str | None = None  # None: fill with the default model
+    # The engine a catalog name runs on, where it is not "auto" (see ENGINES).
+    engines: Mapping[str, str] = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "auto"
     offline: bool = False  # True: never touch the network, even for hub ids
@@ -26,12 +35,25 @@ class ServiceConfig:
     queue_limit: int = 8  # admitted requests (queued + running); more are refused at once
     max_batch_size: int = 8  # generations decoded together in one forward pass
     request_timeout_s: float = 120.0
-    threads: int = 0  # torch's intra-op threads; 0 keeps torch's choice (one per core)
+    threads: int = 0  # CPU threads for a forward pass (torch and llama.cpp); 0: one per core
+    llama_context: int = 2048  # tokens (prompt + reply) each llama.cpp slot holds
     preload: bool = True  # load the default (and fill) model at start, not on first use
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", MappingProxyType(dict(self.models)))
+        object.__setattr__(self, "engines", MappingProxyType(dict(self.engines)))
         problems = []
+        for name, engine in self.engines.items():
+            if name not in self.models:
+                problems.append(f"engine given for `{name}`, which is not in the catalog")
+            elif engine not in ENGINES:
+                problems.append(f"engine for `{name}` must be one of {', '.join(ENGINES)}, got {engine!r}")
+            elif engine == "llama.cpp" and not is_gguf(self.models[name]):
+                problems.append(
+                    f"engine llama.cpp for `{name}` needs a .gguf source, not `{self.models[name]}`"
+                )
+        if self.llama_context < 64:
+            problems.append("llama_context must be at least 64 tokens")
         if self.default_model not in self.models:
             problems.append(f"default model `{self.default_model}` is not in the catalog")
         if self.fill_model is not None and self.fill_model not in self.models:

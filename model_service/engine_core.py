@@ -82,6 +82,7 @@ class Job(_Queued):
     deltas: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     result: asyncio.Future[GenerationResult] = field(default_factory=_future)
     row: EngineRow | None = None
+    counted: int = 0  # the row's tokens already in the live rate
 
 
 @dataclass(eq=False, kw_only=True)
@@ -143,6 +144,10 @@ class EngineCore:
                 self._fail(job, stopped)
         self._jobs.clear()
         self._filling = None
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            with contextlib.suppress(Exception):
+                await self._run(engine.close)
 
     def submit(self, job: Job) -> None:
         self._add(job, "generate")
@@ -250,7 +255,12 @@ class EngineCore:
             assert job.row is not None
             if text := job.row.take_text():
                 job.deltas.put_nowait(text)
-        self._tokens.append((time.monotonic(), len(rows)))
+        produced = 0
+        for job in rows:
+            assert job.row is not None
+            produced += job.row.generated - job.counted
+            job.counted = job.row.generated
+        self._tokens.append((time.monotonic(), produced))
         done = {id(row) for row in finished}
         for job in (j for j in rows if id(j.row) in done):
             self._policy.finish(job.id, model)

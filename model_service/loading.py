@@ -28,7 +28,9 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from model_service.config import is_gguf
 from model_service.errors import ModelUnavailableError
+from model_service.fetch import dequantized_twin
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def parse_source(spec: str) -> ModelSource:
     if not spec:
         raise ModelUnavailableError("model source is empty: give a folder, a hub id or a .gguf file")
     path = Path(spec).expanduser()
-    if spec.lower().endswith(".gguf"):
+    if is_gguf(spec):
         if not path.is_file():
             raise ModelUnavailableError(f"model source `{spec}`: GGUF file not found")
         return ModelSource("gguf", str(path.parent), path.name)
@@ -66,6 +68,15 @@ def parse_source(spec: str) -> ModelSource:
     if looks_like_path:
         raise ModelUnavailableError(f"model source `{spec}`: folder not found")
     return ModelSource("hub", spec)
+
+
+def transformers_files(source: ModelSource) -> ModelSource:
+    """Where transformers reads a source from: a GGUF's de-quantized twin folder when one lies
+    beside it (``fetch.dequantized_twin``), else the source itself."""
+    if source.gguf_file is None:
+        return source
+    twin = dequantized_twin(Path(source.location) / source.gguf_file)
+    return source if twin is None else ModelSource("folder", str(twin))
 
 
 @dataclass
@@ -192,16 +203,17 @@ def choose_head(name: str, source: ModelSource, config: PretrainedConfig, task: 
 
 def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: bool) -> LoadedModel:
     source = parse_source(spec)
-    config, local = _read_config(name, source, offline)
+    files = transformers_files(source)
+    config, local = _read_config(name, files, offline)
     head = choose_head(name, source, config, task)
     target = pick_device(device)
     torch_dtype = pick_dtype(dtype, target)
     auto = AutoModelForMaskedLM if head == "masked" else AutoModelForCausalLM
-    kwargs = _common_kwargs(source, local)
-    log.info("loading model %s from %s (%s, %s, %s)", name, source.label, auto.__name__, target, torch_dtype)
+    kwargs = _common_kwargs(files, local)
+    log.info("loading model %s from %s (%s, %s, %s)", name, files.label, auto.__name__, target, torch_dtype)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        model = auto.from_pretrained(source.location, dtype=torch_dtype, low_cpu_mem_usage=True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(files.location, **kwargs)
+        model = auto.from_pretrained(files.location, dtype=torch_dtype, low_cpu_mem_usage=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(
             f"model `{name}`: can't load `{source.label}` ({_first_line(exc)})"
@@ -214,7 +226,7 @@ def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: 
         raise ModelUnavailableError(
             f"model `{name}` (`{source.label}`) has a masked-LM head but no mask token"
         )
-    if source.gguf_file:
+    if files.gguf_file:
         # GGUF weights arrive de-quantized; the quantizer would only get in the way.
         model.hf_quantizer = None
     model.to(target).eval()
@@ -231,6 +243,20 @@ def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: 
         parameters=sum(p.numel() for p in model.parameters()),
         lock=threading.Lock(),
     )
+
+
+def load_tokenizer(name: str, source: ModelSource) -> PreTrainedTokenizerBase:
+    """A GGUF's tokenizer for another engine: from its twin folder, else rebuilt from the file."""
+    files = transformers_files(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(files.location, **_common_kwargs(files, True))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(
+            f"model `{name}`: can't read the tokenizer of `{source.label}` ({_first_line(exc)})"
+        ) from None
+    if len(tokenizer) < 2:
+        raise ModelUnavailableError(f"model `{name}`: `{source.label}` has no tokenizer")
+    return tokenizer
 
 
 def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -276,7 +302,7 @@ class ModelRegistry:
             head = self._heads.get((spec, task))
             if head is None:
                 source = parse_source(spec)
-                config, _ = _read_config(name, source, self._offline)
+                config, _ = _read_config(name, transformers_files(source), self._offline)
                 head = self._heads[(spec, task)] = choose_head(name, source, config, task)
             if (spec, head) not in self._loaded:
                 model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)

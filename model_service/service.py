@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 import torch
 
-from model_service.config import ServiceConfig
+from model_service.config import ServiceConfig, is_gguf
 from model_service.engine_core import DONE, EngineCore, FillJob, Job
-from model_service.engines import TransformersEngine
+from model_service.engines import Engine, TransformersEngine, llamacpp
+from model_service.engines.llamacpp import LlamaCppEngine, LlamaModels
 from model_service.errors import (
     InternalError,
     OverloadedError,
@@ -29,7 +30,7 @@ from model_service.errors import (
     ServiceError,
     ValidationError,
 )
-from model_service.loading import ModelRegistry
+from model_service.loading import ModelRegistry, Task
 from model_service.types import (
     FillMaskRequest,
     FillMaskResult,
@@ -125,6 +126,12 @@ class ModelService:
         self._registry = ModelRegistry(
             dict(config.models), device=config.device, dtype=config.dtype, offline=config.offline
         )
+        self._llama = LlamaModels(
+            dict(config.models),
+            slots=config.max_batch_size,
+            threads=config.threads,
+            context=config.llama_context,
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: EngineCore | None = None
@@ -146,9 +153,8 @@ class ModelService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
-        registry = self._registry
         self._scheduler = EngineCore(
-            lambda model: TransformersEngine(registry, model),
+            self._engine_for,
             self._run,
             max_batch_size=self.config.max_batch_size,
             on_finished=lambda r: self._record(r.elapsed_s, r.generated_tokens),
@@ -157,9 +163,12 @@ class ModelService:
         self._scheduler.start()
         if self.config.preload:
             try:
-                await self._run(self._registry.get, self.config.default_model, "generate")
+                await self._run(self._preload, self.config.default_model, "generate")
                 fill_name = self.config.fill_model or self.config.default_model
-                await self._run(self._registry.get, fill_name, "fill-mask")
+                if self.engine_name(fill_name) == "transformers":
+                    # A llama.cpp model fills on its transformers twin, loaded on the first /fill
+                    # only: most servers never fill, and the twin is 2.7x the GGUF in memory.
+                    await self._run(self._preload, fill_name, "fill-mask")
             except BaseException:
                 await self.close()
                 raise
@@ -172,6 +181,8 @@ class ModelService:
             ticket.cancelled.set()
         if self._scheduler is not None:
             await self._scheduler.stop()
+        with contextlib.suppress(ServiceError):
+            await self._run(self._llama.close)
         executor, self._executor = self._executor, None
         # Waiting for the worker to finish is not model work: a plain thread, not the boundary.
         await asyncio.to_thread(executor.shutdown, True)
@@ -185,6 +196,32 @@ class ModelService:
     @property
     def started(self) -> bool:
         return self._executor is not None
+
+    # -- engines --------------------------------------------------------------------------------
+
+    def engine_name(self, model: str) -> str:
+        """The engine that serves a catalog model: its configured one, or auto's choice."""
+        chosen = self.config.engines.get(model, "auto")
+        if chosen != "auto":
+            return chosen
+        return (
+            "llama.cpp"
+            if is_gguf(self.config.models[model]) and llamacpp.unavailable() is None
+            else "transformers"
+        )
+
+    def _engine_for(self, model: str) -> Engine:
+        if self.engine_name(model) == "llama.cpp":
+            registry = self._registry
+            return LlamaCppEngine(self._llama, model, lambda: TransformersEngine(registry, model))
+        return TransformersEngine(self._registry, model)
+
+    def _preload(self, model: str, task: Task) -> None:
+        """On the executor: load what ``task`` needs of ``model`` on its engine."""
+        if task == "generate" and self.engine_name(model) == "llama.cpp":
+            self._llama.get(model)
+        else:
+            self._registry.get(model, task)
 
     # -- the executor boundary ----------------------------------------------------------------------
 
@@ -301,14 +338,30 @@ class ModelService:
         return self._registry.names
 
     def status(self) -> ServiceStatus:
-        models = tuple(
+        llama = tuple(
             ModelInfo(
                 name=m.name,
                 source=m.source.label,
-                task="fill-mask (masked LM)" if m.head == "masked" else "generate, fill-mask",
+                task="generate",
+                device=f"cpu, {m.threads} threads, {m.slots} slots",
+                dtype=m.quantization,
+                parameters=m.parameters,
+                engine="llama.cpp",
+            )
+            for m in self._llama.loaded()
+        )
+        served = {m.name for m in llama}
+        models = llama + tuple(
+            ModelInfo(
+                name=m.name,
+                source=m.source.label,
+                task="fill-mask (masked LM)"
+                if m.head == "masked"
+                else ("fill-mask" if m.name in served else "generate, fill-mask"),
                 device=str(m.device),
                 dtype=str(m.dtype).removeprefix("torch."),
                 parameters=m.parameters,
+                engine="transformers",
             )
             for m in self._registry.loaded()
         )

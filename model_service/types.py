@@ -197,6 +197,7 @@ class ModelInfo:
     device: str
     dtype: str
     parameters: int
+    engine: str = "transformers"
 
 
 @dataclass(frozen=True)

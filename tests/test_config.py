@@ -73,7 +73,9 @@ def test_defaults_need_no_settings_at_all() -> None:
     config = load_config({})
     assert config == BotConfig(service=config.service)
     assert not config.token_set and config.guild_ids == () and config.api_base is None
-    assert dict(config.service.models) == {"smollm2": "models/SmolLM2-135M-Instruct"}
+    # The default model's GGUF; its engine is auto (llama.cpp when installed).
+    assert dict(config.service.models) == {"smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert dict(config.service.engines) == {} and config.service.llama_context == 2048
     assert config.service.default_model == "smollm2" and config.service.fill_model is None
     assert (config.service.device, config.service.dtype) == ("auto", "auto")
     assert config.service.offline is False and config.service.preload is True
@@ -90,7 +92,7 @@ def test_blank_values_mean_unset_as_in_env_example() -> None:
 
 def test_the_default_model_lives_under_models_dir_and_the_cap_bounds_the_default() -> None:
     config = load_config({"MODELS_DIR": "/opt/m", "MAX_NEW_TOKENS_CAP": "50"})
-    assert dict(config.service.models) == {"smollm2": "/opt/m/SmolLM2-135M-Instruct"}
+    assert dict(config.service.models) == {"smollm2": "/opt/m/SmolLM2-135M-Instruct.Q4_1.gguf"}
     assert config.default_max_new_tokens == 50
 
 
@@ -193,3 +195,27 @@ def test_env_example_lists_exactly_the_keys_the_config_reads() -> None:
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     # HF_HUB_OFFLINE is Hugging Face's own switch, honoured too; .env.example mentions it in a comment.
     assert env.asked - {"HF_HUB_OFFLINE"} == listed
+
+
+def test_model_engines_force_an_engine_per_model() -> None:
+    env = {"MODELS": "a=models/a.gguf,b=models/b", "MODEL_ENGINES": "a=transformers, b=auto"}
+    assert dict(load_config(env).service.engines) == {"a": "transformers", "b": "auto"}
+
+
+@pytest.mark.parametrize(
+    ("engines", "named"),
+    [
+        ("a=vllm", "vllm"),  # no such engine
+        ("c=llama.cpp", "c=llama.cpp"),  # not in the catalog
+        ("a", "'a'"),  # no engine at all
+    ],
+)
+def test_bad_model_engines_name_the_entry(engines: str, named: str) -> None:
+    with pytest.raises(ConfigError, match="MODEL_ENGINES") as caught:
+        load_config({"MODELS": "a=models/a.gguf,b=models/b", "MODEL_ENGINES": engines})
+    assert named in str(caught.value)
+
+
+def test_llama_cpp_is_refused_for_a_source_that_is_not_gguf() -> None:
+    with pytest.raises(ConfigError, match=r"llama.cpp for `b` needs a .gguf source"):
+        load_config({"MODELS": "a=models/a.gguf,b=models/b", "MODEL_ENGINES": "b=llama.cpp"})

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_service.config import DEVICES, DTYPES, ServiceConfig
+from model_service.config import DEVICES, DTYPES, ENGINES, ServiceConfig
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEFAULT_MODEL_NAME = "smollm2"
-DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"  # its de-quantized twin, for transformers
+DEFAULT_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # what the default catalog serves
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -121,7 +122,7 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
 def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
     raw = _text(env, "MODELS")
     if raw is None:
-        return {DEFAULT_MODEL_NAME: str(models_dir / DEFAULT_MODEL_FOLDER)}
+        return {DEFAULT_MODEL_NAME: str(models_dir / DEFAULT_MODEL_GGUF)}
     catalog: dict[str, str] = {}
     for entry in raw.split(","):
         name, sep, source = entry.partition("=")
@@ -129,6 +130,22 @@ def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
             raise ConfigError(f"MODELS entries must look like name=source, got {entry.strip()!r}")
         catalog[name.strip()] = source.strip()
     return catalog
+
+
+def _engines(env: Mapping[str, str], catalog: dict[str, str]) -> dict[str, str]:
+    raw = _text(env, "MODEL_ENGINES")
+    engines: dict[str, str] = {}
+    for entry in (raw or "").split(","):
+        if not entry.strip():
+            continue
+        name, sep, engine = (part.strip() for part in entry.partition("="))
+        if not sep or name not in catalog or engine not in ENGINES:
+            raise ConfigError(
+                f"MODEL_ENGINES entries must look like name=engine with a name from MODELS "
+                f"({', '.join(catalog)}) and an engine from {', '.join(ENGINES)}; got {entry.strip()!r}"
+            )
+        engines[name] = engine
+    return engines
 
 
 def load_config(env: Mapping[str, str]) -> BotConfig:
@@ -192,6 +209,8 @@ def _service_config(
         models=catalog,
         default_model=default_model,
         fill_model=fill_model,
+        engines=_engines(env, catalog),
+        llama_context=_int(env, "LLAMA_CONTEXT", 2048, 64, 131072),
         device=_choice(env, "MODEL_DEVICE", "auto", DEVICES),
         dtype=_choice(env, "MODEL_DTYPE", "auto", DTYPES),
         offline=_bool(env, "MODEL_OFFLINE", False) or _bool(env, "HF_HUB_OFFLINE", False),

@@ -56,11 +56,20 @@ class Engine(Protocol):
         ...
 
     def step(self, joining: Sequence[EngineRow]) -> list[EngineRow]:
-        """Prefill the joining rows into the batch, then one token for every row; returns those done."""
+        """Prefill the joining rows into the batch, then advance every row; returns those done.
+
+        The transformers engine gives each row one token a step; the llama.cpp engine returns
+        as soon as some row has news (its server decodes on its own), so a row may gain any
+        number of tokens, or none, in one step.
+        """
         ...
 
     def release(self) -> None:
         """Let the running batch go (after a failure): its rows are over."""
+        ...
+
+    def close(self) -> None:
+        """At shutdown, after the last step: let go of whatever the engine holds besides the model."""
         ...
 
     def fill(self, tasks: Sequence[FillTask]) -> FillWork:

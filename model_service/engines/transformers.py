@@ -40,6 +40,9 @@ class TransformersEngine:
         if batch is not None:
             batch.fail()
 
+    def close(self) -> None:
+        self.release()
+
     def fill(self, tasks: Sequence[FillTask]) -> FillBatch:
         return FillBatch(TransformersScorer(self._registry.get(self._model, "fill-mask")), tasks)
 

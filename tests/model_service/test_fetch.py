@@ -123,6 +123,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> tupl
 def models_copy(converted: tuple[Path, list[str]], tmp_path: Path) -> Path:
     models_dir = tmp_path / "models"
     shutil.copytree(converted[0] / DEFAULT_MODEL_NAME, models_dir / DEFAULT_MODEL_NAME)
+    shutil.copyfile(fetch.kept_gguf_path(converted[0]), fetch.kept_gguf_path(models_dir))
     return models_dir
 
 
@@ -214,6 +215,33 @@ def test_second_run_is_a_no_op(
 
     assert "already set up" in capsys.readouterr().out
     assert weights.stat().st_mtime_ns == before
+
+
+def test_the_gguf_is_kept_beside_its_twin_folder(converted: tuple[Path, list[str]], tiny_gguf: Path) -> None:
+    models_dir, _ = converted
+    kept = fetch.kept_gguf_path(models_dir)
+    assert kept.read_bytes() == tiny_gguf.read_bytes()
+    assert tiny_gguf.is_file()  # the user's --from-file was copied, not moved
+    # transformers loads the folder converted from this very file, not the GGUF again.
+    assert fetch.dequantized_twin(kept) == models_dir / DEFAULT_MODEL_NAME
+
+
+def test_a_gguf_that_is_not_the_folders_source_has_no_twin(models_copy: Path) -> None:
+    kept = fetch.kept_gguf_path(models_copy)
+    kept.write_bytes(kept.read_bytes() + b"\0")  # another file now
+
+    assert fetch.dequantized_twin(kept) is None
+    assert "not the file" in (fetch._kept_gguf_problem(models_copy, models_copy / DEFAULT_MODEL_NAME) or "")
+
+
+def test_a_missing_gguf_beside_a_complete_folder_is_set_up_again(models_copy: Path, tiny_gguf: Path) -> None:
+    fetch.kept_gguf_path(models_copy).unlink()
+    lines: list[str] = []
+
+    fetch.ensure_default_model(models_copy, from_file=tiny_gguf, log=lines.append)
+
+    assert any(line.startswith("Replacing") and "is missing" in line for line in lines)
+    assert fetch.kept_gguf_path(models_copy).is_file()
 
 
 def test_second_run_does_not_import_torch(converted: tuple[Path, list[str]]) -> None:

@@ -1,0 +1,357 @@
+"""The llama.cpp engine: a GGUF served by llama.cpp's own server, in this process (``xllamacpp``).
+
+Why this binding: ``xllamacpp`` ships prebuilt CPU wheels of llama-server (installs in seconds)
+and drives it in-process: continuous batching over ``n_parallel`` slots, per-request sampling
+and seed, streaming callbacks whose return value cancels the request, and prompt caching per
+slot. ``llama-cpp-python`` builds llama.cpp from source at install (~10 minutes on 2 cores) and
+its high-level API runs one sequence at a time, so batching across channels would be ours to
+write on its low-level calls.
+
+How it fits the engine interface: a row's prompt is tokenized and cut here exactly as on the
+transformers engine (``generation.prepare``), then handed to the server as token ids; one
+reader thread per row waits in ``handle_completions`` (which releases the GIL) and files the
+streamed text into the row. ``step`` waits until some row has news, so the engine core sees
+text, ends and stop checks as they happen, and a stop or cancel is carried out by the next
+streamed token (the callback's True). Stop sequences go through the same ``StopFilter`` as on
+transformers. Fill-mask needs log-probabilities of prompt tokens, which llama-server does not
+return: this engine fills on the transformers twin of the same model (its de-quantized folder
+when there is one), loaded on the first ``/fill``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from model_service import generation
+from model_service.engines.transformers import TransformersEngine
+from model_service.errors import InternalError, ModelUnavailableError
+from model_service.fill_mask import FillBatch, FillTask
+from model_service.generation import PreparedPrompt
+from model_service.loading import ModelSource, load_tokenizer, parse_source
+from model_service.output import StopFilter
+from model_service.types import FinishReason, GenerationParams, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+# How long ``step`` waits for news before handing control back (to admit new rows, check stops).
+STEP_WAIT_S = 0.05
+
+
+def unavailable() -> str | None:
+    """Why this engine cannot run here (None: it can)."""
+    try:
+        import xllamacpp  # noqa: F401
+    except ImportError:
+        return "the llama.cpp engine needs the xllamacpp package (`pip install xllamacpp`)"
+    return None
+
+
+def default_threads() -> int:
+    """One thread per core this process may use (2 on the development machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class LlamaModel:
+    """One GGUF served by llama-server: its slots, and the tokenizer prompts are cut with."""
+
+    name: str
+    source: ModelSource
+    server: Any  # xllamacpp.Server
+    tokenizer: PreTrainedTokenizerBase
+    context_length: int  # per slot: prompt + reply
+    slots: int
+    threads: int
+    quantization: str
+    parameters: int
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def _gguf_facts(path: Path) -> tuple[str, int, int]:
+    """(quantization, parameters, trained context) read from the GGUF's header and tensor table."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    parameters = sum(int(t.n_elements) for t in reader.tensors)
+    kinds: dict[str, int] = {}
+    for tensor in reader.tensors:
+        kinds[tensor.tensor_type.name] = kinds.get(tensor.tensor_type.name, 0) + int(tensor.n_elements)
+    quantization = max(kinds, key=kinds.__getitem__) if kinds else "?"
+    trained = 0
+    for key, value in reader.fields.items():
+        if key.endswith(".context_length") and value.data:
+            trained = int(value.parts[value.data[0]][0])
+    return quantization, parameters, trained
+
+
+def load_llama(name: str, spec: str, *, slots: int, threads: int, context: int) -> LlamaModel:
+    """Start llama-server on the GGUF (blocking; on the service's executor)."""
+    reason = unavailable()
+    if reason is not None:
+        raise ModelUnavailableError(f"model `{name}`: {reason}, or set its engine to transformers")
+    import xllamacpp
+
+    source = parse_source(spec)
+    if source.gguf_file is None:
+        raise ModelUnavailableError(f"model `{name}`: the llama.cpp engine serves .gguf files, not `{spec}`")
+    path = Path(source.location) / source.gguf_file
+    try:
+        quantization, parameters, trained = _gguf_facts(path)
+    except Exception as exc:  # the gguf reader raises whatever a bad file makes it raise
+        raise ModelUnavailableError(
+            f"model `{name}`: `{source.label}` is not a readable GGUF ({exc})"
+        ) from None
+    per_slot = min(context, trained) if trained else context
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    params.n_ctx = per_slot * slots  # each slot gets its share: no request can crowd out another
+    params.n_batch = min(2048, per_slot * slots)
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.cache_ram_mib = 0  # slots keep their own prompt cache; no second copy in RAM
+    params.verbosity = 0  # llama.cpp logs to stderr itself; errors still show
+    params.warmup = True
+    log.info(
+        "loading model %s from %s (llama.cpp, %d slots x %d tokens, %d threads)",
+        name,
+        source.label,
+        slots,
+        per_slot,
+        threads,
+    )
+    started = time.monotonic()
+    try:
+        server = xllamacpp.Server(params)
+    except RuntimeError as exc:
+        raise ModelUnavailableError(
+            f"model `{name}`: llama.cpp could not load `{source.label}` ({exc})"
+        ) from None
+    tokenizer = load_tokenizer(name, source)
+    log.info("model %s ready on llama.cpp in %.1f s", name, time.monotonic() - started)
+    return LlamaModel(name, source, server, tokenizer, per_slot, slots, threads, quantization, parameters)
+
+
+class LlamaModels:
+    """Loads each GGUF's server once, shared by every channel (the registry's llama.cpp half)."""
+
+    def __init__(self, catalog: dict[str, str], *, slots: int, threads: int, context: int) -> None:
+        self._catalog = dict(catalog)
+        self._slots = slots
+        self._threads = threads or default_threads()
+        self._context = context
+        self._loaded: dict[str, LlamaModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LlamaModel:
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = load_llama(
+                    name, self._catalog[name], slots=self._slots, threads=self._threads, context=self._context
+                )
+            return self._loaded[name]
+
+    def loaded(self) -> list[LlamaModel]:
+        return list(self._loaded.values())
+
+    def close(self) -> None:
+        """Stop every server (its destructor ends llama-server's loop thread)."""
+        with self._lock:
+            self._loaded.clear()
+
+
+@dataclass(eq=False)
+class LlamaRow:
+    """One generation in a llama.cpp slot; its reader thread writes, ``step`` reads, under ``lock``."""
+
+    prompt: PreparedPrompt
+    params: GenerationParams
+    should_stop: Callable[[], FinishReason | None]
+    max_new_tokens: int
+    stops: StopFilter
+    lock: threading.Condition
+    generated: int = 0
+    finish_reason: FinishReason | None = None
+    pending_text: list[str] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)
+    first_text_at: float | None = None
+    error: str | None = None
+    ended: bool = False  # the reader returned
+    halt: FinishReason | None = None  # set by step: the next streamed token cancels the request
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt.input_ids)
+
+    @property
+    def prompt_truncated(self) -> bool:
+        return self.prompt.truncated
+
+    def take_text(self) -> str:
+        with self.lock:
+            text, self.pending_text = "".join(self.pending_text), []
+        return text
+
+    def emit(self, text: str) -> None:
+        if text:
+            if self.first_text_at is None:
+                self.first_text_at = time.monotonic()
+            self.pending_text.append(text)
+            self.text_parts.append(text)
+
+
+def completion_body(row: LlamaRow, model: LlamaModel) -> dict[str, Any]:
+    """The request for llama-server: the row's own sampling, the transformers engine's meaning.
+
+    llama.cpp's defaults differ from ours (top_k 40, min_p 0.05, a 64-token penalty window), so
+    every sampler is given; stop sequences stay ours (``StopFilter``), so both engines stop alike.
+    """
+    p = row.params
+    return {
+        "prompt": row.prompt.input_ids,
+        "max_tokens": row.max_new_tokens,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "top_k": p.top_k,
+        "min_p": 0.0,
+        "repeat_penalty": p.repetition_penalty,
+        "repeat_last_n": model.context_length,
+        "seed": p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little"),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "cache_prompt": True,  # a persona or chat template shared with the slot's last prompt is reused
+    }
+
+
+class LlamaCppEngine:
+    """One catalog model on llama.cpp (``Engine``)."""
+
+    def __init__(self, models: LlamaModels, model: str, twin: Callable[[], TransformersEngine]) -> None:
+        self._models = models
+        self._model = model
+        self._twin = twin
+        self._rows: list[LlamaRow] = []
+        self._news = threading.Condition()
+        self._readers: ThreadPoolExecutor | None = None
+        self._futures: list[Future[None]] = []
+
+    def load(self) -> LlamaModel:
+        return self._models.get(self._model)
+
+    def join(self, request: GenerationRequest, should_stop: Callable[[], FinishReason | None]) -> LlamaRow:
+        loaded = self.load()
+        prompt = generation.prepare(loaded, request)
+        room = max(1, loaded.context_length - len(prompt.input_ids))
+        return LlamaRow(
+            prompt=prompt,
+            params=request.params,
+            should_stop=should_stop,
+            max_new_tokens=min(request.params.max_new_tokens, room),
+            stops=StopFilter(request.params.stop),
+            lock=self._news,
+        )
+
+    def step(self, joining: Sequence[LlamaRow]) -> list[LlamaRow]:  # type: ignore[override]
+        loaded = self.load()
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(max_workers=loaded.slots, thread_name_prefix="llama-row")
+        for row in joining:
+            self._rows.append(row)
+            self._futures.append(self._readers.submit(self._read, loaded, row))
+        deadline = time.monotonic() + STEP_WAIT_S
+        with self._news:
+            while True:
+                for row in self._rows:
+                    if row.halt is None and (reason := row.should_stop()) is not None:
+                        row.halt = reason
+                if any(row.ended or row.pending_text for row in self._rows):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._news.wait(remaining)
+            done = [row for row in self._rows if row.ended]
+            self._rows = [row for row in self._rows if not row.ended]
+        self._futures = [f for f in self._futures if not f.done()]
+        failed = next((row.error for row in done if row.error), None)
+        if failed is not None:
+            raise InternalError(f"llama.cpp failed on this request: {failed}")
+        return done
+
+    def _read(self, loaded: LlamaModel, row: LlamaRow) -> None:
+        """On a reader thread: one request, start to end, its streamed text filed into the row."""
+        seen_end: FinishReason | None = None
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            nonlocal seen_end
+            with self._news:
+                if "error" in chunk or "choices" not in chunk:
+                    error = chunk.get("error", chunk)
+                    row.error = str(error.get("message", error) if isinstance(error, dict) else error)
+                    return True
+                if usage := chunk.get("usage"):
+                    row.generated = int(usage.get("completion_tokens", row.generated))
+                for choice in chunk["choices"]:
+                    text = choice.get("text") or ""
+                    if text:
+                        row.generated += 1
+                        row.emit(row.stops.feed(text))
+                    if choice.get("finish_reason"):
+                        seen_end = "length" if choice["finish_reason"] == "length" else "eos"
+                self._news.notify_all()
+                if row.stops.stopped:
+                    row.finish_reason = "stop"
+                    return True
+                if row.halt is None:
+                    row.halt = row.should_stop()
+                if row.halt is not None and seen_end is None:
+                    row.finish_reason = row.halt
+                    return True
+                return False
+
+        try:
+            loaded.server.handle_completions(completion_body(row, loaded), on_chunk)
+        except Exception as exc:  # whatever the binding raises ends this row, not the reader pool
+            row.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._news:
+                if row.finish_reason is None:
+                    row.finish_reason = seen_end or row.halt or "cancelled"
+                if row.finish_reason != "stop":
+                    row.emit(row.stops.flush())
+                row.ended = True
+                self._news.notify_all()
+
+    def release(self) -> None:
+        """Cancel every running row and wait for the readers (each ends at its next token)."""
+        with self._news:
+            for row in self._rows:
+                row.halt = row.halt or "cancelled"
+        for future in self._futures:
+            future.exception(timeout=30)
+        self._rows, self._futures = [], []
+
+    def close(self) -> None:
+        self.release()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+
+    def fill(self, tasks: Sequence[FillTask]) -> FillBatch:
+        return self._twin().fill(tasks)
