@@ -40,6 +40,7 @@ def _status_mb() -> dict[str, float]:
 
 def _import_everything(model_dir: Path) -> None:
     import torch
+    import xllamacpp  # noqa: F401  (the llama.cpp engine's library, loaded by either engine's bot)
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
@@ -62,29 +63,45 @@ def _import_everything(model_dir: Path) -> None:
         tokenizer_class_from_name(named)
 
 
-async def _serve(model_dir: Path, dtype: str) -> dict[str, Any]:
+async def _serve(model_dir: Path, dtype: str, gguf: Path | None) -> dict[str, Any]:
+    """Serve as the bot does: the folder on transformers, or (``gguf``) the file on llama.cpp.
+
+    On llama.cpp only generation runs: /fill there loads the transformers twin, a second model
+    measured by the transformers run.
+    """
     from model_service.config import ServiceConfig
     from model_service.service import ModelService
     from model_service.types import FillMaskRequest, GenerationParams, GenerationRequest
 
+    source, engine = (str(model_dir), "transformers") if gguf is None else (str(gguf), "llama.cpp")
     config = ServiceConfig(
-        models={"bench": str(model_dir)}, default_model="bench", dtype=dtype, offline=True, queue_limit=16
+        models={"bench": source},
+        engines={"bench": engine},
+        default_model="bench",
+        dtype=dtype,
+        offline=True,
+        queue_limit=16,
     )
     async with ModelService(config) as service:
         params = GenerationParams.from_values({"max_new_tokens": 64, "temperature": 0.8})
         await asyncio.gather(*(service.generate(GenerationRequest(p, params)) for p in PROMPTS[:8]))
-        await asyncio.gather(*(service.fill_mask(FillMaskRequest(t)) for t in FILL_TEXTS[:8]))
+        if gguf is None:
+            await asyncio.gather(*(service.fill_mask(FillMaskRequest(t)) for t in FILL_TEXTS[:8]))
         await asyncio.sleep(1.0)  # out of work, the service hands freed heap back (a few ms)
+        if gguf is not None:
+            served = service.status().models[0]
+            return {"weights_mb": gguf.stat().st_size / 1e6, "dtype": served.dtype, "engine": engine}
         model = service._registry.get("bench", "generate").model
         weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
-        return {"weights_mb": weights, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        dtype_name = str(next(model.parameters()).dtype).removeprefix("torch.")
+        return {"weights_mb": weights, "dtype": dtype_name, "engine": engine}
 
 
-def stage(name: str, model_dir: Path, dtype: str = "auto") -> dict[str, Any]:
+def stage(name: str, model_dir: Path, dtype: str = "auto", gguf: Path | None = None) -> dict[str, Any]:
     _import_everything(model_dir)
     out: dict[str, Any] = {"stage": name}
     if name == "served":
-        out.update(asyncio.run(_serve(model_dir, dtype)))
+        out.update(asyncio.run(_serve(model_dir, dtype, gguf)))
     out.update(_status_mb())
     return out
 
@@ -96,6 +113,7 @@ class MemoryReport:
     served_peak_mb: float
     weights_mb: float
     dtype: str
+    engine: str = "transformers"
 
     @property
     def ratio(self) -> float:
@@ -113,19 +131,23 @@ class MemoryReport:
             "served_peak_mb": round(self.served_peak_mb, 1),
             "weights_mb": round(self.weights_mb, 1),
             "dtype": self.dtype,
+            "engine": self.engine,
             "ratio": round(self.ratio, 3),
             "peak_ratio": round(self.peak_ratio, 3),
         }
 
 
-def measure(model_dir: Path, *, dtype: str = "auto", timeout: float = 120.0) -> MemoryReport:
-    """Run both stages, each in a fresh interpreter, one after the other."""
+def measure(
+    model_dir: Path, *, dtype: str = "auto", gguf: Path | None = None, timeout: float = 120.0
+) -> MemoryReport:
+    """Run both stages, each in a fresh interpreter, one after the other (``gguf``: on llama.cpp)."""
     results = {}
     for name in STAGES:
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "benchmarks.memory", "--stage", name),
                 *("--model-dir", str(model_dir), "--dtype", dtype),
+                *(("--gguf", str(gguf)) if gguf is not None else ()),
             ],
             capture_output=True,
             text=True,
@@ -143,6 +165,7 @@ def measure(model_dir: Path, *, dtype: str = "auto", timeout: float = 120.0) -> 
         served_peak_mb=served["peak_mb"],
         weights_mb=served["weights_mb"],
         dtype=served["dtype"],
+        engine=served["engine"],
     )
 
 
@@ -151,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=STAGES, help="run one stage here and print its figures")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="the model folder")
     parser.add_argument("--dtype", default="auto", help="MODEL_DTYPE for the service (auto)")
+    parser.add_argument("--gguf", type=Path, default=None, help="serve this GGUF on llama.cpp instead")
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
@@ -159,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir is None:
         args.model_dir = DEFAULT_MODEL_DIR
     if args.stage:
-        print(json.dumps(stage(args.stage, args.model_dir, args.dtype)))
+        print(json.dumps(stage(args.stage, args.model_dir, args.dtype, args.gguf)))
         return 0
-    report = measure(args.model_dir, dtype=args.dtype)
+    report = measure(args.model_dir, dtype=args.dtype, gguf=args.gguf)
     print(json.dumps(report.as_dict()))
     return 0
 

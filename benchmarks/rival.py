@@ -92,7 +92,7 @@ def unavailable() -> str | None:
     try:
         import xllamacpp  # noqa: F401
     except ImportError:
-        return "xllamacpp is not installed (`make bench` installs it)"
+        return "xllamacpp is not installed (`make setup` installs it)"
     return None
 
 

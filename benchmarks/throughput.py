@@ -1,6 +1,7 @@
 """Throughput of the whole bot against a naive one-at-a-time bot, in one process run.
 
-    python -m benchmarks.throughput [--quick] [--model-dir DIR] [--dtype D] [--threads N] [--json-only]
+    python -m benchmarks.throughput [--quick] [--engine llama.cpp|transformers] [--model-dir DIR]
+                                    [--gguf FILE] [--dtype D] [--threads N] [--no-rival] [--json-only]
 
 The real bot (config from ``load_config``, ``build_service``, ``open_store``, ``Transcord``)
 runs against the loopback Discord server with 8 channels, each with its own sampling
@@ -93,6 +94,7 @@ class Options:
     dtype: str | None = None  # MODEL_DTYPE for the bot; None: the bot's default (auto)
     rival: bool = True  # llama-server on the same GGUF, after the bot's workloads
     gguf: Path | None = None  # the rival's GGUF; None: the default model's (fetched once)
+    engine: str = "llama.cpp"  # the bot's engine: llama.cpp serves the GGUF, transformers the folder
 
     @property
     def model_name(self) -> str:
@@ -153,6 +155,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     rival: RivalReport | None = None
     rival_note: str | None = None  # why there is no rival figure
+    engine: str = "transformers"  # the bot's
+    naive_dtype: str = ""  # the naive bot's (transformers) dtype
 
     def vs_rival(self) -> dict[str, float] | None:
         """Whole bot / llama-server: 8 at once (workload A) and one request alone."""
@@ -179,6 +183,8 @@ class Report:
                 "cold_start_s": self.cold_start_s,
                 "weights_mb": self.weights_mb,
                 "dtype": self.dtype,
+                "engine": self.engine,
+                "naive_dtype": self.naive_dtype,
                 "memory_ratio": self.memory.ratio if self.memory else None,
                 "memory_peak_ratio": self.memory.peak_ratio if self.memory else None,
                 "fill_speedup": c.speedup if c else None,
@@ -266,18 +272,25 @@ async def _workload(
     return WorkloadReport(name, description, batched_summary, naive_summary, planned, load)
 
 
+def _gguf(options: Options) -> Path | str:
+    """The GGUF of the benchmarked model (``--gguf``, else the default model's), or why there is none."""
+    if options.gguf is not None:
+        return options.gguf
+    if options.model_dir.name != DEFAULT_MODEL_FOLDER:
+        return f"no GGUF for {options.model_dir.name} (give one with --gguf PATH)"
+    reason = rival.unavailable()
+    if reason is not None:
+        return reason
+    try:
+        return fetch.default_gguf(options.model_dir.parent, log=log.info)
+    except fetch.FetchError as exc:
+        return f"the default model's GGUF could not be had: {exc}"
+
+
 def _rival(options: Options, threads: int) -> RivalReport | str:
-    gguf = options.gguf
-    if gguf is None:
-        if options.model_dir.name != DEFAULT_MODEL_FOLDER:
-            return f"no GGUF for {options.model_dir.name} (give one with --gguf PATH)"
-        reason = rival.unavailable()
-        if reason is not None:
-            return reason
-        try:
-            gguf = fetch.default_gguf(options.model_dir.parent, log=log.info)
-        except fetch.FetchError as exc:
-            return f"the default model's GGUF could not be had: {exc}"
+    gguf = _gguf(options)
+    if isinstance(gguf, str):
+        return gguf
     return rival.measure(gguf, slots=options.channels, threads=threads, max_new_tokens=options.max_new_tokens)
 
 
@@ -307,23 +320,41 @@ async def run_benchmark(options: Options, origin: float) -> Report:
         torch.set_num_threads(options.torch_threads)
     load_start = loadavg()
     settings = channel_sampling(options.channels)
+    served: Path | None = None  # the GGUF the llama.cpp engine serves
+    if options.engine == "llama.cpp":
+        found = _gguf(options)
+        if isinstance(found, str):
+            raise SystemExit(f"the llama.cpp engine cannot be benchmarked: {found}")
+        served = found
     with tempfile.TemporaryDirectory(prefix="transcord-bench-") as workdir:
         overrides = {"MODEL_DTYPE": options.dtype} if options.dtype else {}
+        source = served or options.model_dir
+        overrides["MODELS"] = f"{options.model_name}={source}"
+        overrides["MODEL_ENGINES"] = f"{options.model_name}={options.engine}"
         bench = BotBench(options.model_name, options.model_dir, Path(workdir), options.channels, overrides)
         async with bench:
             cold_start = bench.ready_at - origin
             naive, note = _naive_bot(bench, options)
             weights = sum(p.numel() * p.element_size() for p in naive.model.parameters()) / 1e6
+            dtype = str(next(naive.model.parameters()).dtype).removeprefix("torch.")
+            if served is not None:
+                weights = served.stat().st_size / 1e6
+                dtype = next(m.dtype for m in bench.service.status().models if m.engine == "llama.cpp")
+                note = (note or "") + (
+                    "the naive bot runs the transformers twin (the de-quantized folder) of the served GGUF"
+                )
             report = Report(
-                model=str(options.model_dir),
+                model=str(source),
                 max_new_tokens=options.max_new_tokens,
                 cold_start_s=cold_start,
                 weights_mb=weights,
                 torch_threads=torch.get_num_threads(),
                 cpu_count=os.cpu_count() or 0,
-                dtype=str(next(naive.model.parameters()).dtype).removeprefix("torch."),
+                dtype=dtype,
                 cpu=cpu(),
                 loadavg_start=load_start,
+                engine=options.engine,
+                naive_dtype=str(next(naive.model.parameters()).dtype).removeprefix("torch."),
             )
             if note:
                 report.notes.append(note)
@@ -386,7 +417,7 @@ async def run_benchmark(options: Options, origin: float) -> Report:
     if options.memory:
         log.info("memory: the model's resident share, in fresh processes")
         report.memory = await asyncio.to_thread(
-            measure_memory, options.model_dir, dtype=options.dtype or "auto"
+            measure_memory, options.model_dir, dtype=options.dtype or "auto", gguf=served
         )
     report.loadavg_end = loadavg()
     report.notes.append(
@@ -408,7 +439,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def render_table(report: Report) -> list[str]:
     load = "/".join(f"{x:.2f}" for x in report.loadavg_start) or "?"
     lines = [
-        f"Transcord throughput — {Path(report.model).name} ({report.dtype}), "
+        f"Transcord throughput — {Path(report.model).name} on {report.engine} ({report.dtype}; "
+        f"the naive bot: transformers, {report.naive_dtype}), "
         f"{report.max_new_tokens} new tokens a request, "
         f"torch threads {report.torch_threads}, {report.cpu_count} CPUs, load average {load}",
         f"CPU: {report.cpu['model']} · flags: {' '.join(report.cpu['flags']) or 'none of ' + '/'.join(SPEED_FLAGS)}",
@@ -449,7 +481,7 @@ def render_table(report: Report) -> list[str]:
     if (m := report.memory) is not None:
         lines += [
             "",
-            f"Memory (fresh processes, {m.dtype}): runtime {m.runtime_mb:.0f} MB; served and idle "
+            f"Memory (fresh processes, {m.engine}, {m.dtype}): runtime {m.runtime_mb:.0f} MB; served and idle "
             f"{m.served_rss_mb:.0f} MB, peak {m.served_peak_mb:.0f} MB; the model's share is "
             f"{m.ratio:.2f}x its {m.weights_mb:.0f} MB of weights (peak {m.peak_ratio:.2f}x)",
         ]
@@ -480,6 +512,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("llama.cpp", "transformers"),
+        default="llama.cpp",
+        help="the bot's engine: llama.cpp serves the GGUF (the default model's default), "
+        "transformers the folder",
     )
     parser.add_argument("--no-rival", action="store_true", help="skip llama-server (the rival)")
     parser.add_argument(
@@ -518,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dtype=args.dtype,
         rival=not args.no_rival,
         gguf=args.gguf,
+        engine=args.engine,
     )
     report = asyncio.run(run_benchmark(options, process_started_at()))
     print(render(report, json_only=args.json_only))

@@ -68,7 +68,8 @@ class Status(commands.Cog):
         lines = ["**Status**"]
         for m in s.models:
             lines.append(
-                f"• **{m.name}** on `{m.device}` ({m.dtype}, {m.parameters / 1e6:.1f}M params): {m.task}"
+                f"• **{m.name}** on {m.engine}, `{m.device}` ({m.dtype}, {m.parameters / 1e6:.1f}M params):"
+                f" {m.task}"
             )
         if not s.models:
             lines.append("• no model loaded yet (the first request loads one)")

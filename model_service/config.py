@@ -36,7 +36,7 @@ class ServiceConfig:
     max_batch_size: int = 8  # generations decoded together in one forward pass
     request_timeout_s: float = 120.0
     threads: int = 0  # CPU threads for a forward pass (torch and llama.cpp); 0: one per core
-    llama_context: int = 2048  # tokens (prompt + reply) each llama.cpp slot holds
+    llama_context: int = 1024  # tokens (prompt + reply) each llama.cpp slot holds
     preload: bool = True  # load the default (and fill) model at start, not on first use
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
         b_interval=0.5,
         budget_s=None,
         memory=False,  # measured on its own below
+        engine="transformers",
     )
     started = time.monotonic()
     report = await throughput.run_benchmark(options, started)
@@ -66,6 +67,46 @@ async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_d
     assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == addresses
 
 
+async def test_benchmark_runs_the_bot_on_llama_cpp_against_the_rival(tiny_gguf_path: Path) -> None:
+    options = throughput.Options(
+        model_dir=tiny_gguf_path.parent,
+        gguf=tiny_gguf_path,
+        channels=2,
+        max_new_tokens=8,
+        b_requests=2,
+        b_interval=0.5,
+        budget_s=None,
+        memory=False,
+        engine="llama.cpp",
+    )
+    report = await throughput.run_benchmark(options, time.monotonic())
+    output = throughput.render(report)
+
+    data = json.loads(output.splitlines()[-1])
+    assert (
+        data["engine"] == "llama.cpp"
+        and data["dtype"] == "F32"
+        and data["naive_dtype"] in ("float32", "bfloat16")
+    )
+    assert data["weights_mb"] == pytest.approx(tiny_gguf_path.stat().st_size / 1e6, rel=1e-3)
+    assert (
+        data["workloads"]["A"]["batched"]["requests"] == 2 and data["workloads"]["A"]["batched"]["tokens"] > 0
+    )
+    assert data["rival"] is not None and data["rival"]["together_tok_s"] > 0
+    assert set(data["vs_rival"]) == {"together", "alone"}
+    assert "on llama.cpp (F32" in output and "whole bot / llama-server" in output
+
+
+@pytest.mark.timeout(120)
+def test_memory_on_llama_cpp_counts_the_gguf_as_the_weights(
+    tiny_gpt2_dir: Path, tiny_gguf_path: Path
+) -> None:
+    report = memory.measure(tiny_gpt2_dir, gguf=tiny_gguf_path)
+    assert report.engine == "llama.cpp" and report.dtype == "F32"
+    assert report.weights_mb == pytest.approx(tiny_gguf_path.stat().st_size / 1e6, rel=1e-3)
+    assert report.served_peak_mb >= report.served_rss_mb
+
+
 def _summary(requests: int, tok_s: float, latency: float, service: float | None) -> Summary:
     return Summary(
         requests, requests * 64, 10.0, tok_s, requests / 10.0, 1.0, 2.0, latency, None, 1.0, service
@@ -98,6 +139,6 @@ def test_the_rival_says_in_a_line_why_it_could_not_run(tmp_path: Path) -> None:
     not_a_model.write_bytes(b"GGUF but not really")
     found = rival.measure(not_a_model, slots=2, threads=1, max_new_tokens=4, timeout=120)
     if rival.unavailable() is not None:
-        assert found == "xllamacpp is not installed (`make bench` installs it)"
+        assert found == "xllamacpp is not installed (`make setup` installs it)"
     else:
         assert isinstance(found, str) and found.startswith("llama-server failed (exit 1): "), found

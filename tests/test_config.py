@@ -75,7 +75,7 @@ def test_defaults_need_no_settings_at_all() -> None:
     assert not config.token_set and config.guild_ids == () and config.api_base is None
     # The default model's GGUF; its engine is auto (llama.cpp when installed).
     assert dict(config.service.models) == {"smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf"}
-    assert dict(config.service.engines) == {} and config.service.llama_context == 2048
+    assert dict(config.service.engines) == {} and config.service.llama_context == 1024
     assert config.service.default_model == "smollm2" and config.service.fill_model is None
     assert (config.service.device, config.service.dtype) == ("auto", "auto")
     assert config.service.offline is False and config.service.preload is True

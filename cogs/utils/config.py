@@ -210,7 +210,7 @@ def _service_config(
         default_model=default_model,
         fill_model=fill_model,
         engines=_engines(env, catalog),
-        llama_context=_int(env, "LLAMA_CONTEXT", 2048, 64, 131072),
+        llama_context=_int(env, "LLAMA_CONTEXT", 1024, 64, 131072),
         device=_choice(env, "MODEL_DEVICE", "auto", DEVICES),
         dtype=_choice(env, "MODEL_DTYPE", "auto", DTYPES),
         offline=_bool(env, "MODEL_OFFLINE", False) or _bool(env, "HF_HUB_OFFLINE", False),

@@ -127,6 +127,7 @@ def load_llama(name: str, spec: str, *, slots: int, threads: int, context: int) 
     params.cpuparams_batch.n_threads = threads
     params.cache_ram_mib = 0  # slots keep their own prompt cache; no second copy in RAM
     params.verbosity = 0  # llama.cpp logs to stderr itself; errors still show
+    params.fit_params = False  # sizes are given; fitting would load the model a second time to try
     params.warmup = True
     log.info(
         "loading model %s from %s (llama.cpp, %d slots x %d tokens, %d threads)",

@@ -371,7 +371,9 @@ async def test_status_reports_the_service_and_help_lists_every_command(
     assert transcord.failed_extensions == {}
     status = await run(server, "status")
     assert status.ephemeral
-    assert "• **fake** on `cpu` (float32, 135.0M params): generate, fill-mask" in (status.content or "")
+    assert "• **fake** on transformers, `cpu` (float32, 135.0M params): generate, fill-mask" in (
+        status.content or ""
+    )
     assert "Recent latency: n/a · speed: n/a" in (status.content or "")
     assert "failed to load" not in (status.content or "")
     help_ = await run(server, "help")
