@@ -328,6 +328,8 @@ async def run_benchmark(options: Options, origin: float) -> Report:
         served = found
     with tempfile.TemporaryDirectory(prefix="transcord-bench-") as workdir:
         overrides = {"MODEL_DTYPE": options.dtype} if options.dtype else {}
+        if options.torch_threads is not None:
+            overrides["MODEL_THREADS"] = str(options.torch_threads)  # llama.cpp's threads too
         source = served or options.model_dir
         overrides["MODELS"] = f"{options.model_name}={source}"
         overrides["MODEL_ENGINES"] = f"{options.model_name}={options.engine}"
@@ -511,7 +513,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="MODEL_DTYPE for the bot (default: its own, auto)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for both paths: torch.set_num_threads and the bot's MODEL_THREADS (default: theirs)",
     )
     parser.add_argument(
         "--engine",
