@@ -185,7 +185,7 @@ async def test_status_and_help_answer_only_the_asker(
     assert status.callback_type == 4 and status.ephemeral, status.summary()
     text = status.content or ""
     assert text.startswith("**Status**")
-    assert re.search(r"^• \*\*tiny\*\* on `cpu` \(float32, ", text, re.M), text
+    assert re.search(r"^• \*\*tiny\*\* on transformers, `cpu` \(float32, ", text, re.M), text
     assert re.search(r"^Queue: 0/8 requests", text, re.M), text
     assert no_pings(status)
 
