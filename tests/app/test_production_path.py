@@ -199,7 +199,9 @@ async def test_a_rate_limit_at_login_is_waited_out_then_a_dropped_gateway_reconn
         await discord_com.drop_gateway(None)  # the TCP stream cut, no close frame
         await discord_com.wait_connected(timeout=60)
         status = await (await discord_com.invoke("status")).wait_final(30)
-        assert (status.content or "").startswith("**Status**\n• **tiny** on transformers, `cpu`"), status.summary()
+        assert (status.content or "").startswith("**Status**\n• **tiny** on transformers, `cpu`"), (
+            status.summary()
+        )
         assert [e.kind for e in discord_com.gateway.events if e.kind in ("refused", "resume")] == [
             "refused",
             "refused",
