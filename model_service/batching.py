@@ -23,7 +23,7 @@ from transformers import (
     DynamicCache,
 )
 
-from model_service.generation import PreparedPrompt
+from model_service.generation import PreparedPrompt, PromptFacts
 from model_service.loading import LoadedModel
 from model_service.output import StopFilter, TextDecoder
 from model_service.sampling import pick_tokens
@@ -33,7 +33,7 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class Row:
+class Row(PromptFacts):
     """One request inside a batch. Touched only by the step that runs it."""
 
     prompt: PreparedPrompt
@@ -54,14 +54,6 @@ class Row:
     def take_text(self) -> str:
         text, self.pending_text = "".join(self.pending_text), []
         return text
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt.input_ids)
-
-    @property
-    def prompt_truncated(self) -> bool:
-        return self.prompt.truncated
 
 
 def new_row(

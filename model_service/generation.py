@@ -34,6 +34,20 @@ class PreparedPrompt:
     truncated: bool
 
 
+class PromptFacts:
+    """What a row tells of its prompt (``EngineRow.prompt_tokens`` and ``prompt_truncated``)."""
+
+    prompt: PreparedPrompt
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt.input_ids)
+
+    @property
+    def prompt_truncated(self) -> bool:
+        return self.prompt.truncated
+
+
 def prepare(loaded: PromptModel, request: GenerationRequest) -> PreparedPrompt:
     """Turn the request into token ids, cut from the left to leave room for the answer."""
     budget = max(1, loaded.context_length - request.params.max_new_tokens)

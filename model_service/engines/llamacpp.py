@@ -36,7 +36,7 @@ from model_service import generation
 from model_service.engines.transformers import TransformersEngine
 from model_service.errors import InternalError, ModelUnavailableError
 from model_service.fill_mask import FillBatch, FillTask
-from model_service.generation import PreparedPrompt
+from model_service.generation import PreparedPrompt, PromptFacts
 from model_service.loading import ModelSource, load_tokenizer, parse_source
 from model_service.output import StopFilter
 from model_service.types import FinishReason, GenerationParams, GenerationRequest
@@ -181,7 +181,7 @@ class LlamaModels:
 
 
 @dataclass(eq=False)
-class LlamaRow:
+class LlamaRow(PromptFacts):
     """One generation in a llama.cpp slot; its reader thread writes, ``step`` reads, under ``lock``."""
 
     prompt: PreparedPrompt
@@ -198,14 +198,6 @@ class LlamaRow:
     error: str | None = None
     ended: bool = False  # the reader returned
     halt: FinishReason | None = None  # set by step: the next streamed token cancels the request
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt.input_ids)
-
-    @property
-    def prompt_truncated(self) -> bool:
-        return self.prompt.truncated
 
     def take_text(self) -> str:
         with self.lock:
