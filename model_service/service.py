@@ -161,6 +161,9 @@ class ModelService:
             on_filled=lambda r: self._record(r.elapsed_s, 0),
         )
         self._scheduler.start()
+        if any(self.engine_name(name) == "llama.cpp" for name in self.config.models):
+            # All torch work runs on the executor: keep MKL's threads off llama.cpp's cores.
+            await self._run(llamacpp.single_threaded_mkl_here)
         if self.config.preload:
             try:
                 await self._run(self._preload, self.config.default_model, "generate")

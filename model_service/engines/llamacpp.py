@@ -67,6 +67,28 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def single_threaded_mkl_here() -> bool:
+    """Make MKL (torch's fp32 BLAS) run on one thread when called from this thread.
+
+    Measured here: after the first multi-threaded MKL call in the process (an fp32 matmul, as a
+    ``/fill`` on the transformers twin makes), llama.cpp decodes 2.5x slower for good (72 -> 29
+    tok/s); with MKL kept to one thread on the executor it stays at full speed. OpenBLAS (numpy)
+    and torch's bf16 kernels do not cause it. Returns whether this torch build has MKL to set.
+    """
+    import ctypes
+
+    import torch
+
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        setter = lib.MKL_Set_Num_Threads_Local  # the C entry point (takes an int)
+    except (OSError, AttributeError):
+        return False
+    setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+    setter(1)
+    return True
+
+
 @dataclass
 class LlamaModel:
     """One GGUF served by llama-server: its slots, and the tokenizer prompts are cut with."""

@@ -214,3 +214,34 @@ async def test_fill_mask_works_on_either_engine(service: ModelService) -> None:
     result = await service.fill_mask(FillMaskRequest("The cat sat on the [MASK].", top_k=3))
     assert len(result.predictions) == 3
     assert result.method == "causal_rescore"
+
+
+def mkl_threads() -> int:
+    """MKL's thread count for the calling thread (torch's fp32 BLAS); -1 without MKL."""
+    import ctypes
+    import os
+
+    import torch
+
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        getter = lib.MKL_Get_Max_Threads
+    except (OSError, AttributeError):
+        return -1
+    getter.restype = ctypes.c_int
+    return int(getter())
+
+
+async def test_mkl_runs_on_one_thread_on_the_executor_only_beside_llama_cpp(
+    engine: str, service: ModelService
+) -> None:
+    # Multi-threaded MKL in the process slows llama.cpp 2.5x for good (see llamacpp.py).
+    on_executor = await service._run(mkl_threads)
+    if on_executor == -1:
+        pytest.skip("this torch build has no MKL")
+    if engine == "llama.cpp":
+        assert on_executor == 1
+    else:
+        import torch
+
+        assert on_executor == torch.get_num_threads()
