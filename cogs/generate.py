@@ -1,4 +1,4 @@
-"""/generate and /chat: text from the model, streamed into the reply as it is written."""
+"""/generate: text from the model, streamed into the reply as it is written (/chat is cogs/chat.py)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,14 @@ class Generate(commands.Cog):
         self.bot = bot
 
     async def _request(
-        self, interaction: discord.Interaction, prompt: str, overrides: dict[str, object], *, chat: bool
+        self, interaction: discord.Interaction, prompt: str, overrides: dict[str, object]
     ) -> GenerationRequest:
-        # Checked here too, so a refusal names the option the user filled in (/chat's `message`).
-        check_text("message" if chat else "prompt", prompt, limit=MAX_PROMPT_CHARS)
+        check_text("prompt", prompt, limit=MAX_PROMPT_CHARS)
         settings = await self.bot.settings_for(interaction)
         params = settings.generation_params(
             max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap, given=overrides
         )
-        return GenerationRequest(
-            prompt=prompt,
-            params=params,
-            mode="chat" if chat else "completion",
-            system_prompt=(settings.persona or None) if chat else None,
-            model=settings.model,
-        )
+        return GenerationRequest(prompt=prompt, params=params, model=settings.model)
 
     async def _run(self, interaction: discord.Interaction, request: GenerationRequest, header: str) -> None:
         async with self.bot.models.command(interaction, request.prompt) as model:
@@ -59,19 +52,9 @@ class Generate(commands.Cog):
         prompt: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
         **options: object,
     ) -> None:
-        request = await self._request(interaction, prompt, options, chat=False)
+        request = await self._request(interaction, prompt, options)
         # The prompt in bold, the continuation plain: the user sees which words are theirs.
         await self._run(interaction, request, header=f"**{discord.utils.escape_markdown(prompt)}**")
-
-    @app_commands.command(name="chat", description="Ask the instruct model; answers in the channel's persona")
-    @app_commands.describe(message="What you want to say or ask")
-    async def chat(
-        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
-    ) -> None:
-        request = await self._request(interaction, message, {}, chat=True)
-        quoted = discord.utils.escape_markdown(message)
-        quoted = "\n".join(f"> {line}" for line in quoted.splitlines()[:5]) or "> …"
-        await self._run(interaction, request, header=f"{quoted}\n")
 
 
 async def setup(bot: Transcord) -> None:

@@ -34,8 +34,9 @@ def _parameters() -> str:
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` {_options(COMMAND_PARAMS)} continues your text.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
-**/chat** `message` asks the instruct model; it answers in the channel's persona.
-  e.g. `/chat message: Give me three names for a pirate ship`
+**/chat say** `message` talks with the instruct model in the channel's persona; it remembers the
+  conversation (a thread's is everyone's, a channel's is yours) · **/chat reset** starts over.
+  e.g. `/chat say message: Give me three names for a pirate ship`
 **/fill** `text` {_options(FILL_PARAMS)} guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
 **/settings show** shows this channel's settings and where each comes from.

@@ -18,6 +18,7 @@ from model_service.errors import (
 )
 from model_service.types import (
     MASK,
+    ChatTurn,
     FillMaskRequest,
     FillMaskResult,
     FillPrediction,
@@ -30,6 +31,7 @@ from model_service.types import (
 
 __all__ = [
     "MASK",
+    "ChatTurn",
     "ErrorKind",
     "FillMaskRequest",
     "FillMaskResult",

@@ -203,22 +203,49 @@ class EngineCore:
                 continue
             self._idle.clear()
             worked = True
-            plan = self._policy.schedule(lambda request_id: self._jobs[request_id].should_stop() is not None)
-            for request_id in plan.dropped:
-                self._drop_unstarted(self._jobs.pop(request_id))
-            joining = {model: [self._job(i) for i in ids] for model, ids in plan.joins.items()}
-            for job in (j for jobs in joining.values() for j in jobs):
+            try:
+                await self._turn()
+            except Exception:
+                # A bug in a turn must not leave every request waiting forever: fail what is in
+                # flight, forget the engines' batches, and keep serving.
+                log.exception("the engine core's turn failed; failing the requests in flight")
+                await self._fail_everything(InternalError("the model service failed on this request"))
+
+    async def _fail_everything(self, error: InternalError) -> None:
+        for request_id in self._policy.drop_all():
+            job = self._jobs.pop(request_id, None)
+            if isinstance(job, FillJob):
                 job.started.set()
-            for model in plan.steps:
-                await self._step(model, joining.get(model, []))
-            if plan.fill_start is not None:
-                model, ids = plan.fill_start
-                fills = [self._fill_job(i) for i in ids]
-                for fill in fills:
-                    fill.started.set()
-                self._filling = (model, None, fills)
-            if plan.fill_step:
-                await self._fill_step()
+                if not job.result.done():
+                    job.result.set_exception(error)
+            elif job is not None:
+                job.started.set()
+                self._fail(job, error)
+        self._jobs.clear()
+        self._filling = None
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            with contextlib.suppress(Exception):
+                await self._run(engine.release)
+
+    async def _turn(self) -> None:
+        """One schedule -> execute -> update."""
+        plan = self._policy.schedule(lambda request_id: self._jobs[request_id].should_stop() is not None)
+        for request_id in plan.dropped:
+            self._drop_unstarted(self._jobs.pop(request_id))
+        joining = {model: [self._job(i) for i in ids] for model, ids in plan.joins.items()}
+        for job in (j for jobs in joining.values() for j in jobs):
+            job.started.set()
+        for model in plan.steps:
+            await self._step(model, joining.get(model, []))
+        if plan.fill_start is not None:
+            model, ids = plan.fill_start
+            fills = [self._fill_job(i) for i in ids]
+            for fill in fills:
+                fill.started.set()
+            self._filling = (model, None, fills)
+        if plan.fill_step:
+            await self._fill_step()
 
     def _job(self, request_id: int) -> Job:
         job = self._jobs[request_id]
@@ -359,6 +386,8 @@ class EngineCore:
             model=job.model,
             elapsed_s=time.monotonic() - job.submitted_at,
             first_token_s=None if row.first_text_at is None else row.first_text_at - job.submitted_at,
+            params=job.request.params,
+            history_dropped=row.history_dropped,
         )
         self._on_finished(result)
         job.deltas.put_nowait(DONE)

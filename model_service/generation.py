@@ -12,7 +12,7 @@ from typing import Protocol
 
 from transformers import PreTrainedTokenizerBase
 
-from model_service.types import GenerationRequest
+from model_service.types import ChatTurn, GenerationRequest
 
 
 class PromptModel(Protocol):
@@ -32,6 +32,7 @@ class PromptModel(Protocol):
 class PreparedPrompt:
     input_ids: list[int]
     truncated: bool
+    history_dropped: int = 0  # conversation turns left out, oldest first
 
 
 class PromptFacts:
@@ -47,6 +48,10 @@ class PromptFacts:
     def prompt_truncated(self) -> bool:
         return self.prompt.truncated
 
+    @property
+    def history_dropped(self) -> int:
+        return self.prompt.history_dropped
+
 
 def prepare(loaded: PromptModel, request: GenerationRequest) -> PreparedPrompt:
     """Turn the request into token ids, cut from the left to leave room for the answer."""
@@ -59,20 +64,28 @@ def prepare(loaded: PromptModel, request: GenerationRequest) -> PreparedPrompt:
     return PreparedPrompt(ids, False)
 
 
-def _chat_ids(loaded: PromptModel, system: str | None, message: str) -> list[int]:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": message})
+def _chat_ids(
+    loaded: PromptModel, request: GenerationRequest, history: tuple[ChatTurn, ...], message: str
+) -> list[int]:
+    messages = [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
+    messages += [{"role": turn.role, "content": turn.content()} for turn in history]
+    messages.append({"role": "user", "content": ChatTurn("user", message, request.author).content()})
     text = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _prepare_chat(loaded: PromptModel, request: GenerationRequest, budget: int) -> PreparedPrompt:
-    ids = _chat_ids(loaded, request.system_prompt, request.prompt)
-    if len(ids) <= budget:
-        return PreparedPrompt(ids, False)
-    # Cut the user's message, not the template around it, so the turn stays well-formed.
-    overhead = len(_chat_ids(loaded, request.system_prompt, ""))
+    """The persona and the newest turns that fit; the oldest turns are left out first."""
+    history = request.history
+    for dropped in range(len(history) + 1):
+        kept = history[dropped:]
+        ids = _chat_ids(loaded, request, kept, request.prompt)
+        if len(ids) <= budget:
+            return PreparedPrompt(ids, False, dropped)
+    # Not even the message alone fits: cut the user's message, not the template around it, so the
+    # turn stays well-formed.
+    overhead = len(_chat_ids(loaded, request, (), ""))
     keep = max(1, budget - overhead)
     message_ids = loaded.tokenizer(request.prompt, add_special_tokens=False)["input_ids"][-keep:]
     message = loaded.tokenizer.decode(message_ids)
-    return PreparedPrompt(_chat_ids(loaded, request.system_prompt, message)[-budget:], True)
+    return PreparedPrompt(_chat_ids(loaded, request, (), message)[-budget:], True, len(history))

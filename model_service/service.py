@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -297,6 +298,8 @@ class ModelService:
 
     def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationStream:
         self._check_request(request)
+        # A seed for every request, reported in its result: the same seed and settings redo it.
+        request = dataclasses.replace(request, params=request.params.seeded())
         return GenerationStream(self, request, self._timeout(timeout))
 
     async def generate(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationResult:

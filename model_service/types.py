@@ -6,8 +6,9 @@ and friends); everything past the edge can trust them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from model_service.errors import ValidationError
@@ -90,6 +91,12 @@ class GenerationParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    def seeded(self) -> GenerationParams:
+        """These params with a seed: the given one, else a fresh one, so any reply can be redone."""
+        if self.seed is not None:
+            return self
+        return replace(self, seed=secrets.randbelow(SEED_MAX + 1))
+
 
 GENERATION_PARAMS = specs(GenerationParams)
 
@@ -108,6 +115,21 @@ def _check_stop(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+MAX_HISTORY_TURNS = 40
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One earlier turn of a conversation; ``author`` names who spoke where several people share it."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    author: str | None = None
+
+    def content(self) -> str:
+        return f"{self.author}: {self.text}" if self.author and self.role == "user" else self.text
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
@@ -115,9 +137,22 @@ class GenerationRequest:
     mode: Mode = "completion"
     system_prompt: str | None = None  # chat mode only: the persona
     model: str | None = None  # a catalog name; None means the service's default
+    # chat mode only: the conversation so far, oldest first; the oldest turns go first if it won't fit
+    history: tuple[ChatTurn, ...] = ()
+    author: str | None = None  # chat mode only: who says ``prompt``, where several people share it
 
     def __post_init__(self) -> None:
         check_text("prompt", self.prompt, limit=MAX_PROMPT_CHARS)
+        if self.history and self.mode != "chat":
+            raise ValidationError("`history` is for chat mode only")
+        if len(self.history) > MAX_HISTORY_TURNS:
+            raise ValidationError(
+                f"`history` may hold at most {MAX_HISTORY_TURNS} turns, got {len(self.history)}"
+            )
+        for turn in self.history:
+            if turn.role not in ("user", "assistant"):
+                raise ValidationError(f"a history turn's role must be user or assistant, got {turn.role!r}")
+            check_text("history", turn.text, limit=MAX_PROMPT_CHARS, allow_empty=True)
         if self.mode not in ("completion", "chat"):
             raise ValidationError(f"`mode` must be 'completion' or 'chat', got {self.mode!r}")
         if self.system_prompt is not None:
@@ -134,6 +169,8 @@ class GenerationResult:
     model: str
     elapsed_s: float
     first_token_s: float | None = None
+    params: GenerationParams | None = None  # what it ran with, the seed included
+    history_dropped: int = 0  # the oldest conversation turns left out to fit the context
 
     @property
     def timed_out(self) -> bool:

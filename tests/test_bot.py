@@ -20,7 +20,7 @@ from tests.e2e.harness import BotRunner, base_env, has_footer, run
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "MTAxOTk.subprocess-secret.token"
-CORE = ("cogs.generate", "cogs.fill_mask", "cogs.settings", "cogs.status")
+CORE = ("cogs.generate", "cogs.chat", "cogs.fill_mask", "cogs.settings", "cogs.status")
 
 
 def run_bot_py(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,7 @@ def test_the_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
 
 def test_the_bot_and_its_cogs_import_without_torch(tmp_path: Path) -> None:
     code = (
-        "import sys, bot, cogs.generate, cogs.fill_mask, cogs.settings, cogs.status, cogs.utils.replies; "
+        "import sys, bot, cogs.generate, cogs.chat, cogs.fill_mask, cogs.settings, cogs.status, cogs.utils.replies; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run(

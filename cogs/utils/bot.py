@@ -28,6 +28,7 @@ log = logging.getLogger("transcord")
 
 EXTENSIONS = (
     "cogs.generate",
+    "cogs.chat",
     "cogs.fill_mask",
     "cogs.settings",
     "cogs.status",

@@ -18,6 +18,7 @@ from discord import app_commands
 from cogs.utils.storage.types import LimitReached
 from model_service import (
     ErrorKind,
+    GenerationParams,
     GenerationResult,
     ModelUnavailableError,
     OverloadedError,
@@ -187,8 +188,23 @@ async def send_long(interaction: discord.Interaction, text: str, *, ephemeral: b
         await interaction.followup.send(part, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
 
 
+def sampling_note(params: GenerationParams) -> str:
+    """The seed and sampling a reply ran with: the same /generate options give the same text."""
+    parts = [f"seed {params.seed}", f"temperature {params.temperature:g}", f"top_p {params.top_p:g}"]
+    if params.top_k:
+        parts.append(f"top_k {params.top_k}")
+    if params.repetition_penalty != 1:
+        parts.append(f"repetition_penalty {params.repetition_penalty:g}")
+    return " ".join(parts)
+
+
 def footer(result: GenerationResult) -> str:
     notes = [f"{result.generated_tokens} tokens", f"{result.elapsed_s:.1f} s", result.model]
+    if result.params is not None:
+        notes.append(sampling_note(result.params))
+    if result.history_dropped:
+        turns = "turn" if result.history_dropped == 1 else "turns"
+        notes.append(f"{result.history_dropped} older {turns} of the conversation left out to fit")
     if result.prompt_truncated:
         notes.append("prompt cut from the left to fit the model's context")
     if result.finish_reason == "timeout":

@@ -26,12 +26,23 @@ from model_service.types import (
 )
 
 MAX_MODEL_NAME_CHARS = 100
-CHANNEL_PARAMS: tuple[ParamSpec, ...] = tuple(spec for spec in GENERATION_PARAMS if spec.channel)
+SAMPLING_PARAMS: tuple[ParamSpec, ...] = tuple(spec for spec in GENERATION_PARAMS if spec.channel)
+# How long /chat remembers a member's exchange in a channel (a thread's conversation is the thread).
+CHAT_MEMORY = ParamSpec(
+    "chat_memory_minutes",
+    int,
+    60,
+    0,
+    10080,
+    "Minutes /chat remembers a member's exchange here (0: none)",
+    channel=True,
+)
+CHANNEL_PARAMS: tuple[ParamSpec, ...] = (*SAMPLING_PARAMS, CHAT_MEMORY)  # the numeric channel settings
 COMMAND_PARAMS: tuple[ParamSpec, ...] = tuple(
     spec for spec in GENERATION_PARAMS if spec.command
 )  # /generate's
-SAMPLING_KEYS = tuple(spec.name for spec in CHANNEL_PARAMS)
-SETTING_KEYS: tuple[str, ...] = ("model", *SAMPLING_KEYS, "persona")
+SAMPLING_KEYS = tuple(spec.name for spec in SAMPLING_PARAMS)
+SETTING_KEYS: tuple[str, ...] = ("model", *(spec.name for spec in CHANNEL_PARAMS), "persona")
 _DEFAULTS: dict[str, object] = {"model": None, **{s.name: s.default for s in CHANNEL_PARAMS}, "persona": ""}
 _SPECS = {spec.name: spec for spec in CHANNEL_PARAMS}
 

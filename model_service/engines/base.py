@@ -32,6 +32,9 @@ class EngineRow(Protocol):
     @property
     def prompt_truncated(self) -> bool: ...
 
+    @property
+    def history_dropped(self) -> int: ...
+
     def take_text(self) -> str:
         """The text emitted since the last call."""
         ...

@@ -38,7 +38,7 @@ async def test_with_its_tables_broken_every_model_command_refuses_and_the_model_
     await runner.start()
     for command, options in (
         ("generate", {"prompt": "Once upon a time"}),
-        ("chat", {"message": "Hello"}),
+        ("chat say", {"message": "Hello"}),
         ("fill", {"text": "The capital of France is [MASK]."}),
         ("story start", {"premise": "A dragon afraid of the dark"}),
     ):

@@ -30,7 +30,7 @@ from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
 
 pytestmark = pytest.mark.timeout(30)
 
-CORE = ("cogs.generate", "cogs.fill_mask", "cogs.settings", "cogs.status")
+CORE = ("cogs.generate", "cogs.chat", "cogs.fill_mask", "cogs.settings", "cogs.status")
 INTERVAL = 0.2
 
 
@@ -72,7 +72,7 @@ async def test_options_override_channel_settings_and_the_persona_is_for_chat_onl
 
     options = {"prompt": "Ahoy", "max_new_tokens": 10, "temperature": 1.2}
     await run(server, "generate", options, until=has_footer)
-    await run(server, "chat", {"message": "Ahoy"}, until=has_footer)
+    await run(server, "chat say", {"message": "Ahoy"}, until=has_footer)
     await run(server, "generate", {"prompt": "Ahoy", "top_p": 0.9}, channel=server.thread, until=has_footer)
 
     completion, chat, in_thread = fake.generation_requests
@@ -316,7 +316,7 @@ async def test_mentions_in_prompts_and_output_ping_nobody(
     server: LoopbackDiscord, fake: FakeService, transcord: bot_module.Transcord
 ) -> None:
     fake.script = Script(deltas=(" @everyone", f" <@{server.owner.id}>" if server.owner else ""))
-    reply = await run(server, "chat", {"message": "@here hi"}, until=has_footer)
+    reply = await run(server, "chat say", {"message": "@here hi"}, until=has_footer)
     assert "@everyone" in (reply.content or "")
     assert no_pings(reply)
 

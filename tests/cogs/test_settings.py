@@ -30,6 +30,7 @@ def test_setting_keys_are_the_declared_fields() -> None:
         "top_p",
         "top_k",
         "repetition_penalty",
+        "chat_memory_minutes",
         "persona",
     )
 

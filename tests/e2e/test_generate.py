@@ -80,7 +80,7 @@ async def test_chat_answers_in_the_persona_a_moderator_set(
 
     runner.service.stream = spy  # type: ignore[method-assign]
     message = "Tell me a story about a brave knight.\nPlease."
-    reply = await run(server, "chat", {"message": message}, until=has_footer)
+    reply = await run(server, "chat say", {"message": message}, until=has_footer)
 
     assert [(r.mode, r.system_prompt) for r in seen] == [("chat", persona)]
     content = reply.content or ""
@@ -166,3 +166,28 @@ async def test_a_seed_gives_the_same_text_again_and_another_seed_other_text(
 
     assert text(first) == text(again)
     assert text(first) != text(other)
+
+
+async def test_every_reply_shows_its_seed_and_settings_and_they_redo_it(
+    server: LoopbackDiscord, transcord: bot_module.Transcord
+) -> None:
+    first = await run(
+        server,
+        "generate",
+        {"prompt": "Once upon a time", "max_new_tokens": 16, "temperature": 1.3},
+        until=has_footer,
+    )
+    shown = re.search(r"seed (\d+) temperature 1.3 top_p 0.95", all_text(first))
+    assert shown, all_text(first)[-200:]
+    seed = int(shown.group(1))  # picked by the bot, since none was given
+
+    again = await run(
+        server,
+        "generate",
+        {"prompt": "Once upon a time", "max_new_tokens": 16, "temperature": 1.3, "seed": seed},
+        until=has_footer,
+    )
+    assert f"seed {seed} temperature 1.3" in all_text(again)
+    assert FOOTER.split(all_text(again))[0] == FOOTER.split(all_text(first))[0]
+    chat = await run(server, "chat say", {"message": "Hello"}, until=has_footer)
+    assert re.search(r"seed \d+ temperature", all_text(chat))

@@ -119,7 +119,7 @@ async def test_a_locked_channel_and_its_threads_refuse_model_commands(
         await generate(server),
         await generate(server, channel=server.thread),  # a thread is locked when its parent is
         await generate(server, user=server.moderator),
-        await run(server, "chat", {"message": "hello"}),
+        await run(server, "chat say", {"message": "hello"}),
         await run(server, "fill", {"text": "The cat sat on the [MASK]."}),
         await run(server, "story start", {"premise": "A cat on a mat"}),
     ]

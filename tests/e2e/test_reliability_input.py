@@ -67,8 +67,8 @@ def answered(record: InteractionRecord) -> bool:
     [
         ("generate", "prompt", "", "❌ `prompt` must not be empty"),
         ("generate", "prompt", "   \n\t ", "❌ `prompt` must not be empty"),
-        ("chat", "message", "", "❌ `message` must not be empty"),
-        ("chat", "message", "  ", "❌ `message` must not be empty"),
+        ("chat say", "message", "", "❌ `message` must not be empty"),
+        ("chat say", "message", "  ", "❌ `message` must not be empty"),
         ("fill", "text", " ", "❌ `text` must not be empty"),
         ("generate", "prompt", "x" * 9000, "❌ `prompt` must be at most 8000 characters, got 9000"),
     ],
@@ -100,7 +100,7 @@ async def test_a_prompt_at_discords_limit_is_answered_and_the_footer_says_it_was
     short = await ask(server, "generate", {"prompt": "Once upon a time", "max_new_tokens": 4})
     assert answered(short) and CUT_NOTE not in shown_text(short)
 
-    chat = await ask(server, "chat", {"message": prompt}, channel=new_channel(server))
+    chat = await ask(server, "chat say", {"message": prompt}, channel=new_channel(server))
     assert answered(chat) and CUT_NOTE in shown_text(chat).rsplit("\n-# ", 1)[-1], chat.summary()
     # /fill can't cut: the words on both sides of the blank matter. It says so instead.
     fill = await ask(server, "fill", {"text": prompt[:5990] + " [MASK]."}, channel=new_channel(server))
@@ -144,7 +144,7 @@ async def test_markdown_in_a_prompt_cannot_restyle_the_reply(server: LoopbackDis
     # The only unescaped ** are the header's own, so the prompt can't end the bold early.
     assert header.startswith("**") and header.replace(r"\*", "").count("**") == 2, header
 
-    chat = await ask(server, "chat", {"message": prompt})
+    chat = await ask(server, "chat say", {"message": prompt})
     assert not chat.is_thinking and pings_nobody(chat), chat.summary()
     assert (chat.content or "").startswith(r"> \*\*bold\*\* \_\_under\_\_"), chat.content
 
@@ -163,7 +163,7 @@ async def test_mentions_in_prompts_and_output_ping_nobody(server: LoopbackDiscor
             {"prompt": f"{mentions} Once upon a time", "max_new_tokens": 4},
             channel=channel,
         ),
-        await ask(server, "chat", {"message": f"Say {mentions}"}, channel=channel),
+        await ask(server, "chat say", {"message": f"Say {mentions}"}, channel=channel),
         await ask(server, "fill", {"text": f"{mentions} is a [MASK]."}, channel=channel),
         # The refusal quotes nothing, but must not ping either.
         await ask(server, "generate", {"prompt": mentions, "top_p": 0.0}, channel=channel),
@@ -285,7 +285,7 @@ async def test_generate_refuses_a_bad_value_naming_it(
             "config reset",
             {"setting": "colour"},
             "❌ `setting` must be one of all, model, max_new_tokens, temperature, top_p, top_k, "
-            "repetition_penalty, persona, got 'colour'",
+            "repetition_penalty, chat_memory_minutes, persona, got 'colour'",
         ),
         (
             "story start",

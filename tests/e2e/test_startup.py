@@ -12,7 +12,7 @@ from tests.e2e.harness import BotRunner, has_footer, run
 
 pytestmark = pytest.mark.timeout(60)
 
-CORE = ("cogs.generate", "cogs.fill_mask", "cogs.settings", "cogs.status")
+CORE = ("cogs.generate", "cogs.chat", "cogs.fill_mask", "cogs.settings", "cogs.status")
 
 
 def command_puts(server: LoopbackDiscord) -> list[str]:

@@ -31,6 +31,7 @@ class EchoRow:
     pending: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     prompt_truncated: bool = False
+    history_dropped: int = 0
 
     def take_text(self) -> str:
         text, self.pending = "".join(self.pending), []
@@ -144,3 +145,26 @@ async def test_a_failing_step_fails_that_models_rows_only_and_the_engine_is_rele
     assert isinstance(done, GenerationResult) and done.text == "s t u "
     assert core.engines["fragile"].released == 1
     assert core.running == 0 and core.waiting == 0
+
+
+async def test_a_bug_in_a_turn_fails_the_requests_in_flight_instead_of_hanging_them(
+    core: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = job("one two three")
+    original = EchoRow.take_text
+
+    def take_text(self: EchoRow) -> str:
+        if "one " in self.pending:
+            raise AttributeError("a row without a field the core reads")  # e.g. an engine's bug
+        return original(self)
+
+    monkeypatch.setattr(EchoRow, "take_text", take_text)
+    core.submit(broken)
+    _, outcome = await asyncio.wait_for(drain(broken), 5)
+    assert isinstance(outcome, InternalError)
+
+    monkeypatch.setattr(EchoRow, "take_text", original)
+    after = job("still serving")
+    core.submit(after)
+    _, result = await asyncio.wait_for(drain(after), 5)
+    assert isinstance(result, GenerationResult) and result.text == "still serving "

@@ -12,9 +12,10 @@ import torch
 
 from model_service import generation
 from model_service.config import ServiceConfig
+from model_service.errors import ValidationError
 from model_service.loading import LoadedModel, load
 from model_service.service import ModelService
-from model_service.types import FinishReason, GenerationParams, GenerationRequest
+from model_service.types import ChatTurn, FinishReason, GenerationParams, GenerationRequest
 from tests.fixtures import generation as alone
 from tests.fixtures.tiny_models import EOS, IM_END, IM_START, service_config
 
@@ -214,6 +215,50 @@ def test_long_chat_message_is_cut_but_the_turn_stays_whole(gpt2: LoadedModel) ->
     assert text.startswith(f"{IM_START}system\nYou are a pirate.{IM_END}\n{IM_START}user\n")
     assert text.endswith(f"w399{IM_END}\n{IM_START}assistant\n")
     assert "w0 " not in text
+
+
+def test_a_conversation_puts_earlier_turns_between_persona_and_message(gpt2: LoadedModel) -> None:
+    history = (
+        ChatTurn("user", "My name is Ada.", "Ada"),
+        ChatTurn("assistant", "Hello Ada."),
+    )
+    request = GenerationRequest(
+        "What is my name?", params(), mode="chat", system_prompt="Be kind.", history=history, author="Bob"
+    )
+    prepared = generation.prepare(gpt2, request)
+    assert gpt2.tokenizer.decode(prepared.input_ids) == (
+        f"{IM_START}system\nBe kind.{IM_END}\n"
+        f"{IM_START}user\nAda: My name is Ada.{IM_END}\n"
+        f"{IM_START}assistant\nHello Ada.{IM_END}\n"
+        f"{IM_START}user\nBob: What is my name?{IM_END}\n"
+        f"{IM_START}assistant\n"
+    )
+    assert prepared.history_dropped == 0 and not prepared.truncated
+
+
+def test_the_oldest_turns_are_left_out_first_to_fit(gpt2: LoadedModel) -> None:
+    history = tuple(
+        ChatTurn("user" if i % 2 == 0 else "assistant", f"turn{i} " + "x " * 20) for i in range(10)
+    )
+    request = GenerationRequest(
+        "the newest message",
+        params(max_new_tokens=120),
+        mode="chat",
+        system_prompt="Persona here.",
+        history=history,
+    )
+    prepared = generation.prepare(gpt2, request)
+    text = gpt2.tokenizer.decode(prepared.input_ids)
+    assert 0 < prepared.history_dropped < 10 and not prepared.truncated
+    assert len(prepared.input_ids) <= gpt2.context_length - 120
+    kept = [i for i in range(10) if f"turn{i} " in text]
+    assert kept == list(range(prepared.history_dropped, 10))  # the newest turns, in order
+    assert text.startswith(f"{IM_START}system\nPersona here.") and "the newest message" in text
+
+
+def test_history_is_for_chat_mode_only() -> None:
+    with pytest.raises(ValidationError, match="chat mode only"):
+        GenerationRequest("x", history=(ChatTurn("user", "hi"),))
 
 
 def test_chat_mode_without_a_template_falls_back_to_the_plain_prompt(

@@ -1,4 +1,4 @@
-"""The storage the cogs depend on: four small repositories, each a Protocol.
+"""The storage the cogs depend on: five small repositories, each a Protocol.
 
 Implementations: SQLite (``cogs.utils.storage.sqlite``). Every implementation passes the same
 contract tests (``tests/cogs/utils/storage``). A cog never sees a driver.
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cogs.utils.storage.types import (
     AuditEntry,
+    ConversationKey,
+    ConversationTurn,
     JoinResult,
     NewTurn,
     Scope,
@@ -173,14 +175,39 @@ class StoryStore(Protocol):
         ...
 
 
+@runtime_checkable
+class ConversationStore(Protocol):
+    """/chat's conversations: turns kept per thread, or per member in a channel."""
+
+    async def recent_turns(
+        self, key: ConversationKey, *, since: float | None = None, limit: int = 40
+    ) -> list[ConversationTurn]:
+        """The newest ``limit`` turns (oldest first), only those written at or after ``since``."""
+        ...
+
+    async def add_exchange(
+        self, key: ConversationKey, *, asker_id: int, author: str, message: str, reply: str
+    ) -> None:
+        """A member's message and the reply to it, written together (both or neither)."""
+        ...
+
+    async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
+        """Drop the channel's or thread's conversations (only ``asker_id``'s exchanges, if given).
+
+        Returns the number of turns removed.
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class Storage:
-    """The four repositories of one database, and how to close it."""
+    """The repositories of one database, and how to close it."""
 
     settings: SettingsStore
     meta: MetaStore
     moderation: ModerationStore
     stories: StoryStore
+    conversations: ConversationStore
     close: Callable[[], Awaitable[None]]
 
     async def __aenter__(self) -> Storage:

@@ -67,3 +67,24 @@ class StoryTurn:
     author_name: str
     text: str
     created_at: float
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """Whose conversation: a thread's (``owner_id`` 0, shared) or one member's in a channel."""
+
+    channel_id: int
+    owner_id: int = 0
+
+    @property
+    def shared(self) -> bool:
+        return self.owner_id == 0
+
+
+@dataclass(frozen=True)
+class ConversationTurn:
+    role: Literal["user", "assistant"]
+    text: str
+    author: str | None  # who said a user turn (the display name), for shared conversations
+    asker_id: int
+    created_at: float

@@ -6,6 +6,7 @@ import os
 
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage.protocols import Storage
+from cogs.utils.storage.sqlite.conversations import SQLiteConversations
 from cogs.utils.storage.sqlite.database import BUSY_TIMEOUT_MS, Database, migrations
 from cogs.utils.storage.sqlite.meta import SQLiteMeta
 from cogs.utils.storage.sqlite.moderation import SQLiteModeration
@@ -21,6 +22,7 @@ async def open_sqlite(path: str | os.PathLike[str], defaults: ChannelSettings) -
         meta=SQLiteMeta(database),
         moderation=SQLiteModeration(database),
         stories=SQLiteStories(database),
+        conversations=SQLiteConversations(database),
         close=database.close,
     )
 

@@ -21,8 +21,13 @@ def backend() -> str:
 
 def test_migrations_are_the_numbered_sql_files_in_order() -> None:
     names = sorted(p.name for p in database.MIGRATIONS_DIR.glob("*.sql"))
-    assert names == ["001_settings_and_meta.sql", "002_moderation.sql", "003_stories.sql"]
-    assert [len(statements) for statements in database.migrations()] == [2, 4, 4]
+    assert names == [
+        "001_settings_and_meta.sql",
+        "002_moderation.sql",
+        "003_stories.sql",
+        "004_conversations.sql",
+    ]
+    assert [len(statements) for statements in database.migrations()] == [2, 4, 4, 2]
 
 
 def test_statements_split_where_sqlite_says_they_end() -> None:

@@ -1,0 +1,121 @@
+"""/chat say and /chat reset: a conversation with the instruct model that remembers.
+
+In a thread, everyone shares one conversation (each turn carries its author's name); in a
+channel, each member has their own, forgotten after the channel's ``chat_memory_minutes`` of
+silence. Turns are stored (``ConversationStore``), so a conversation survives a restart. Each
+request carries the newest turns that fit the model's context; the footer says how many older
+ones were left out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from cogs.utils.options import TEXT_OPTION_LIMIT
+from cogs.utils.storage.types import ConversationKey
+from model_service import ChatTurn, GenerationRequest
+from model_service.params import check_text
+from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
+
+if TYPE_CHECKING:
+    from cogs.utils.bot import Transcord
+
+
+def conversation_key(interaction: discord.Interaction) -> ConversationKey:
+    """A thread's shared conversation, or this member's own in a channel (or a DM)."""
+    channel_id = interaction.channel_id or 0
+    if isinstance(interaction.channel, discord.Thread):
+        return ConversationKey(channel_id)
+    return ConversationKey(channel_id, owner_id=interaction.user.id)
+
+
+class Chat(
+    commands.GroupCog, group_name="chat", group_description="Talk with the instruct model; it remembers"
+):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def _history(
+        self, interaction: discord.Interaction, key: ConversationKey, minutes: int
+    ) -> tuple[ChatTurn, ...]:
+        if minutes == 0 and not key.shared:
+            return ()  # this channel keeps no memory
+        since = None if key.shared else time.time() - minutes * 60
+        turns = await self.bot.store.conversations.recent_turns(key, since=since, limit=MAX_HISTORY_TURNS)
+        return tuple(ChatTurn(t.role, t.text, t.author if key.shared else None) for t in turns)
+
+    @app_commands.command(name="say", description="Say something to the model; it remembers the conversation")
+    @app_commands.describe(message="What you want to say or ask")
+    async def say(
+        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
+    ) -> None:
+        check_text("message", message, limit=MAX_PROMPT_CHARS)
+        settings = await self.bot.settings_for(interaction)
+        key = conversation_key(interaction)
+        author = interaction.user.display_name
+        request = GenerationRequest(
+            prompt=message,
+            params=settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap),
+            mode="chat",
+            system_prompt=settings.persona or None,
+            model=settings.model,
+            history=await self._history(interaction, key, settings.chat_memory_minutes),
+            author=author if key.shared else None,
+        )
+        quoted = discord.utils.escape_markdown(message)
+        quoted = "\n".join(f"> {line}" for line in quoted.splitlines()[:5]) or "> …"
+        async with self.bot.models.command(interaction, message) as model:
+            result = await replies.stream_reply(
+                interaction,
+                model.stream(request),
+                header=model.redact(f"{quoted}\n"),
+                interval=self.bot.config.stream_edit_interval_s,
+                transform=model.redact,
+            )
+            reply = model.redact(result.text)
+        if result.finish_reason != "cancelled" and reply.strip():
+            # What was shown (redacted) is what the model sees next time.
+            await self.bot.store.conversations.add_exchange(
+                key, asker_id=interaction.user.id, author=author, message=message, reply=reply
+            )
+
+    @app_commands.command(name="reset", description="Start the conversation over")
+    @app_commands.describe(everyone="Moderators: forget every conversation in this channel or thread")
+    async def reset(self, interaction: discord.Interaction, everyone: bool = False) -> None:
+        channel_id = interaction.channel_id or 0
+        if everyone:
+            if not await self.bot.is_moderator(interaction):
+                raise app_commands.CheckFailure(
+                    "Forgetting everyone's conversation needs the Manage Channels permission or this "
+                    "server's moderator role; without `everyone`, /chat reset forgets your own."
+                )
+            removed = await self.bot.store.conversations.forget(channel_id)
+            where = "thread" if isinstance(interaction.channel, discord.Thread) else "channel"
+            await self.bot.store.moderation.record_action(
+                "channel",
+                channel_id,
+                actor_id=interaction.user.id,
+                action="chat reset",
+                detail=f"{removed} turns",
+            )
+            text = f"🧹 Every conversation in this {where} is forgotten ({removed // 2} exchanges)."
+            await interaction.response.send_message(text, allowed_mentions=replies.NO_MENTIONS)
+            return
+        removed = await self.bot.store.conversations.forget(channel_id, asker_id=interaction.user.id)
+        text = (
+            f"🧹 Your conversation here is forgotten ({removed // 2} exchanges); the next /chat say starts over."
+            if removed
+            else "There was nothing of yours to forget here."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(Chat(bot))

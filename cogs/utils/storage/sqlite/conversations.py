@@ -1,0 +1,52 @@
+"""/chat's conversations in SQLite: turns per (channel, owner), an exchange per transaction."""
+
+from __future__ import annotations
+
+import time
+
+from cogs.utils.storage.sqlite.database import Repository
+from cogs.utils.storage.types import ConversationKey, ConversationTurn
+
+
+class SQLiteConversations(Repository):
+    async def recent_turns(
+        self, key: ConversationKey, *, since: float | None = None, limit: int = 40
+    ) -> list[ConversationTurn]:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "SELECT role, text, author, asker_id, created_at FROM conversation_turns"
+                " WHERE channel_id = ? AND owner_id = ? AND created_at >= ? ORDER BY id DESC LIMIT ?",
+                (key.channel_id, key.owner_id, since if since is not None else 0.0, limit),
+            )
+            rows = await cursor.fetchall()
+        return [
+            ConversationTurn(role, text, author, asker_id, created)
+            for role, text, author, asker_id, created in reversed(list(rows))
+        ]
+
+    async def add_exchange(
+        self, key: ConversationKey, *, asker_id: int, author: str, message: str, reply: str
+    ) -> None:
+        now = time.time()
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO conversation_turns (channel_id, owner_id, asker_id, role, author, text, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (key.channel_id, key.owner_id, asker_id, "user", author, message, now),
+                    (key.channel_id, key.owner_id, asker_id, "assistant", None, reply, now),
+                ],
+            )
+
+    async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
+        async with self._transaction() as db:
+            if asker_id is None:
+                cursor = await db.execute(
+                    "DELETE FROM conversation_turns WHERE channel_id = ?", (channel_id,)
+                )
+            else:
+                cursor = await db.execute(
+                    "DELETE FROM conversation_turns WHERE channel_id = ? AND asker_id = ?",
+                    (channel_id, asker_id),
+                )
+            return cursor.rowcount
