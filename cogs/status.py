@@ -34,8 +34,7 @@ def _parameters() -> str:
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` {_options(COMMAND_PARAMS)} continues your text.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
-**/chat say** `message` talks with the instruct model in the channel's persona; it remembers the
-  conversation (a thread's is everyone's, a channel's is yours) · **/chat reset** starts over.
+**/chat say** `message` talks in the channel's persona and remembers (a thread's conversation is shared) · **/chat reset**.
   e.g. `/chat say message: Give me three names for a pirate ship`
 **/fill** `text` {_options(FILL_PARAMS)} guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
@@ -47,7 +46,7 @@ HELP = f"""**Transcord**: language models in this channel.
 **Sampling settings** (`/config set`):
 {_parameters()}
 **/story start** `premise` `[turns]` `[max_players]` opens a story the channel writes together;
-  **/story join**, **/story add** `text`, **/story show**, **/story undo** (moderators), **/story end** (posts the transcript).
+  **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
 **/status** shows the models loaded, the queue and recent speed.
 -# Temperature 0 always picks the likeliest word; higher values are more surprising."""

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import enum
 import io
+import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,7 +24,7 @@ from discord.ext import commands
 
 from cogs.utils import checks, replies
 from cogs.utils.models import ModelCall
-from cogs.utils.storage import NewTurn, Story, StoryPlayer, StoryTurn
+from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
 from model_service import GenerationRequest
 
 if TYPE_CHECKING:
@@ -39,20 +41,34 @@ CONTEXT_CHARS = 3000
 PREMISE_SHARE = 4  # the premise takes at most a quarter of the prompt
 
 
+log = logging.getLogger(__name__)
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 
 def next_player(
-    story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]
+    story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn], skips: Sequence[StorySkip] = ()
 ) -> StoryPlayer | None:
-    """Whose turn it is in a round-robin story (None in free mode): the one after the last author."""
+    """Whose turn it is in a round-robin story (None in free mode): the one after whoever had the
+    last turn, whether they wrote it or it passed (skipped, or timed out)."""
     if story.turn_mode != "round-robin" or not players:
         return None
-    last = next((t for t in reversed(turns) if t.kind == "player"), None)
+    written = next((t for t in reversed(turns) if t.kind == "player"), None)
+    passed = skips[-1] if skips else None
+    # A skip comes after the turn it follows, so at the same instant the skip is the later one.
+    if passed is not None and (written is None or passed.at >= written.created_at):
+        last: int | None = passed.skipped_id
+    else:
+        last = written.author_id if written is not None else None
     ids = [p.user_id for p in players]
-    if last is None or last.author_id not in ids:
+    if last is None or last not in ids:
         return players[0]
-    return players[(ids.index(last.author_id) + 1) % len(players)]
+    return players[(ids.index(last) + 1) % len(players)]
+
+
+def turn_started_at(story: Story, turns: Sequence[StoryTurn], skips: Sequence[StorySkip]) -> float:
+    """When the current turn began: the story's opening, the last turn added, or the last one passed."""
+    return max([story.created_at, *(t.created_at for t in turns), *(s.at for s in skips)])
 
 
 def story_prompt(premise: str, texts: Sequence[str], limit: int = CONTEXT_CHARS) -> str:
@@ -87,6 +103,13 @@ def transcript(story: Story, players: Sequence[StoryPlayer], turns: Sequence[Sto
     return "\n".join(lines)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g} s"
+    minutes = seconds / 60
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
+
+
 def _bold_name(name: str) -> str:
     return f"**{discord.utils.escape_markdown(name)}**"
 
@@ -98,10 +121,63 @@ def _bold_name(name: str) -> str:
 class StoryMode(
     commands.GroupCog, group_name="story", group_description="Write a story together, turn by turn"
 ):
+    # How often the turn timer looks at the open round-robin stories (a class attribute: tests shorten it).
+    TIMER_TICK_S = 15.0
+
     def __init__(self, bot: Transcord) -> None:
         self.bot = bot
         self._locks: dict[int, asyncio.Lock] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_wake = asyncio.Event()
         super().__init__()
+
+    async def cog_load(self) -> None:
+        self._timer = asyncio.create_task(self._turn_timer(), name="story-turn-timer")
+
+    async def cog_unload(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+
+    async def _turn_timer(self) -> None:
+        """Pass the turn of a round-robin player who let the story's timer run out, with a notice.
+
+        Sleeps until the nearest deadline (at most ``TIMER_TICK_S``); ``/story timer`` wakes it.
+        """
+        while True:
+            wait = self.TIMER_TICK_S
+            try:
+                wait = min(wait, await self._pass_timed_out_turns())
+            except Exception:  # the timer must outlive one bad tick (a lost message, a locked file)
+                log.exception("the story turn timer failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wake.wait(), timeout=max(wait, 0.05))
+            self._timer_wake.clear()
+
+    async def _pass_timed_out_turns(self) -> float:
+        """Pass every turn whose time is up; returns the seconds until the next deadline."""
+        stories = self.bot.store.stories
+        nearest = self.TIMER_TICK_S
+        for story in await stories.timed_stories():
+            turns, skips = await stories.story_turns(story.id), await stories.story_skips(story.id)
+            players = await stories.story_players(story.id)
+            current = next_player(story, players, turns, skips)
+            left = turn_started_at(story, turns, skips) + story.turn_timeout_s - time.time()
+            if current is None or left > 0:
+                nearest = min(nearest, left) if current is not None else nearest
+                continue
+            async with self._locks.setdefault(story.id, asyncio.Lock()):
+                if not await stories.skip_turn(story.id, current.user_id, by_id=None):
+                    continue
+            nxt = next_player(story, players, turns, await stories.story_skips(story.id))
+            text = (
+                f"⏰ {_bold_name(current.name)}'s turn in story #{story.id} timed out after "
+                f"{_duration(story.turn_timeout_s)}. Next turn: {_bold_name(nxt.name) if nxt else '—'}."
+            )
+            channel = self.bot.get_channel(story.channel_id) or await self.bot.fetch_channel(story.channel_id)
+            await channel.send(text, allowed_mentions=replies.NO_MENTIONS)  # type: ignore[union-attr]
+            nearest = min(nearest, story.turn_timeout_s)  # the next player's turn starts now
+        return nearest
 
     @property
     def bot_name(self) -> str:
@@ -229,6 +305,7 @@ class StoryMode(
             story,
             await store.stories.story_players(story.id),
             await store.stories.story_turns(story.id),
+            await store.stories.story_skips(story.id),
         )
         async with self.bot.models.command(interaction, text) as model:
             if not interaction.response.is_done():
@@ -238,7 +315,10 @@ class StoryMode(
                 if current is None or current.status != "open":
                     raise replies.UserFacingError(f"Story #{story.id} ended before your turn could be added.")
                 turns = await store.stories.story_turns(story.id)
-                _check_turn(interaction.user, current, await store.stories.story_players(story.id), turns)
+                players = await store.stories.story_players(story.id)
+                _check_turn(
+                    interaction.user, current, players, turns, await store.stories.story_skips(story.id)
+                )
                 name = interaction.user.display_name
                 header = f"✍️ {_bold_name(name)}: {discord.utils.escape_markdown(text)}\n"
                 texts = [*(t.text for t in turns), text]
@@ -264,9 +344,62 @@ class StoryMode(
         for turn in turns:
             body = turn.text.strip()
             lines.append(f"{_bold_name(turn.author_name)}: {body}" if turn.kind == "player" else body)
-        if (nxt := next_player(story, players, turns)) is not None:
+        skips = await self.bot.store.stories.story_skips(story.id)
+        if (nxt := next_player(story, players, turns, skips)) is not None:
             lines += ["", f"-# next turn: {discord.utils.escape_markdown(nxt.name)}"]
         await replies.send_long(interaction, "\n".join(lines), ephemeral=not public)
+
+    @app_commands.command(
+        name="skip", description="Pass the current round-robin turn (that player or a moderator)"
+    )
+    async def skip(self, interaction: discord.Interaction) -> None:
+        story = await self._open_story(interaction)
+        stories = self.bot.store.stories
+        async with self._story_lock(interaction, story.id):
+            players = await stories.story_players(story.id)
+            turns, skips = await stories.story_turns(story.id), await stories.story_skips(story.id)
+            current = next_player(story, players, turns, skips)
+            if current is None:
+                raise replies.UserFacingError(
+                    f"Story #{story.id} has free turns: anyone may add at any time, there is no turn to skip.",
+                    icon="ℹ️",
+                )
+            if current.user_id != interaction.user.id and not await self.bot.is_moderator(interaction):
+                raise app_commands.CheckFailure(
+                    f"Only {current.name}, whose turn it is, or a moderator can skip it."
+                )
+            await stories.skip_turn(story.id, current.user_id, by_id=interaction.user.id)
+            nxt = next_player(story, players, turns, await stories.story_skips(story.id))
+        who = "their own" if current.user_id == interaction.user.id else f"{_bold_name(current.name)}'s"
+        text = f"⏭️ {interaction.user.mention} skipped {who} turn in story #{story.id}."
+        if nxt is not None:
+            text += f" Next turn: {_bold_name(nxt.name)}."
+        await replies.send_long(interaction, text)
+
+    @app_commands.command(
+        name="timer", description="Pass a round-robin turn after this many minutes (moderators)"
+    )
+    @app_commands.describe(minutes="Minutes a player has for their turn; 0 turns the timer off")
+    async def timer(
+        self, interaction: discord.Interaction, minutes: app_commands.Range[float, 0, 1440]
+    ) -> None:
+        if not await self.bot.is_moderator(interaction):
+            raise app_commands.CheckFailure(
+                "Setting the turn timer needs Manage Channels or the moderator role."
+            )
+        story = await self._open_story(interaction)
+        if story.turn_mode != "round-robin":
+            raise replies.UserFacingError(
+                f"Story #{story.id} has free turns; a turn timer is for round-robin stories.", icon="ℹ️"
+            )
+        await self.bot.store.stories.set_turn_timeout(story.id, minutes * 60, actor_id=interaction.user.id)
+        self._timer_wake.set()
+        text = (
+            f"⏰ In story #{story.id}, a turn now passes after {_duration(minutes * 60)} without a word."
+            if minutes
+            else f"⏰ Story #{story.id} has no turn timer now."
+        )
+        await replies.send_long(interaction, text)
 
     @app_commands.command(
         name="undo", description="Remove the last player's turn and its continuation (moderators)"
@@ -289,6 +422,7 @@ class StoryMode(
             story,
             await self.bot.store.stories.story_players(story.id),
             await self.bot.store.stories.story_turns(story.id),
+            await self.bot.store.stories.story_skips(story.id),
         )
         if nxt is not None:
             text += f" Next turn: {_bold_name(nxt.name)}."
@@ -332,14 +466,18 @@ def _already_open(story: Story | None) -> replies.UserFacingError:
 
 
 def _check_turn(
-    user: discord.abc.User, story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]
+    user: discord.abc.User,
+    story: Story,
+    players: Sequence[StoryPlayer],
+    turns: Sequence[StoryTurn],
+    skips: Sequence[StorySkip],
 ) -> None:
     if not any(p.user_id == user.id for p in players):
         room = "" if len(players) < story.max_players else f" (it is full: {story.max_players} players)"
         raise replies.UserFacingError(
             f"You are not playing in story #{story.id}{room}. Join with `/story join` first.", icon="ℹ️"
         )
-    nxt = next_player(story, players, turns)
+    nxt = next_player(story, players, turns, skips)
     if nxt is not None and nxt.user_id != user.id:
         raise replies.UserFacingError(
             f"It's {_bold_name(nxt.name)}'s turn (round-robin). Wait for them to add theirs.", icon="⏳"

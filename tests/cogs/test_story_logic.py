@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript
-from cogs.utils.storage import Story, StoryPlayer, StoryTurn
+from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript, turn_started_at
+from cogs.utils.storage import Story, StoryPlayer, StorySkip, StoryTurn
 from model_service.types import MAX_PROMPT_CHARS
 
 ALICE, BOB, CAROL = StoryPlayer(1, "alice", 1.0), StoryPlayer(2, "bob", 2.0), StoryPlayer(3, "carol", 3.0)
@@ -33,6 +33,17 @@ def test_a_late_joiner_comes_after_the_last_author_not_out_of_order() -> None:
     turns = [turn(1, "player", ALICE), turn(2, "bot", None), turn(3, "player", BOB)]
     assert next_player(story(), [ALICE, BOB], turns) == ALICE
     assert next_player(story(), [ALICE, BOB, CAROL], turns) == CAROL
+
+
+def test_a_skipped_turn_passes_to_the_next_player_and_a_later_turn_counts_again() -> None:
+    players = [ALICE, BOB, CAROL]
+    turns = [turn(1, "opening", None), turn(2, "player", ALICE), turn(3, "bot", None)]
+    skips = [StorySkip(BOB.user_id, None, 0.0)]  # bob timed out right after alice wrote
+    assert next_player(story(), players, turns, skips) == CAROL
+    later = [*turns, StoryTurn(4, "player", CAROL.user_id, "carol", "…", 5.0)]
+    assert next_player(story(), players, later, skips) == ALICE
+    assert next_player(story(), players, later, [*skips, StorySkip(ALICE.user_id, 2, 6.0)]) == BOB
+    assert turn_started_at(story(), later, skips) == 5.0
 
 
 def test_free_mode_has_no_turn_order() -> None:

@@ -243,3 +243,66 @@ async def test_a_story_whose_opening_fails_is_not_left_open(
         ).content == "❌ No story is open here. Start one with `/story start`."
     finally:
         await runner.aclose()
+
+
+async def test_a_round_robin_turn_can_be_skipped_by_its_player_or_a_moderator_only(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start(**FAST)
+    alice, bob, carol = server.member, server.moderator, server.add_member("carol")
+    await run(server, "story start", {"premise": "A kite that will not fly", "turns": "round-robin"})
+    await run(server, "story join", user=bob)
+    await run(server, "story join", user=carol)
+
+    refused = await run(server, "story skip", user=carol)  # alice's turn, and carol is no moderator
+    assert refused.ephemeral and f"Only {name(alice)}, whose turn it is, or a moderator" in (
+        refused.content or ""
+    )
+    mine = await run(server, "story skip", user=alice)
+    assert mine.content == f"⏭️ <@{alice.id}> skipped their own turn in story #1. Next turn: **{name(bob)}**."  # type: ignore[union-attr]
+    by_moderator = await run(server, "story skip", user=bob)  # bob is a moderator and it is his turn
+    assert by_moderator.content and by_moderator.content.endswith("Next turn: **carol**.")
+    turn = await run(server, "story add", {"text": "Carol finds the wind."}, user=carol)
+    assert not turn.ephemeral and FOOTER.search(shown(turn))
+    show = await run(server, "story show", user=alice)
+    assert show.content and show.content.endswith(f"-# next turn: {name(alice)}")
+
+
+async def test_a_turn_passes_when_the_timer_runs_out_with_a_notice(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start(**FAST)
+    alice, bob = server.member, server.moderator
+    await run(server, "story start", {"premise": "A clock that runs backwards", "turns": "round-robin"})
+    await run(server, "story join", user=bob)
+
+    refused = await run(server, "story timer", {"minutes": 5.0}, user=alice)
+    assert refused.ephemeral and "moderator role" in (refused.content or "")
+    timer = await run(server, "story timer", {"minutes": 0.01}, user=bob)  # 0.6 s
+    assert timer.content == "⏰ In story #1, a turn now passes after 0.6 s without a word."
+
+    assert server.general is not None
+    notices: list[str] = []
+    for _ in range(50):
+        notices = [
+            m.content for m in server.channel_messages(server.general) if m.content.startswith("⏰ **")
+        ]
+        if notices:
+            break
+        await asyncio.sleep(0.1)
+    assert notices, [m.content for m in server.channel_messages(server.general)]
+    assert notices[0] == (
+        f"⏰ **{name(alice)}**'s turn in story #1 timed out after 0.6 s. Next turn: **{name(bob)}**."
+    )
+    turn = await run(server, "story add", {"text": "Bob winds it."}, user=bob)
+    assert not turn.ephemeral and FOOTER.search(shown(turn))
+    await run(server, "story timer", {"minutes": 0.0}, user=bob)
+
+
+async def test_a_free_story_has_no_turn_to_skip_or_time(server: LoopbackDiscord, runner: BotRunner) -> None:
+    await runner.start(**FAST)
+    await run(server, "story start", {"premise": "Anything goes"})
+    skipped = await run(server, "story skip")
+    assert skipped.ephemeral and "free turns" in (skipped.content or "")
+    timed = await run(server, "story timer", {"minutes": 1.0}, user=server.moderator)
+    assert timed.ephemeral and "free turns" in (timed.content or "")

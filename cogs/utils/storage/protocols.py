@@ -20,6 +20,7 @@ from cogs.utils.storage.types import (
     Source,
     Story,
     StoryPlayer,
+    StorySkip,
     StoryTurn,
     TurnMode,
 )
@@ -172,6 +173,25 @@ class StoryStore(Protocol):
 
     async def end_story(self, story_id: int, *, actor_id: int) -> bool:
         """Archive an open story; False if it was not open (ended meanwhile)."""
+        ...
+
+    async def skip_turn(self, story_id: int, skipped_id: int, *, by_id: int | None) -> bool:
+        """Record that ``skipped_id``'s round-robin turn passed (``by_id`` None: the turn timer).
+
+        False if the story is not open.
+        """
+        ...
+
+    async def story_skips(self, story_id: int) -> list[StorySkip]:
+        """The turns that passed, oldest first."""
+        ...
+
+    async def set_turn_timeout(self, story_id: int, seconds: float, *, actor_id: int) -> bool:
+        """Set the story's turn timer (0: none); False if the story is not open."""
+        ...
+
+    async def timed_stories(self) -> list[Story]:
+        """Open round-robin stories that have a turn timer."""
         ...
 
 

@@ -50,6 +50,16 @@ class Story:
     max_players: int
     status: Literal["open", "ended"]
     created_at: float
+    turn_timeout_s: float = 0.0  # round-robin: a turn passes after this long (0: never)
+
+
+@dataclass(frozen=True)
+class StorySkip:
+    """A round-robin turn that passed: skipped by the player, a moderator, or the timer (``by_id`` None)."""
+
+    skipped_id: int
+    by_id: int | None
+    at: float
 
 
 @dataclass(frozen=True)

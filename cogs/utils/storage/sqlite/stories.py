@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import aiosqlite
 
 from cogs.utils.storage.sqlite.database import Repository, _audit
-from cogs.utils.storage.types import JoinResult, NewTurn, Story, StoryPlayer, StoryTurn, TurnMode
+from cogs.utils.storage.types import JoinResult, NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
 
-_STORY_COLUMNS = "id, guild_id, channel_id, starter_id, premise, turn_mode, max_players, status, created_at"
+_STORY_COLUMNS = "id, guild_id, channel_id, starter_id, premise, turn_mode, max_players, status, created_at, turn_timeout_s"
 
 
 class SQLiteStories(Repository):
@@ -141,6 +141,67 @@ class SQLiteStories(Repository):
             )
             await _audit(db, "channel", story.channel_id, actor_id, "story end", f"story #{story_id}", now)
         return True
+
+    async def skip_turn(self, story_id: int, skipped_id: int, *, by_id: int | None) -> bool:
+        """Record that ``skipped_id``'s turn passed; False if the story is not open."""
+        async with self._transaction() as db:
+            story = await _read_story(db, "id = ?", story_id)
+            if story is None or story.status != "open":
+                return False
+            await _skip(db, story_id, skipped_id, by_id)
+            if by_id is not None:
+                await _audit(
+                    db,
+                    "channel",
+                    story.channel_id,
+                    by_id,
+                    "story skip",
+                    f"#{story_id}: {skipped_id}",
+                    time.time(),
+                )
+            return True
+
+    async def story_skips(self, story_id: int) -> list[StorySkip]:
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT skipped_id, by_id, at FROM story_skips WHERE story_id = ? ORDER BY at, rowid",
+                (story_id,),
+            ) as cursor:
+                return [StorySkip(*row) for row in await cursor.fetchall()]
+
+    async def set_turn_timeout(self, story_id: int, seconds: float, *, actor_id: int) -> bool:
+        """Set the turn timer (0: none); False if the story is not open."""
+        async with self._transaction() as db:
+            story = await _read_story(db, "id = ?", story_id)
+            if story is None or story.status != "open":
+                return False
+            await db.execute("UPDATE stories SET turn_timeout_s = ? WHERE id = ?", (seconds, story_id))
+            await _audit(
+                db,
+                "channel",
+                story.channel_id,
+                actor_id,
+                "story timer",
+                f"#{story_id}: {seconds:g} s",
+                time.time(),
+            )
+            return True
+
+    async def timed_stories(self) -> list[Story]:
+        """Open round-robin stories with a turn timer."""
+        async with self._lock:
+            async with self._db.execute(
+                f"SELECT {_STORY_COLUMNS} FROM stories WHERE status = 'open' AND turn_mode = 'round-robin'"
+                " AND turn_timeout_s > 0 ORDER BY id"
+            ) as cursor:
+                return [Story(*row) for row in await cursor.fetchall()]
+
+
+async def _skip(db: aiosqlite.Connection, story_id: int, skipped_id: int, by_id: int | None) -> None:
+    await db.execute(
+        "INSERT INTO story_skips (story_id, skipped_id, by_id, at) VALUES (?, ?, ?, ?)",
+        (story_id, skipped_id, by_id, time.time()),
+    )
 
 
 async def _read_story(db: aiosqlite.Connection, where: str, *params: object) -> Story | None:

@@ -237,3 +237,25 @@ async def test_a_discarded_story_leaves_nothing_behind(store: Storage) -> None:
     assert await store.stories.story(story.id) is None
     assert await store.stories.story_players(story.id) == []
     assert await new_story(store) is not None
+
+
+async def test_skips_and_the_turn_timer_are_kept_for_open_stories_only(store: Storage) -> None:
+    story = await new_story(store)
+    assert story is not None and story.turn_timeout_s == 0
+    assert await store.stories.timed_stories() == []
+    assert await store.stories.set_turn_timeout(story.id, 90.0, actor_id=MOD)
+    [timed] = await store.stories.timed_stories()
+    assert timed.id == story.id and timed.turn_timeout_s == 90.0
+    assert await store.stories.skip_turn(story.id, ALICE, by_id=None)  # the timer
+    assert await store.stories.skip_turn(story.id, BOB, by_id=MOD)
+    assert [(s.skipped_id, s.by_id) for s in await store.stories.story_skips(story.id)] == [
+        (ALICE, None),
+        (BOB, MOD),
+    ]
+    log = await store.moderation.audit_log(GUILD, [CHANNEL])
+    assert [e.action for e in log][:2] == ["story skip", "story timer"]
+
+    assert await store.stories.end_story(story.id, actor_id=MOD)
+    assert not await store.stories.skip_turn(story.id, CAROL, by_id=MOD)
+    assert not await store.stories.set_turn_timeout(story.id, 10.0, actor_id=MOD)
+    assert await store.stories.timed_stories() == []
