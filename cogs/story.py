@@ -15,6 +15,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from discord.ext import commands
 from cogs.utils import checks, replies
 from cogs.utils.models import ModelCall
 from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
-from model_service import GenerationRequest
+from model_service import GenerationParams, GenerationRequest
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
@@ -85,6 +86,28 @@ def story_prompt(premise: str, texts: Sequence[str], limit: int = CONTEXT_CHARS)
         kept.append(text)
         room -= cost
     return "\n\n".join([head, *reversed(kept)])
+
+
+STORYTELLER = (
+    "You are a storyteller writing a story together with a group of players. Write vivid narrative "
+    "prose in the past tense: what happens next, with characters, places and dialogue. Never explain, "
+    "summarise, give advice or address the reader; write only the story."
+)
+STORY_TURN_TOKENS = 120  # a story's own turn: a paragraph, however long a channel lets /generate run
+
+
+def story_request(
+    premise: str, texts: Sequence[str], params: GenerationParams, model: str | None
+) -> GenerationRequest:
+    """The opening (no ``texts`` yet) or the next part, asked of the instruct model as a storyteller."""
+    head, _, story = story_prompt(premise, texts).partition("\n\n")
+    if story:
+        task = f"Premise: {head}\n\nThe story so far:\n\n{story}\n\n"
+        task += "Write the next paragraph of the story, carrying on from where it stops."
+    else:
+        task = f"Write the opening paragraph of a story about: {head}"
+    turn = replace(params, max_new_tokens=min(params.max_new_tokens, STORY_TURN_TOKENS))
+    return GenerationRequest(prompt=task, params=turn, mode="chat", system_prompt=STORYTELLER, model=model)
 
 
 def transcript(story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]) -> str:
@@ -211,11 +234,8 @@ class StoryMode(
     ) -> str:
         """Stream the model's continuation of the story into the reply; return it as posted."""
         settings = await self.bot.settings_for(interaction)
-        request = GenerationRequest(
-            prompt=story_prompt(story.premise, texts),
-            params=settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap),
-            model=settings.model,
-        )
+        params = settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap)
+        request = story_request(story.premise, texts, params, settings.model)
         result = await replies.stream_reply(
             interaction,
             model.stream(request),

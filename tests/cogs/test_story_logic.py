@@ -87,3 +87,22 @@ def test_the_transcript_labels_each_part_in_order() -> None:
         "Turns: round-robin · Players: alice, bob",
     ]
     assert body == "[Opening]\nOnce.\n\n[alice]\nThen.\n\n[bot]\nAfter.\n"
+
+
+def test_the_story_is_asked_of_a_storyteller_a_paragraph_at_a_time() -> None:
+    from cogs.story import STORY_TURN_TOKENS, STORYTELLER, story_request
+    from model_service import GenerationParams
+
+    params = GenerationParams(max_new_tokens=512, temperature=0.8)
+    opening = story_request("A crab keeps a lighthouse.", [], params, "smollm2")
+    assert (opening.mode, opening.system_prompt, opening.model) == ("chat", STORYTELLER, "smollm2")
+    assert opening.prompt == "Write the opening paragraph of a story about: A crab keeps a lighthouse."
+    assert opening.params.max_new_tokens == STORY_TURN_TOKENS and opening.params.temperature == 0.8
+
+    later = story_request("A crab keeps a lighthouse.", ["It was dark.", "The crab sang."], params, None)
+    assert later.prompt == (
+        "Premise: A crab keeps a lighthouse.\n\nThe story so far:\n\nIt was dark.\n\nThe crab sang.\n\n"
+        "Write the next paragraph of the story, carrying on from where it stops."
+    )
+    short = story_request("P", [], GenerationParams(max_new_tokens=12), None)
+    assert short.params.max_new_tokens == 12  # a channel's shorter limit still holds

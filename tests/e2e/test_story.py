@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from cogs.story import story_prompt
+from cogs.story import story_request
 from loopback import InteractionRecord, LoopbackDiscord, Member
 from model_service import GenerationParams, GenerationRequest, OverloadedError
 from tests.e2e.harness import BotRunner
@@ -66,7 +66,7 @@ async def test_round_robin_story_keeps_turns_across_a_restart_and_ends_with_its_
     posted = {"opening": continuation(opening, "`/story add`\n\n")}
     assert runner.service is not None
     greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
-    direct = await runner.service.generate(GenerationRequest(story_prompt(premise, []), greedy))
+    direct = await runner.service.generate(story_request(premise, [], greedy, None))
     assert posted["opening"] == direct.text and direct.text.strip()
 
     second = await run(server, "story start", {"premise": "Another tale"}, user=bob)
@@ -184,9 +184,9 @@ async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
         assert turns[mine + 1].text.strip() in text
     # The later one was written after the earlier exchange was stored, and continues from it.
     greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
-    prompt = story_prompt(premise, [t.text for t in turns[:4]])
+    request = story_request(premise, [t.text for t in turns[:4]], greedy, None)
     assert runner.service is not None
-    assert turns[4].text == (await runner.service.generate(GenerationRequest(prompt, greedy))).text
+    assert turns[4].text == (await runner.service.generate(request)).text
 
 
 async def test_moderation_applies_to_story_commands(server: LoopbackDiscord, runner: BotRunner) -> None:
