@@ -131,23 +131,9 @@ class EngineCore:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        stopped = InternalError("the model service stopped before this request finished")
-        for request_id in self._policy.drop_all():
-            job = self._jobs.pop(request_id, None)
-            if isinstance(job, FillJob):
-                job.started.set()
-                if not job.result.done():
-                    job.result.set_exception(stopped)
-            elif job is not None and job.row is None:
-                self._finish_unstarted(job)
-            elif job is not None:
-                self._fail(job, stopped)
-        self._jobs.clear()
-        self._filling = None
-        engines, self._engines = list(self._engines.values()), {}
-        for engine in engines:
-            with contextlib.suppress(Exception):
-                await self._run(engine.close)
+        await self._end_all(
+            InternalError("the model service stopped before this request finished"), closing=True
+        )
 
     def submit(self, job: Job) -> None:
         self._add(job, "generate")
@@ -209,15 +195,19 @@ class EngineCore:
                 # A bug in a turn must not leave every request waiting forever: fail what is in
                 # flight, forget the engines' batches, and keep serving.
                 log.exception("the engine core's turn failed; failing the requests in flight")
-                await self._fail_everything(InternalError("the model service failed on this request"))
+                await self._end_all(InternalError("the model service failed on this request"), closing=False)
 
-    async def _fail_everything(self, error: InternalError) -> None:
+    async def _end_all(self, error: InternalError, *, closing: bool) -> None:
+        """End every request with ``error``, then let the engines' batches go (``closing``: the
+        engines too; a request that never started then ends as its caller left it)."""
         for request_id in self._policy.drop_all():
             job = self._jobs.pop(request_id, None)
             if isinstance(job, FillJob):
                 job.started.set()
                 if not job.result.done():
                     job.result.set_exception(error)
+            elif job is not None and closing and job.row is None:
+                self._finish_unstarted(job)
             elif job is not None:
                 job.started.set()
                 self._fail(job, error)
@@ -226,7 +216,7 @@ class EngineCore:
         engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
             with contextlib.suppress(Exception):
-                await self._run(engine.release)
+                await self._run(engine.close if closing else engine.release)
 
     async def _turn(self) -> None:
         """One schedule -> execute -> update."""
