@@ -42,9 +42,7 @@ class Chat(
         self.bot = bot
         super().__init__()
 
-    async def _history(
-        self, interaction: discord.Interaction, key: ConversationKey, minutes: int
-    ) -> tuple[ChatTurn, ...]:
+    async def _history(self, key: ConversationKey, minutes: int) -> tuple[ChatTurn, ...]:
         if minutes == 0 and not key.shared:
             return ()  # this channel keeps no memory
         since = None if key.shared else time.time() - minutes * 60
@@ -66,7 +64,7 @@ class Chat(
             mode="chat",
             system_prompt=settings.persona or None,
             model=settings.model,
-            history=await self._history(interaction, key, settings.chat_memory_minutes),
+            history=await self._history(key, settings.chat_memory_minutes),
             author=author if key.shared else None,
         )
         quoted = discord.utils.escape_markdown(message)
