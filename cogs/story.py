@@ -185,9 +185,11 @@ class StoryMode(
             turns, skips = await stories.story_turns(story.id), await stories.story_skips(story.id)
             players = await stories.story_players(story.id)
             current = next_player(story, players, turns, skips)
+            if current is None:
+                continue
             left = turn_started_at(story, turns, skips) + story.turn_timeout_s - time.time()
-            if current is None or left > 0:
-                nearest = min(nearest, left) if current is not None else nearest
+            if left > 0:
+                nearest = min(nearest, left)
                 continue
             async with self._locks.setdefault(story.id, asyncio.Lock()):
                 if not await stories.skip_turn(story.id, current.user_id, by_id=None):

@@ -44,6 +44,12 @@ async def say(server: LoopbackDiscord, message: str, **kwargs: object) -> str:
     return all_text(reply)
 
 
+async def greedy(server: LoopbackDiscord, channel: object, max_new_tokens: int) -> None:
+    """Temperature 0 and a reply length in ``channel``, set by a moderator."""
+    settings = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
+    await run(server, "config set", settings, user=server.moderator, channel=channel)  # type: ignore[arg-type]
+
+
 def answer(text: str) -> str:
     """The model's words in a /chat reply: between the quoted message and the footer."""
     body = text.split("\n-# ")[0]
@@ -54,13 +60,7 @@ async def test_a_thread_shares_one_conversation_with_each_turn_attributed(
     server: LoopbackDiscord, runner: BotRunner, transcord: bot_module.Transcord
 ) -> None:
     spy = Spy(runner)
-    await run(
-        server,
-        "config set",
-        {"temperature": 0.0, "max_new_tokens": 16},
-        user=server.moderator,
-        channel=server.thread,
-    )
+    await greedy(server, server.thread, 16)
     first = answer(await say(server, "My name is Ada.", channel=server.thread, user=server.member))
     second = await say(server, "What is her name?", channel=server.thread, user=server.moderator)
 
@@ -73,9 +73,7 @@ async def test_a_thread_shares_one_conversation_with_each_turn_attributed(
     # At temperature 0 the second answer follows from the first exchange: asked without it (in
     # a fresh thread) the same message gets a shorter prompt.
     fresh = server.add_thread(server.general, "fresh")  # type: ignore[arg-type]
-    await run(
-        server, "config set", {"temperature": 0.0, "max_new_tokens": 16}, user=server.moderator, channel=fresh
-    )
+    await greedy(server, fresh, 16)
     await say(server, "What is her name?", channel=fresh, user=server.moderator)
     assert spy.last.history == ()
     assert "older turn" not in second
@@ -166,21 +164,13 @@ async def test_the_default_model_remembers_across_two_turns(
 ) -> None:
     # As a user gets it: the default GGUF, on llama.cpp when it is installed.
     await runner.start(MODELS=f"smollm2={DEFAULT_GGUF}", DEFAULT_MODEL="smollm2", MAX_NEW_TOKENS_CAP="64")
-    await run(
-        server,
-        "config set",
-        {"temperature": 0.0, "max_new_tokens": 40},
-        user=server.moderator,
-        channel=server.thread,
-    )
+    await greedy(server, server.thread, 40)
     # SmolLM2-135M is small: it did not recall a person's name, but it recalls this.
     await say(server, "I have a dog called Rex.", channel=server.thread)
     second = answer(await say(server, "What is my dog called?", channel=server.thread))
     assert "Rex" in second, second
 
     fresh = server.add_thread(server.general, "fresh")  # type: ignore[arg-type]
-    await run(
-        server, "config set", {"temperature": 0.0, "max_new_tokens": 40}, user=server.moderator, channel=fresh
-    )
+    await greedy(server, fresh, 40)
     alone = answer(await say(server, "What is my dog called?", channel=fresh))
     assert "Rex" not in alone, alone  # it came from the first turn, not from the question

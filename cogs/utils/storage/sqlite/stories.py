@@ -148,7 +148,10 @@ class SQLiteStories(Repository):
             story = await _read_story(db, "id = ?", story_id)
             if story is None or story.status != "open":
                 return False
-            await _skip(db, story_id, skipped_id, by_id)
+            await db.execute(
+                "INSERT INTO story_skips (story_id, skipped_id, by_id, at) VALUES (?, ?, ?, ?)",
+                (story_id, skipped_id, by_id, time.time()),
+            )
             if by_id is not None:
                 await _audit(
                     db,
@@ -195,13 +198,6 @@ class SQLiteStories(Repository):
                 " AND turn_timeout_s > 0 ORDER BY id"
             ) as cursor:
                 return [Story(*row) for row in await cursor.fetchall()]
-
-
-async def _skip(db: aiosqlite.Connection, story_id: int, skipped_id: int, by_id: int | None) -> None:
-    await db.execute(
-        "INSERT INTO story_skips (story_id, skipped_id, by_id, at) VALUES (?, ?, ?, ?)",
-        (story_id, skipped_id, by_id, time.time()),
-    )
 
 
 async def _read_story(db: aiosqlite.Connection, where: str, *params: object) -> Story | None:
