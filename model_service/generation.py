@@ -58,7 +58,7 @@ def prepare(loaded: PromptModel, request: GenerationRequest) -> PreparedPrompt:
     budget = max(1, loaded.context_length - request.params.max_new_tokens)
     if request.mode == "chat" and loaded.has_chat_template:
         return _prepare_chat(loaded, request, budget)
-    ids = loaded.tokenizer(request.prompt, add_special_tokens=True)["input_ids"]
+    ids = loaded.tokenizer(request.prompt + request.continuation, add_special_tokens=True)["input_ids"]
     if len(ids) > budget:
         return PreparedPrompt(ids[-budget:], True)
     return PreparedPrompt(ids, False)
@@ -71,7 +71,8 @@ def _chat_ids(
     messages += [{"role": turn.role, "content": turn.content()} for turn in history]
     messages.append({"role": "user", "content": ChatTurn("user", message, request.author).content()})
     text = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    # A continued reply is the assistant's turn begun: the model writes on from its last word.
+    return loaded.tokenizer(text + request.continuation, add_special_tokens=False)["input_ids"]
 
 
 def _prepare_chat(loaded: PromptModel, request: GenerationRequest, budget: int) -> PreparedPrompt:

@@ -20,6 +20,7 @@ MASK_FORMS = ("[MASK]", "<mask>")
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_PROMPT_CHARS = 8000
 MAX_SYSTEM_PROMPT_CHARS = 2000
+MAX_CONTINUATION_CHARS = 16000  # a reply continued up to the token cap, with room to spare
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 64
 MAX_FILL_TOP_K = 20
@@ -140,6 +141,8 @@ class GenerationRequest:
     # chat mode only: the conversation so far, oldest first; the oldest turns go first if it won't fit
     history: tuple[ChatTurn, ...] = ()
     author: str | None = None  # chat mode only: who says ``prompt``, where several people share it
+    # The reply written so far (Continue): the model goes on from its end instead of starting anew.
+    continuation: str = ""
 
     def __post_init__(self) -> None:
         check_text("prompt", self.prompt, limit=MAX_PROMPT_CHARS)
@@ -155,6 +158,8 @@ class GenerationRequest:
             check_text("history", turn.text, limit=MAX_PROMPT_CHARS, allow_empty=True)
         if self.mode not in ("completion", "chat"):
             raise ValidationError(f"`mode` must be 'completion' or 'chat', got {self.mode!r}")
+        if self.continuation:
+            check_text("continuation", self.continuation, limit=MAX_CONTINUATION_CHARS, allow_empty=True)
         if self.system_prompt is not None:
             check_text("persona", self.system_prompt, limit=MAX_SYSTEM_PROMPT_CHARS, allow_empty=True)
 

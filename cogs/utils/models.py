@@ -1,6 +1,6 @@
 """The only way cogs reach a model: :class:`ModeratedModels`, which puts every call through moderation.
 
-A cog opens a model command with ``async with bot.models.command(interaction, *texts) as model``
+A cog opens a model command with ``async with bot.models.command(source, *texts) as model``
 and calls ``model.stream`` or ``model.fill_mask``; there is no other handle on the service that
 runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
 every model command is refused (fail closed) with a message saying so.
@@ -42,10 +42,18 @@ MODERATION_DOWN = (
 )
 
 
-def channel_chain(interaction: discord.Interaction) -> list[int]:
+# Where a model command comes from: a slash command or button, or a member's message (a reply).
+Source = discord.Interaction | discord.Message
+
+
+def _user_id(source: Source) -> int:
+    return source.user.id if isinstance(source, discord.Interaction) else source.author.id
+
+
+def channel_chain(source: Source) -> list[int]:
     """The channels whose rules apply here: the parent channel first, then the thread itself."""
-    channel_id = interaction.channel_id or 0
-    parent_id = getattr(interaction.channel, "parent_id", None)
+    channel_id = (source.channel_id if isinstance(source, discord.Interaction) else source.channel.id) or 0
+    parent_id = getattr(source.channel, "parent_id", None)
     if parent_id is not None and parent_id != channel_id:
         return [parent_id, channel_id]
     return [channel_id]
@@ -87,13 +95,11 @@ class Moderator:
         return blocklist
 
     @contextlib.asynccontextmanager
-    async def guard(
-        self, interaction: discord.Interaction, texts: tuple[str, ...]
-    ) -> AsyncIterator[Callable[[str], str]]:
+    async def guard(self, source: Source, texts: tuple[str, ...]) -> AsyncIterator[Callable[[str], str]]:
         """Admit the request or raise the refusal; yields the redaction for everything it writes."""
-        chain = channel_chain(interaction)
+        chain = channel_chain(source)
         scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
-        admission = self.gate.admit(scopes, interaction.user.id, texts)
+        admission = self.gate.admit(scopes, _user_id(source), texts)
         try:
             # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
             yield lambda text: self.blocklist_now(chain).redact(text)
@@ -137,10 +143,11 @@ class ModeratedModels:
         self.moderator, self.moderation_error = moderator, None
 
     @contextlib.asynccontextmanager
-    async def command(self, interaction: discord.Interaction, *texts: str) -> AsyncIterator[ModelCall]:
+    async def command(self, source: Source, *texts: str) -> AsyncIterator[ModelCall]:
         """Run a model command: refused while restarting or unmoderated, guarded, tracked for shutdown.
 
-        ``texts`` are what the user sent (prompts); moderation may refuse them by raising.
+        ``source`` is the interaction or message that asked; ``texts`` are what the user sent
+        (prompts); moderation may refuse them by raising.
         """
         if self.closing:
             raise UserFacingError(RESTARTING_REFUSAL)
@@ -148,7 +155,7 @@ class ModeratedModels:
             raise UserFacingError(MODERATION_DOWN, icon="🛡️")
         task = asyncio.current_task()
         assert task is not None
-        async with self.moderator.guard(interaction, texts) as redact:
+        async with self.moderator.guard(source, texts) as redact:
             self.inflight.add(task)  # type: ignore[arg-type]
             try:
                 yield ModelCall(self._service, redact)

@@ -256,6 +256,27 @@ def test_the_oldest_turns_are_left_out_first_to_fit(gpt2: LoadedModel) -> None:
     assert text.startswith(f"{IM_START}system\nPersona here.") and "the newest message" in text
 
 
+def test_a_continued_chat_reply_begins_the_assistant_turn_with_what_was_written(gpt2: LoadedModel) -> None:
+    request = GenerationRequest(
+        "Tell me a story", params(), mode="chat", system_prompt="Be brief.", continuation="Once upon"
+    )
+    assert gpt2.tokenizer.decode(generation.prepare(gpt2, request).input_ids) == (
+        f"{IM_START}system\nBe brief.{IM_END}\n"
+        f"{IM_START}user\nTell me a story{IM_END}\n"
+        f"{IM_START}assistant\nOnce upon"
+    )
+
+
+def test_continuing_a_greedy_reply_writes_what_a_longer_reply_would(gpt2: LoadedModel) -> None:
+    first = run(gpt2, PROMPT, params(max_new_tokens=12)).text
+    longer = run(gpt2, PROMPT, params(max_new_tokens=40)).text
+    request = GenerationRequest(PROMPT, params(max_new_tokens=28), continuation=first)
+    more = alone.run(gpt2, generation.prepare(gpt2, request), request.params, [].append, never).text
+    assert first and more
+    # The text is re-tokenized, so the words may split differently; the words themselves agree.
+    assert (first + more).split()[:12] == longer.split()[:12]
+
+
 def test_history_is_for_chat_mode_only() -> None:
     with pytest.raises(ValidationError, match="chat mode only"):
         GenerationRequest("x", history=(ChatTurn("user", "hi"),))
