@@ -55,6 +55,9 @@ class Transcord(commands.Bot):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels and threads, so a thread finds its parent's settings
+        # Messages, for replies to the bot's answers. Not message_content (privileged): Discord
+        # still gives the bot the text of messages that mention it, and a reply mentions it.
+        intents.guild_messages = True
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -109,6 +112,9 @@ class Transcord(commands.Bot):
             synced.append(scope)
             log.info("synced commands to %s", scope)
         return synced
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands here: messages are for the listeners (replies to answers) alone."""
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -1,4 +1,4 @@
-"""The storage the cogs depend on: five small repositories, each a Protocol.
+"""The storage the cogs depend on: six small repositories, each a Protocol.
 
 Implementations: SQLite (``cogs.utils.storage.sqlite``). Every implementation passes the same
 contract tests (``tests/cogs/utils/storage``). A cog never sees a driver.
@@ -16,6 +16,7 @@ from cogs.utils.storage.types import (
     ConversationTurn,
     JoinResult,
     NewTurn,
+    ReplyRecord,
     Scope,
     Source,
     Story,
@@ -207,8 +208,15 @@ class ConversationStore(Protocol):
 
     async def add_exchange(
         self, key: ConversationKey, *, asker_id: int, author: str, message: str, reply: str
-    ) -> None:
-        """A member's message and the reply to it, written together (both or neither)."""
+    ) -> int:
+        """A member's message and the reply to it, written together (both or neither).
+
+        Returns the reply turn's id, for :meth:`revise_turn`.
+        """
+        ...
+
+    async def revise_turn(self, turn_id: int, text: str) -> bool:
+        """Replace a reply turn's text (regenerated or continued); False if it is gone (reset)."""
         ...
 
     async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
@@ -216,6 +224,25 @@ class ConversationStore(Protocol):
 
         Returns the number of turns removed.
         """
+        ...
+
+
+@runtime_checkable
+class ReplyStore(Protocol):
+    """Generated replies, for their buttons and for Discord replies to them."""
+
+    async def save_reply(self, reply: ReplyRecord) -> None:
+        """Insert or replace the reply with this id (``created_at`` kept from the first save)."""
+        ...
+
+    async def reply(self, reply_id: int) -> ReplyRecord | None: ...
+
+    async def reply_by_message(self, message_id: int) -> ReplyRecord | None:
+        """The reply the bot's message ``message_id`` shows, if it shows one."""
+        ...
+
+    async def prune_replies(self, *, before: float) -> int:
+        """Forget replies last changed before ``before`` (Unix time); returns how many."""
         ...
 
 
@@ -228,6 +255,7 @@ class Storage:
     moderation: ModerationStore
     stories: StoryStore
     conversations: ConversationStore
+    replies: ReplyStore
     close: Callable[[], Awaitable[None]]
 
     async def __aenter__(self) -> Storage:

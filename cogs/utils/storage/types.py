@@ -98,3 +98,29 @@ class ConversationTurn:
     author: str | None  # who said a user turn (the display name), for shared conversations
     asker_id: int
     created_at: float
+
+
+ReplyKind = Literal["generate", "chat"]
+
+
+@dataclass(frozen=True)
+class ReplyRecord:
+    """A generated reply as its buttons and Discord replies need it after a restart.
+
+    ``request`` is the request it ran, serialised by the cogs (storage does not read it);
+    ``text`` what was shown; ``finish_reason`` None while it is being written.
+    """
+
+    id: int  # what asked: the interaction id of the command, or the member's message id
+    channel_id: int
+    requester_id: int
+    kind: ReplyKind
+    request: str
+    header: str
+    text: str = ""
+    generated_tokens: int = 0
+    finish_reason: str | None = None
+    message_id: int | None = None  # the bot's message showing it, once sent
+    turn_id: int | None = None  # the conversation turn a /chat reply is
+    created_at: float = 0.0
+    updated_at: float = 0.0

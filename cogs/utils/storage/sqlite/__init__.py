@@ -10,6 +10,7 @@ from cogs.utils.storage.sqlite.conversations import SQLiteConversations
 from cogs.utils.storage.sqlite.database import BUSY_TIMEOUT_MS, Database, migrations
 from cogs.utils.storage.sqlite.meta import SQLiteMeta
 from cogs.utils.storage.sqlite.moderation import SQLiteModeration
+from cogs.utils.storage.sqlite.replies import SQLiteReplies
 from cogs.utils.storage.sqlite.settings import SQLiteSettings
 from cogs.utils.storage.sqlite.stories import SQLiteStories
 
@@ -23,6 +24,7 @@ async def open_sqlite(path: str | os.PathLike[str], defaults: ChannelSettings) -
         moderation=SQLiteModeration(database),
         stories=SQLiteStories(database),
         conversations=SQLiteConversations(database),
+        replies=SQLiteReplies(database),
         close=database.close,
     )
 

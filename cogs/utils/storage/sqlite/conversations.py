@@ -26,17 +26,26 @@ class SQLiteConversations(Repository):
 
     async def add_exchange(
         self, key: ConversationKey, *, asker_id: int, author: str, message: str, reply: str
-    ) -> None:
+    ) -> int:
         now = time.time()
+        insert = (
+            "INSERT INTO conversation_turns (channel_id, owner_id, asker_id, role, author, text, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
         async with self._transaction() as db:
-            await db.executemany(
-                "INSERT INTO conversation_turns (channel_id, owner_id, asker_id, role, author, text, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (key.channel_id, key.owner_id, asker_id, "user", author, message, now),
-                    (key.channel_id, key.owner_id, asker_id, "assistant", None, reply, now),
-                ],
+            await db.execute(insert, (key.channel_id, key.owner_id, asker_id, "user", author, message, now))
+            cursor = await db.execute(
+                insert, (key.channel_id, key.owner_id, asker_id, "assistant", None, reply, now)
             )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    async def revise_turn(self, turn_id: int, text: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE conversation_turns SET text = ? WHERE id = ? AND role = 'assistant'", (text, turn_id)
+            )
+            return cursor.rowcount > 0
 
     async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
         async with self._transaction() as db:

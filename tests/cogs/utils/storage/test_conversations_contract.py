@@ -75,3 +75,16 @@ async def test_a_conversation_survives_a_restart(store: Storage, open_storage: O
 
     async with await open_storage(ChannelSettings()) as again:
         assert [t.text for t in await again.conversations.recent_turns(THREAD)] == ["remember me", "I will"]
+
+
+async def test_a_reply_turn_is_revised_in_place_and_a_forgotten_one_is_not(store: Storage) -> None:
+    turn = await store.conversations.add_exchange(
+        ADA, asker_id=1, author="Ada", message="Tell a joke", reply="Why did"
+    )
+    await say(store, ADA, 1, "Another", "Sure")
+    assert await store.conversations.revise_turn(turn, "Why did the chicken cross the road?")
+    texts = [t.text for t in await store.conversations.recent_turns(ADA)]
+    assert texts == ["Tell a joke", "Why did the chicken cross the road?", "Another", "Sure"]
+    await store.conversations.forget(ADA.channel_id)
+    assert not await store.conversations.revise_turn(turn, "gone")
+    assert await store.conversations.recent_turns(ADA) == []
