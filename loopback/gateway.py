@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,14 @@ REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 8, 9, 10, 11
 SESSION_ENDING_CLOSES = (1000, 1001)  # a client closing with these ends its session (Discord docs)
 
 GUILDS, GUILD_MEMBERS, GUILD_MESSAGES = 1 << 0, 1 << 1, 1 << 9
+DIRECT_MESSAGES, MESSAGE_CONTENT = 1 << 12, 1 << 15  # MESSAGE_CONTENT is privileged
 EVENT_INTENTS = {  # Discord sends these only to sessions that identified with the intent
     "GUILD_CREATE": GUILDS,
     "CHANNEL_CREATE": GUILDS,
     "THREAD_CREATE": GUILDS,
     "GUILD_ROLE_CREATE": GUILDS,
     "GUILD_MEMBER_ADD": GUILD_MEMBERS,
-    "MESSAGE_CREATE": GUILD_MESSAGES,
+    "MESSAGE_CREATE": GUILD_MESSAGES,  # in a guild; in a DM it is DIRECT_MESSAGES
 }
 
 
@@ -101,18 +103,33 @@ class Gateway:
 
     # -- what tests drive -------------------------------------------------------------------------
 
-    def dispatch(self, event: str, data: Any, *, respect_intents: bool = True) -> int:
+    def dispatch(
+        self,
+        event: str,
+        data: Any,
+        *,
+        respect_intents: bool = True,
+        intent: int | None = None,
+        shape: Callable[[Session, Any], Any] | None = None,
+    ) -> int:
         """Send a DISPATCH to every session that wants it (queued for replay where disconnected).
 
-        Returns how many sessions got it; ``respect_intents=False`` sends it to all of them.
+        ``intent`` overrides the one the event needs (:data:`EVENT_INTENTS`); ``shape(session, data)``
+        gives each session its own payload (what its intents let it read). Returns how many
+        sessions got it; ``respect_intents=False`` sends it to all of them.
         """
-        targets = [s for s in self.sessions.values() if not respect_intents or s.wants(event)]
+        needed = EVENT_INTENTS.get(event, 0) if intent is None else intent
+        targets = [s for s in self.sessions.values() if not respect_intents or s.intents & needed == needed]
         for session in targets:
-            session.dispatch(event, data)
+            session.dispatch(event, shape(session, data) if shape is not None else data)
         return len(targets)
 
     def connected(self) -> bool:
         return any(c.ready for c in self.connections)
+
+    def has_intent(self, intent: int) -> bool:
+        """Whether any live session identified with ``intent``."""
+        return any(s.intents & intent == intent for s in self.sessions.values())
 
     async def drop(self, code: int | None = 4000) -> None:
         """Close every live connection with ``code``, or with ``None`` cut the TCP stream (no close frame).

@@ -26,6 +26,11 @@ class InteractionRecord:
     ``followups`` are messages made with ``POST /webhooks/{app}/{token}``. As on Discord, the first
     follow-up after a defer fills the "thinking…" message instead of making a new one, so it is the
     same record as ``original`` (and its ephemerality comes from the defer, not its own flags).
+
+    A component interaction (a click, ``type`` 3) has a ``target``: the message clicked. Answered
+    with type 6 (deferred update) or 7 (update message), ``original`` *is* that message, so edits
+    of ``@original`` edit it; answered with 4 or 5, ``original`` is a new message replying to it.
+    ``command`` reads ``component:<custom_id>`` for a click.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class InteractionRecord:
         payload: dict[str, Any],
         command: str,
         bus: ChangeBus,
+        target: MessageRecord | None = None,
     ) -> None:
         self.id = id
         self.token = token
@@ -53,10 +59,23 @@ class InteractionRecord:
         self.calls: list[CallRecord] = []
         self.rejected: list[CallRecord] = []
         self.payloads: list[dict[str, Any]] = []  # every message body the bot sent for this interaction
+        self.target = target
+        # The index in original.versions of the state the initial response left (the reply, the
+        # defer, the update; for a deferred update the message as it was clicked): later ones are edits.
+        self.response_version = 0
         self._bus = bus
 
     def __repr__(self) -> str:
-        return f"<InteractionRecord /{self.command} id={self.id} {self.summary()}>"
+        return f"<InteractionRecord {self.label} id={self.id} {self.summary()}>"
+
+    @property
+    def label(self) -> str:
+        """``/command sub`` for a command, ``component:<custom_id>`` for a click."""
+        return self.command if self.type == 3 else f"/{self.command}"
+
+    @property
+    def is_component(self) -> bool:
+        return self.type == 3
 
     # -- what happened ---------------------------------------------------------------------------
 
@@ -82,8 +101,10 @@ class InteractionRecord:
 
     @property
     def edits(self) -> list[Version]:
-        """Each state of ``@original`` after the first, in order (the first is the reply or the defer)."""
-        return self.original.versions[1:] if self.original else []
+        """Each state of ``@original`` after the initial response, in order (that response is the
+        reply, the defer or, for a click, the update; after a deferred update, every change since
+        the click)."""
+        return self.original.versions[self.response_version + 1 :] if self.original else []
 
     @property
     def content(self) -> str | None:
@@ -138,7 +159,7 @@ class InteractionRecord:
     ) -> InteractionRecord:
         """Wait until ``predicate(self)`` holds; the TimeoutError says what the bot did so far."""
         await self._bus.wait_until(
-            lambda: predicate(self), timeout, lambda: f"/{self.command}: {self.summary()}"
+            lambda: predicate(self), timeout, lambda: f"{self.label}: {self.summary()}"
         )
         return self
 
@@ -168,7 +189,7 @@ class InteractionRecord:
             if idle >= quiet:
                 return self
             if time.monotonic() > deadline:
-                raise TimeoutError(f"/{self.command} never settled: {self.summary()}")
+                raise TimeoutError(f"{self.label} never settled: {self.summary()}")
             self._bus.check_watched()
             await asyncio.sleep(quiet - idle)
 

@@ -7,10 +7,12 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from loopback import payloads
+from loopback import components, payloads
 from loopback.commands import InvalidInvocation, OptionContext, Resolved, build_command_data
+from loopback.components import BUTTON
 from loopback.interactions import InteractionRecord
-from loopback.records import Change, FileRecord
+from loopback.messages import render
+from loopback.records import Change, FileRecord, MessageRecord
 from loopback.state import ServerState
 from loopback.world import Channel, Member, Perm, User, World
 
@@ -18,11 +20,12 @@ if TYPE_CHECKING:
     from loopback.gateway import Gateway
 
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
-APPLICATION_COMMAND, AUTOCOMPLETE = 2, 4
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 2, 3, 4
 
 
 class Invoker:
-    """Mixed into :class:`~loopback.server.LoopbackDiscord`: ``invoke``, ``autocomplete`` and raw sends."""
+    """Mixed into :class:`~loopback.server.LoopbackDiscord`: ``invoke``, ``autocomplete``, ``click``
+    and raw sends."""
 
     state: ServerState
     world: World
@@ -105,11 +108,65 @@ class Invoker:
             _check_visible(spec, perms, member, channel, granted)
         ctx = OptionContext(world, guild, member, Resolved(), self._store_attachment, strict, focused)
         data = build_command_data(spec, path, options or {}, ctx)
+        return self._envelope(
+            AUTOCOMPLETE if focused else APPLICATION_COMMAND, data, member, channel, perms, locale
+        )
+
+    async def click(
+        self,
+        message: MessageRecord,
+        custom_id: str,
+        *,
+        user: User | Member | None = None,
+        locale: str = "en-US",
+        strict: bool = True,
+    ) -> InteractionRecord:
+        """Press the button ``custom_id`` on ``message`` as ``user`` (default: the plain member).
+
+        The bot gets a MESSAGE_COMPONENT interaction carrying the message as it is now. With
+        ``strict`` (the default) a click the Discord client would not allow raises
+        :class:`InvalidInvocation`: see :func:`loopback.components.check_click`.
+        """
+        return await self.send_raw_interaction(
+            self.build_click(message, custom_id, user=user, locale=locale, strict=strict)
+        )
+
+    def build_click(
+        self,
+        message: MessageRecord,
+        custom_id: str,
+        *,
+        user: User | Member | None = None,
+        locale: str = "en-US",
+        strict: bool = True,
+    ) -> dict[str, Any]:
+        """The INTERACTION_CREATE payload :meth:`click` would send, for a test to alter first."""
+        world = self.world
+        channel = world.channel(message.channel_id)
+        if channel is None:
+            raise ValueError(f"message {message.id} is not in a channel of this world")
+        member = world.member(world.guilds[channel.guild_id], user or self._default_user())
+        perms = world.permissions(member, channel)
+        owner = self._ephemeral_owner(message)
+        component = components.check_click(message, custom_id, member, channel, perms, owner, strict)
+        data = {"custom_id": custom_id, "component_type": int((component or {}).get("type", BUTTON))}
+        payload = self._envelope(MESSAGE_COMPONENT, data, member, channel, perms, locale)
+        # Discord sends the clicked message without resolving what it replies to.
+        shown = render(self.state, message, with_reference=False)
+        payload["message"] = shown
+        return payload
+
+    def _envelope(
+        self, kind: int, data: dict[str, Any], member: Member, channel: Channel, perms: int, locale: str
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE payload around ``data``, from ``member`` in ``channel``."""
+        world = self.world
+        guild = world.guilds[channel.guild_id]
         bot = world.member(guild, world.application.bot)
         return {
             "id": str(self.state.ids.next()),
             "application_id": str(world.application.id),
-            "type": AUTOCOMPLETE if focused else APPLICATION_COMMAND,
+            "type": kind,
             "token": "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48),
             "version": 1,
             "data": data,
@@ -128,17 +185,32 @@ class Invoker:
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
 
+    def _ephemeral_owner(self, message: MessageRecord) -> int | None:
+        """The one user who sees an ephemeral message: the user of the interaction that made it."""
+        if not message.ephemeral or message.interaction_id is None:
+            return None
+        record = self.state.interactions[message.interaction_id]
+        user = record.payload.get("member", {}).get("user") or record.payload.get("user") or {}
+        return int(user["id"]) if user.get("id") else None
+
     async def send_raw_interaction(self, payload: dict[str, Any]) -> InteractionRecord:
         """Track ``payload`` (it needs ``id`` and ``token``) and dispatch it as INTERACTION_CREATE."""
         if not self.gateway.sessions:
             raise RuntimeError("no bot has identified on the gateway yet; start it before invoking")
+        kind = int(payload.get("type") or 0)
+        data = payload.get("data") or {}
+        shown = payload.get("message") or {}
+        target = self.state.messages.get(int(shown["id"])) if str(shown.get("id", "")).isdigit() else None
         record = InteractionRecord(
             id=int(payload["id"]),
             token=str(payload["token"]),
-            type=int(payload.get("type") or 0),
+            type=kind,
             payload=payload,
-            command=_command_path(payload.get("data") or {}),
+            command=f"component:{data.get('custom_id')}"
+            if kind == MESSAGE_COMPONENT
+            else _command_path(data),
             bus=self.state.bus,
+            target=target,
         )
         self.state.interactions[record.id] = record
         self.state.by_token[record.token] = record

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from loopback import payloads
+from loopback import mentions, payloads
 from loopback.records import EPHEMERAL, LOADING, FileRecord, MessageRecord, Version
 from loopback.state import ServerState
 from loopback.wire import DISCORD_EPOCH_MS, FormError, iso_now
@@ -126,23 +126,29 @@ def _attachments(
     return tuple(kept) + tuple(uploads.values())
 
 
-def render(state: ServerState, message: MessageRecord) -> dict[str, Any]:
-    """A message object as Discord returns it from the webhook and channel endpoints."""
+def render(state: ServerState, message: MessageRecord, *, with_reference: bool = True) -> dict[str, Any]:
+    """A message object as Discord returns it from the webhook and channel endpoints.
+
+    A reply carries ``message_reference`` and, with ``with_reference``, ``referenced_message``
+    (rendered one level deep, as Discord does; ``None`` once that message is deleted).
+    """
     world = state.world
     latest = message.latest
     created_ms = (message.id >> 22) + DISCORD_EPOCH_MS
+    replied = state.messages.get(message.reference_id) if message.reference_id is not None else None
+    mentioned = mentions.resolve(world, message, replied)
     data: dict[str, Any] = {
         "id": str(message.id),
-        "type": 20 if message.kind == "original" else 0,
+        "type": _message_type(state, message),
         "channel_id": str(message.channel_id),
         "author": payloads.user(world.users[message.author_id]),
         "content": latest.content,
         "timestamp": datetime.fromtimestamp(created_ms / 1000, UTC).isoformat(),
         "edited_timestamp": message.edited_iso,
         "tts": False,
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
+        "mention_everyone": mentioned.everyone,
+        "mentions": [payloads.user(world.users[u]) for u in mentioned.users],
+        "mention_roles": [str(r) for r in mentioned.roles],
         "attachments": [_attachment(state, message.channel_id, f) for f in latest.attachments],
         "embeds": list(latest.embeds),
         "pinned": False,
@@ -151,25 +157,71 @@ def render(state: ServerState, message: MessageRecord) -> dict[str, Any]:
     }
     if message.guild_id is not None:
         data["guild_id"] = str(message.guild_id)
+    if message.reference_id is not None:
+        reference = {"type": 0, "message_id": str(message.reference_id)}
+        reference["channel_id"] = str(replied.channel_id if replied else message.channel_id)
+        if message.guild_id is not None:
+            reference["guild_id"] = str(message.guild_id)
+        data["message_reference"] = reference
+        if with_reference:
+            gone = replied is None or replied.deleted
+            data["referenced_message"] = None if gone else render(state, replied, with_reference=False)
     if message.interaction_id is not None:
-        record = state.interactions[message.interaction_id]
-        app_id = str(world.application.id)
-        user = record.payload.get("member", {}).get("user") or record.payload.get("user")
-        data.update(webhook_id=app_id, application_id=app_id)
-        data["interaction_metadata"] = {
-            "id": str(record.id),
-            "type": record.type,
-            "user": user,
-            "authorizing_integration_owners": record.payload.get("authorizing_integration_owners", {}),
-            "name": record.command,
-        }
-        data["interaction"] = {
-            "id": str(record.id),
-            "type": record.type,
-            "name": record.command,
-            "user": user,
-        }
+        data.update(_interaction_fields(state, message))
     return data
+
+
+def gateway_message(state: ServerState, message: MessageRecord) -> dict[str, Any]:
+    """A MESSAGE_CREATE payload: the message plus the author's partial ``member`` and each mentioned
+    user's, as the gateway sends them in a guild."""
+    data = render(state, message)
+    guild = state.world.guilds.get(message.guild_id) if message.guild_id is not None else None
+    if guild is None:
+        return data
+    author = guild.members.get(message.author_id)
+    if author is not None:
+        data["member"] = payloads.member(author, with_user=False)
+    for user in data["mentions"]:
+        member = guild.members.get(int(user["id"]))
+        if member is not None:
+            user["member"] = payloads.member(member, with_user=False)
+    return data
+
+
+def _message_type(state: ServerState, message: MessageRecord) -> int:
+    """19 REPLY (a component's response replies to the clicked message), 20/23 for a command's
+    response, else 0 DEFAULT."""
+    if message.reference_id is not None:
+        return 19
+    if message.kind == "original" and message.interaction_id is not None:
+        record = state.interactions[message.interaction_id]
+        if record.type == 2:
+            return 20 if (record.payload.get("data") or {}).get("type", 1) == 1 else 23
+    return 0
+
+
+def _interaction_fields(state: ServerState, message: MessageRecord) -> dict[str, Any]:
+    assert message.interaction_id is not None
+    record = state.interactions[message.interaction_id]
+    app_id = str(state.world.application.id)
+    user = record.payload.get("member", {}).get("user") or record.payload.get("user")
+    metadata: dict[str, Any] = {
+        "id": str(record.id),
+        "type": record.type,
+        "user": user,
+        "authorizing_integration_owners": record.payload.get("authorizing_integration_owners", {}),
+    }
+    fields: dict[str, Any] = {"webhook_id": app_id, "application_id": app_id}
+    if record.type == 2:
+        metadata["name"] = record.command
+        fields["interaction"] = {"id": str(record.id), "type": 2, "name": record.command, "user": user}
+    if record.target is not None:
+        metadata["interacted_message_id"] = str(record.target.id)
+    original = record.original
+    if message.kind == "followup" and original is not None and original.interaction_id == record.id:
+        metadata["original_response_message_id"] = str(original.id)
+    fields["interaction_metadata"] = metadata
+    return fields
 
 
 def _attachment(state: ServerState, channel_id: int, file: FileRecord) -> dict[str, Any]:

@@ -80,11 +80,16 @@ class MessageRecord:
     channel_id: int
     guild_id: int | None
     author_id: int
-    kind: str  # "original", "followup" or "channel"
+    kind: str  # "original", "followup", "channel" (the bot's post) or "member" (a user's post)
     versions: list[Version] = field(default_factory=list)
-    interaction_id: int | None = None
+    interaction_id: int | None = None  # the interaction whose response or follow-up this is
     deleted: bool = False
     edited_iso: str | None = None
+    reference_id: int | None = None  # the message (same channel) this one replies to
+
+    @property
+    def is_reply(self) -> bool:
+        return self.reference_id is not None
 
     @property
     def latest(self) -> Version:
@@ -124,7 +129,8 @@ class Change:
     """Something a user of the fake Discord would notice (or a test would want to): see ``kind``.
 
     kinds: ``interaction`` (sent to the bot), ``callback``, ``edit`` (a message got a new version),
-    ``followup``, ``message`` (a plain channel message), ``delete``, ``rejected`` (the server refused
+    ``followup``, ``message`` (a plain channel message, the bot's or a member's), ``delete``,
+    ``typing``, ``rejected`` (the server refused
     a call about an interaction), ``sync`` (commands stored), ``call`` (any REST call answered),
     ``gateway`` (connect/identify/resume/close...; ``detail`` says which).
     """
@@ -154,6 +160,7 @@ class ChangeBus:
         self._waiters: set[asyncio.Future[None]] = set()
         self._watched: set[asyncio.Task[Any]] = set()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self.last_at = time.monotonic()  # when the latest change was published
 
     def subscribe(self, callback: Callable[[Change], Any]) -> Callable[[], None]:
         """Call ``callback(change)`` on every change (a coroutine result is run as a task).
@@ -164,6 +171,7 @@ class ChangeBus:
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
     def publish(self, change: Change) -> None:
+        self.last_at = change.at
         for callback in list(self._subscribers):
             result = callback(change)
             if inspect.isawaitable(result):

@@ -96,7 +96,7 @@ class Router:
         if record is not None:
             record.calls.append(call)
             if response.status >= 400 and call.fault is None:
-                log.info("refused %s %s for /%s: %s", request.method, path, record.command, call.error)
+                log.info("refused %s %s for %s: %s", request.method, path, record.label, call.error)
                 record.rejected.append(call)
                 self.state.bus.publish(Change("rejected", interaction=record, detail=f"{call.error}"))
         self.state.bus.publish(

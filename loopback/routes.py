@@ -1,30 +1,31 @@
 """REST handlers: identity, command sync, guild/channel reads and channel messages.
 
-The interaction endpoints (callback, ``@original``, follow-ups) are in :mod:`loopback.webhooks`.
+The interaction endpoints (callback, ``@original``, follow-ups) are in :mod:`loopback.webhooks`,
+channel messages in :mod:`loopback.channel_messages`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from loopback import payloads
-from loopback.messages import EmptyMessage, new_version, render
-from loopback.records import Change, MessageRecord
+from loopback.records import Change
 from loopback.rest import ApiError, Request, Router
 from loopback.state import ServerState
 from loopback.wire import FormError, json_response
-from loopback.world import Channel, Guild, Perm
+from loopback.world import Channel, Guild
 
 NAME_RE = re.compile(r"^[-_\w]{1,32}$")
 
 
 class Routes:
-    def __init__(self, state: ServerState, gateway_url: str) -> None:
+    def __init__(self, state: ServerState, gateway_url: Callable[[], str]) -> None:
         self.state = state
-        self.gateway_url = gateway_url
+        self.gateway_url = gateway_url  # known once the server is bound
 
     def install(self, r: Router) -> None:
         r.add("GET", "/users/@me", self.me)
@@ -40,8 +41,6 @@ class Routes:
         r.add("GET", "/guilds/{guild}/roles", self.guild_roles)
         r.add("GET", "/guilds/{guild}/members/{user}", self.guild_member)
         r.add("GET", "/channels/{channel}", self.channel)
-        r.add("GET", "/channels/{channel}/messages", self.channel_messages)
-        r.add("POST", "/channels/{channel}/messages", self.send_channel_message)
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -55,11 +54,11 @@ class Routes:
         return json_response(payloads.application(self.state.world.application))
 
     async def gateway(self, req: Request) -> web.Response:
-        return json_response({"url": self.gateway_url})
+        return json_response({"url": self.gateway_url()})
 
     async def gateway_bot(self, req: Request) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return json_response({"url": self.gateway_url(), "shards": 1, "session_start_limit": limit})
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -119,39 +118,6 @@ class Routes:
 
     async def channel(self, req: Request) -> web.Response:
         return json_response(payloads.channel(self._channel(req.params["channel"])))
-
-    async def channel_messages(self, req: Request) -> web.Response:
-        channel = self._channel(req.params["channel"])
-        limit = min(int(req.query.get("limit", 50)), 100)
-        visible = [m for m in self.state.channel_log.get(channel.id, []) if not m.deleted]
-        return json_response([render(self.state, m) for m in reversed(visible[-limit:])])
-
-    async def send_channel_message(self, req: Request) -> web.Response:
-        channel = self._channel(req.params["channel"])
-        world = self.state.world
-        bot = world.member(world.guilds[channel.guild_id], world.application.bot)
-        needed = Perm.SEND_MESSAGES_IN_THREADS if channel.is_thread else Perm.SEND_MESSAGES
-        allowed = world.permissions(bot, channel)
-        if not (allowed & Perm.VIEW_CHANNEL and allowed & needed):
-            raise ApiError(403, "Missing Permissions", 50013)
-        body = req.json if isinstance(req.json, dict) else {}
-        try:
-            version = new_version(body, req.files, previous=None)
-        except EmptyMessage:
-            raise ApiError(400, "Cannot send an empty message", 50006) from None
-        message = MessageRecord(
-            id=self.state.ids.next(),
-            channel_id=channel.id,
-            guild_id=channel.guild_id,
-            author_id=world.application.bot.id,
-            kind="channel",
-            versions=[version],
-        )
-        self.state.messages[message.id] = message
-        self.state.channel_log.setdefault(channel.id, []).append(message)
-        channel.last_message_id = message.id
-        self.state.bus.publish(Change("message", message=message))
-        return json_response(render(self.state, message))
 
 
 def _validate_command(index: int, command: Any) -> None:

@@ -12,10 +12,12 @@ from typing import Any, Self
 from aiohttp import web
 
 from loopback import payloads
+from loopback.channel_messages import ChannelMessages
 from loopback.commands import CommandRegistry
 from loopback.contract import Contract, Violation
+from loopback.conversation import Conversation, send_message_create
 from loopback.faults import FaultRule
-from loopback.gateway import Gateway
+from loopback.gateway import MESSAGE_CONTENT, Gateway
 from loopback.interactions import InteractionRecord
 from loopback.invocation import Invoker
 from loopback.records import CallRecord, Change, MessageRecord
@@ -43,7 +45,7 @@ def check_loopback(host: str) -> None:
         raise ValueError(f"LoopbackDiscord only binds loopback addresses, not {host!r}")
 
 
-class LoopbackDiscord(Invoker):
+class LoopbackDiscord(Invoker, Conversation):
     """A fake Discord with a configurable world, recording everything the bot does.
 
     With ``default_world`` (the default) it holds one guild "Test Guild" with a channel ``general``,
@@ -53,6 +55,10 @@ class LoopbackDiscord(Invoker):
     With ``check_contract`` (the default) every REST call is checked against Discord's published
     OpenAPI spec (:mod:`loopback.contract`) and answered 400 where Discord would refuse it;
     ``contract_violations`` lists those calls.
+
+    Tests act as users through :meth:`invoke` (slash commands), :meth:`click` (buttons on the
+    bot's messages) and :meth:`post_message` (messages and replies), and read back what the bot
+    did from the returned records.
     """
 
     def __init__(
@@ -82,9 +88,12 @@ class LoopbackDiscord(Invoker):
         self.router = Router(self.state)
         Routes(self.state, lambda: self.gateway_url).install(self.router)
         Webhooks(self.state).install(self.router)
+        ChannelMessages(self.state).install(self.router)
         self.world.listen(
             lambda name, subject: self.gateway.dispatch(name, payloads.event(name, subject, self.world))
         )
+        self.state.message_listeners.append(lambda m: send_message_create(self.state, self.gateway, m))
+        self.state.content_intent = lambda: self.gateway.has_intent(MESSAGE_CONTENT)
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loopback.commands import CommandRegistry
@@ -36,6 +37,21 @@ class ServerState:
     # the calls it refused, for a test to assert there were none.
     contract: Contract | None = None
     contract_violations: list[Violation] = field(default_factory=list)
+    # Called with each message that joins a channel's history (the server sends MESSAGE_CREATE).
+    message_listeners: list[Callable[[MessageRecord], None]] = field(default_factory=list)
+    # Whether REST answers show other users' message content: the app has the MESSAGE_CONTENT
+    # intent (Discord ties that to the developer portal; here, to a session identified with it).
+    content_intent: Callable[[], bool] = lambda: True
+
+    def log_message(self, message: MessageRecord) -> None:
+        """Add a visible message to its channel's history and tell the listeners."""
+        self.messages[message.id] = message
+        self.channel_log.setdefault(message.channel_id, []).append(message)
+        channel = self.world.channel(message.channel_id)
+        if channel is not None:
+            channel.last_message_id = message.id
+        for listener in list(self.message_listeners):
+            listener(message)
 
     def attachment_url(self, channel_id: int, file: FileRecord) -> str:
         return f"{self.base_url}/attachments/{channel_id}/{file.id}/{file.filename}"

@@ -55,9 +55,7 @@ class Webhooks:
             and deadline is not None
             and time.monotonic() - record.sent_at > deadline
         ):
-            log.warning(
-                "/%s answered after the %.1f s deadline: Unknown interaction", record.command, deadline
-            )
+            log.warning("%s answered after the %.1f s deadline: Unknown interaction", record.label, deadline)
             raise ApiError(404, "Unknown interaction", 10062)
         if record.callback_type is not None:
             raise ApiError(400, "Interaction has already been acknowledged.", 40060)
@@ -66,7 +64,11 @@ class Webhooks:
         data = body.get("data") or {}
         message = self._initial_message(record, kind, data, req)
         record.callback_type, record.callback_data, record.callback_at = kind, data, time.monotonic()
-        if message is not None:
+        if kind in (6, 7) and message is not None:
+            # A component's (deferred) update: @original is the clicked message from now on.
+            record.original = message
+            record.response_version = len(message.versions) - 1
+        elif message is not None:
             record.original = message
             self._log(message)
         if kind in (4, 7):  # a defer carries no message body
@@ -90,12 +92,26 @@ class Webhooks:
             record.choices = list(data.get("choices") or [])
             return None
         elif kind in (6, 7) and record.type in (3, 5):
-            return None
+            return self._update_target(record, kind, data, req)
         elif kind == 9 and record.type in (2, 3):
             return None
         else:
             raise ApiError(400, f"Interaction response type {kind} is not valid here", 50035)
         return self._new_message(record, "original", version)
+
+    def _update_target(
+        self, record: InteractionRecord, kind: int, data: dict[str, Any], req: Request
+    ) -> MessageRecord | None:
+        """Type 6 leaves the clicked message as it is; type 7 gives it a new version at once."""
+        target = record.target
+        if target is None or target.deleted:
+            if kind == 6 and record.type == 5:
+                return None  # a modal not opened from a message: nothing to update, nothing to break
+            raise ApiError(404, "Unknown Message", 10008)
+        if kind == 7:
+            target.versions.append(self._version(data, req, previous=target.latest))
+            mark_edited(target)
+        return target
 
     def _callback_response(
         self, record: InteractionRecord, kind: int, message: MessageRecord | None
@@ -103,7 +119,7 @@ class Webhooks:
         """The InteractionCallbackResponse body that discord.py 2.5+ parses after ``with_response``."""
         interaction: dict[str, Any] = {"id": str(record.id), "type": record.type}
         resource: dict[str, Any] = {"type": kind}
-        if message is not None:
+        if message is not None and kind != 6:
             interaction.update(
                 response_message_id=str(message.id),
                 response_message_loading=message.loading,
@@ -194,11 +210,13 @@ class Webhooks:
             kind=kind,
             versions=[version],
             interaction_id=record.id,
+            # Discord shows a component's new response as a reply to the message clicked.
+            reference_id=record.target.id if kind == "original" and record.target is not None else None,
         )
         self.state.messages[message.id] = message
         return message
 
     def _log(self, message: MessageRecord) -> None:
-        """Non-ephemeral messages become part of the channel's history."""
+        """Non-ephemeral messages become part of the channel's history (and reach the gateway)."""
         if not message.ephemeral:
-            self.state.channel_log.setdefault(message.channel_id, []).append(message)
+            self.state.log_message(message)

@@ -4,12 +4,67 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 FRUITS = ["apple", "apricot", "banana", "cherry"]
+
+
+class Choice(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"choice:(?P<action>[a-z]+):(?P<n>\d+)",
+):
+    """A persistent button: after a restart the template alone routes its clicks here."""
+
+    def __init__(self, action: str, n: int, *, disabled: bool = False) -> None:
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+            label=f"{action} {n}", custom_id=f"choice:{action}:{n}", disabled=disabled
+        )
+        super().__init__(button)
+        self.action, self.n = action, n
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[discord.ui.View], match: re.Match[str], /
+    ) -> Choice:
+        return cls(match["action"], int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = interaction.client
+        assert isinstance(bot, DemoBot) and interaction.message is not None
+        bot.clicks.append((self.custom_id, interaction.user.id, interaction.message.id))
+        n = self.n
+        if self.action == "edit":  # a deferred update, then an edit of the clicked message
+            await interaction.response.defer()
+            await interaction.edit_original_response(content=f"chose {n}", view=choices(n + 1))
+        elif self.action == "peek":  # a new, ephemeral message, with a button of its own
+            view = discord.ui.View(timeout=None)
+            view.add_item(Choice("edit", n))
+            await interaction.response.send_message(f"peeked {n}", ephemeral=True, view=view)
+        elif self.action == "swap":  # an update in the callback itself
+            await interaction.response.edit_message(content=f"swapped {n}", view=None)
+        elif self.action == "drop":
+            await interaction.response.defer()
+            await interaction.delete_original_response()
+        elif self.action == "late":
+            await asyncio.sleep(0.4)
+            try:
+                await interaction.response.defer()
+            except discord.HTTPException as exc:
+                bot.errors.append(exc)
+        else:
+            await interaction.response.send_message(f"{self.action}?", ephemeral=True)
+
+
+def choices(n: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ("edit", "peek", "swap", "drop"):
+        view.add_item(Choice(action, n))
+    view.add_item(Choice("off", n, disabled=True))
+    return view
 
 
 class Demo(commands.Cog):
@@ -118,6 +173,13 @@ class Demo(commands.Cog):
             self.errors.append(exc)
         await interaction.response.send_message("tried", ephemeral=True)
 
+    @app_commands.command(name="menu", description="A reply with persistent buttons")
+    async def menu(self, interaction: discord.Interaction, late: bool = False) -> None:
+        view = choices(1)
+        if late:
+            view.add_item(Choice("late", 1))
+        await interaction.response.send_message("pick one", view=view)
+
     @app_commands.command(name="stray", description="Calls an endpoint the server lacks")
     async def stray(self, interaction: discord.Interaction) -> None:
         try:
@@ -125,6 +187,38 @@ class Demo(commands.Cog):
         except discord.NotFound as exc:
             self.errors.append(exc)
         await interaction.response.send_message("done")
+
+
+class Talk(commands.Cog):
+    """Answers messages that mention the bot or reply to it: a reply, then an edit of that reply."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.seen: list[discord.Message] = []  # members' messages, as discord.py parsed them
+        self.own: list[discord.Message] = []  # the bot's own, which Discord sends it too
+        self.replies: list[discord.Message] = []
+        self.errors: list[Exception] = []
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        assert me is not None
+        if message.author.id == me.id:
+            self.own.append(message)
+            return
+        self.seen.append(message)
+        resolved = message.reference.resolved if message.reference else None
+        to_me = isinstance(resolved, discord.Message) and resolved.author.id == me.id
+        if not (me.mentioned_in(message) or to_me):
+            return
+        if "edit yours" in message.content:
+            try:
+                await message.edit(content="mine now")
+            except discord.HTTPException as exc:
+                self.errors.append(exc)
+            return
+        reply = await message.reply(f"heard {message.content!r}")
+        self.replies.append(await reply.edit(content=f"{reply.content} (edited)"))
 
 
 class DemoBot(commands.Bot):
@@ -137,11 +231,17 @@ class DemoBot(commands.Bot):
         self.guild_id = guild_id
         self.fast_reidentify = fast_reidentify
         self.demo: Demo | None = None
+        self.talk: Talk | None = None
         self.resumes = 0
+        self.clicks: list[tuple[str, int, int]] = []  # (custom_id, user id, message id) per click
+        self.errors: list[Exception] = []
 
     async def setup_hook(self) -> None:
         self.demo = Demo(self)
+        self.talk = Talk(self)
         await self.add_cog(self.demo)
+        await self.add_cog(self.talk)
+        self.add_dynamic_items(Choice)
         await self.tree.sync()
         if self.guild_id is not None:
             guild = discord.Object(id=self.guild_id)

@@ -62,11 +62,11 @@ async def test_urls_and_exact_json_content_type(server: LoopbackDiscord) -> None
 
 async def test_unknown_paths_answer_discords_404_and_are_recorded(server: LoopbackDiscord) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(server.api_base + "/channels/1/typing", json={"x": 1}) as resp:
+        async with http.post(server.api_base + "/channels/1/lunch", json={"x": 1}) as resp:
             assert resp.status == 404
             assert await resp.json() == {"message": "404: Not Found", "code": 0}
     [call] = server.unmatched_calls
-    assert (call.method, call.path, call.json, call.status) == ("POST", "/channels/1/typing", {"x": 1}, 404)
+    assert (call.method, call.path, call.json, call.status) == ("POST", "/channels/1/lunch", {"x": 1}, 404)
 
 
 async def test_injected_429_looks_like_discords(server: LoopbackDiscord) -> None:
