@@ -10,6 +10,7 @@ ones were left out.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -18,7 +19,8 @@ from discord.ext import commands
 
 from cogs.utils import replies
 from cogs.utils.options import TEXT_OPTION_LIMIT
-from cogs.utils.storage.types import ConversationKey
+from cogs.utils.storage.types import ConversationKey, ReplyRecord
+from cogs.utils.streaming import InteractionSurface
 from model_service import ChatTurn, GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
@@ -69,20 +71,23 @@ class Chat(
         )
         quoted = discord.utils.escape_markdown(message)
         quoted = "\n".join(f"> {line}" for line in quoted.splitlines()[:5]) or "> …"
-        async with self.bot.models.command(interaction, message) as model:
-            result = await replies.stream_reply(
-                interaction,
-                model.stream(request),
-                header=model.redact(f"{quoted}\n"),
-                interval=self.bot.config.stream_edit_interval_s,
-                transform=model.redact,
-            )
-            reply = model.redact(result.text)
-        if result.finish_reason != "cancelled" and reply.strip():
+        reply = ReplyRecord(
+            id=interaction.id,
+            channel_id=interaction.channel_id or 0,
+            requester_id=interaction.user.id,
+            kind="chat",
+            request="",
+            header=f"{quoted}\n",
+        )
+        done = await self.bot.answers.write(
+            interaction, InteractionSurface(interaction), reply, request, texts=(message,)
+        )
+        if done.text.strip():  # a stopped reply too: it is what the member saw
             # What was shown (redacted) is what the model sees next time.
-            await self.bot.store.conversations.add_exchange(
-                key, asker_id=interaction.user.id, author=author, message=message, reply=reply
+            turn = await self.bot.store.conversations.add_exchange(
+                key, asker_id=interaction.user.id, author=author, message=message, reply=done.text
             )
+            await self.bot.store.replies.save_reply(replace(done, turn_id=turn))
 
     @app_commands.command(name="reset", description="Start the conversation over")
     @app_commands.describe(everyone="Moderators: forget every conversation in this channel or thread")

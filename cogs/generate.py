@@ -8,9 +8,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
 from cogs.utils.options import TEXT_OPTION_LIMIT, param_options
 from cogs.utils.settings import COMMAND_PARAMS
+from cogs.utils.storage.types import ReplyRecord
+from cogs.utils.streaming import InteractionSurface
 from model_service import GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_PROMPT_CHARS
@@ -34,14 +35,17 @@ class Generate(commands.Cog):
         return GenerationRequest(prompt=prompt, params=params, model=settings.model)
 
     async def _run(self, interaction: discord.Interaction, request: GenerationRequest, header: str) -> None:
-        async with self.bot.models.command(interaction, request.prompt) as model:
-            await replies.stream_reply(
-                interaction,
-                model.stream(request),
-                header=model.redact(header),
-                interval=self.bot.config.stream_edit_interval_s,
-                transform=model.redact,
-            )
+        reply = ReplyRecord(
+            id=interaction.id,
+            channel_id=interaction.channel_id or 0,
+            requester_id=interaction.user.id,
+            kind="generate",
+            request="",
+            header=header,
+        )
+        await self.bot.answers.write(
+            interaction, InteractionSurface(interaction), reply, request, texts=(request.prompt,)
+        )
 
     @app_commands.command(name="generate", description="Continue your text with the channel's model")
     @app_commands.describe(prompt="The text to continue, e.g. 'Once upon a time'")

@@ -23,7 +23,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import checks, replies
+from cogs.utils import checks, replies, streaming
 from cogs.utils.models import ModelCall
 from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
 from model_service import GenerationParams, GenerationRequest
@@ -238,7 +238,7 @@ class StoryMode(
         settings = await self.bot.settings_for(interaction)
         params = settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap)
         request = story_request(story.premise, texts, params, settings.model)
-        result = await replies.stream_reply(
+        result, _ = await streaming.stream_reply(
             interaction,
             model.stream(request),
             header=model.redact(header),

@@ -76,20 +76,25 @@ class GenerationStream:
         # Admitted at once, so "busy" is known before the caller commits to a reply.
         self._ticket = service._admit(timeout)
         self._iterator: AsyncIterator[str] | None = None
+        self._reader: asyncio.Task[object] | None = None
         self.result: GenerationResult | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._iterator is None:
             self._iterator = self._produce()
+            self._reader = asyncio.current_task()
         return self._iterator
 
     async def aclose(self) -> None:
         """Stop early and free the slot; a stream must be iterated to the end or closed.
 
-        Safe from another task than the reader: the reader then ends with ``cancelled``.
+        Safe from another task than the reader (a Stop button): the reader then ends with
+        ``cancelled`` and the text so far as its result, and frees the slot itself.
         """
         self._ticket.cancelled.set()
         iterator = self._iterator
+        if iterator is not None and self._reader not in (None, asyncio.current_task()):
+            return
         if iterator is not None and not getattr(iterator, "ag_running", False):
             await iterator.aclose()  # type: ignore[attr-defined]
         if iterator is None or not getattr(iterator, "ag_running", False):

@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
+from cogs.utils.answers import Answers
 from cogs.utils.config import BotConfig
 from cogs.utils.models import ModeratedModels
 from cogs.utils.settings import ChannelSettings
@@ -29,6 +30,7 @@ log = logging.getLogger("transcord")
 EXTENSIONS = (
     "cogs.generate",
     "cogs.chat",
+    "cogs.controls",
     "cogs.fill_mask",
     "cogs.settings",
     "cogs.status",
@@ -67,6 +69,7 @@ class Transcord(commands.Bot):
         self.config = config
         self.models = ModeratedModels(service)  # cogs reach the model through this alone
         self.store = store
+        self.answers = Answers(self)  # generated replies with their buttons
         self.started_at = time.monotonic()
         self.extension_names = tuple(extensions)
         self.failed_extensions: dict[str, str] = {}

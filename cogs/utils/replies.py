@@ -1,4 +1,4 @@
-"""Everything about what a user sees: the one error-to-reply map, long output, streamed edits.
+"""Everything about what a user sees: the one error-to-reply map, long output, edits.
 
 Every message goes out with ``AllowedMentions.none()``: generated text and echoed prompts
 must never ping anyone.
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import discord
@@ -24,7 +23,6 @@ from model_service import (
     OverloadedError,
     RequestTimeoutError,
     ServiceError,
-    TextStream,
     ValidationError,
 )
 
@@ -177,15 +175,31 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return [p for p in parts if p] or [""]
 
 
-async def send_long(interaction: discord.Interaction, text: str, *, ephemeral: bool = False) -> None:
-    """The first part in the original reply, the rest as follow-ups."""
+async def send_long(
+    interaction: discord.Interaction,
+    text: str,
+    *,
+    ephemeral: bool = False,
+    view: discord.ui.View | None = None,
+) -> discord.Message | None:
+    """The first part in the original reply (with ``view``), the rest as follow-ups.
+
+    Returns the first part's message where Discord said which it is.
+    """
     first, *more = split_message(text)
+    message: discord.Message | None
     if interaction.response.is_done():
-        await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+        message = await interaction.edit_original_response(
+            content=first, allowed_mentions=NO_MENTIONS, view=view
+        )
     else:
-        await interaction.response.send_message(first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
+        sent = await interaction.response.send_message(
+            first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS, **({"view": view} if view else {})
+        )
+        message = sent.resource if isinstance(sent.resource, discord.Message) else None
     for part in more:
         await interaction.followup.send(part, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
+    return message
 
 
 def sampling_note(params: GenerationParams) -> str:
@@ -198,7 +212,8 @@ def sampling_note(params: GenerationParams) -> str:
     return " ".join(parts)
 
 
-def footer(result: GenerationResult) -> str:
+def footer(result: GenerationResult, note: str | None = None) -> str:
+    """The line under a reply: its size, time, model, sampling, and why it ended."""
     notes = [f"{result.generated_tokens} tokens", f"{result.elapsed_s:.1f} s", result.model]
     if result.params is not None:
         notes.append(sampling_note(result.params))
@@ -211,44 +226,9 @@ def footer(result: GenerationResult) -> str:
         notes.append("stopped: time limit reached")
     elif result.finish_reason == "length":
         notes.append("stopped at the token limit")
+    if note:
+        notes.append(note)
     return "-# " + " · ".join(notes)
-
-
-async def stream_reply(
-    interaction: discord.Interaction,
-    stream: TextStream,
-    *,
-    header: str,
-    interval: float,
-    transform: Callable[[str], str] = lambda text: text,
-) -> GenerationResult:
-    """Defer, then edit the reply as text arrives (at most once per ``interval``), then finish.
-
-    ``transform`` is applied to the visible text (the place to redact); the final edit holds
-    the whole text, split across follow-ups when it is longer than one message.
-    """
-    text = ""
-    last_edit = 0.0
-    try:
-        if not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)
-        async for delta in stream:
-            text += delta
-            now = time.monotonic()
-            if now - last_edit >= interval and text.strip():
-                last_edit = now
-                await _show(interaction, fit(header + transform(text) + " …"))
-    except asyncio.CancelledError:
-        await _notify_restart(interaction, header + transform(text))
-        raise
-    finally:
-        await stream.aclose()
-    result = stream.result
-    assert result is not None
-    body = transform(result.text) if result.text.strip() else "*(the model produced no text)*"
-    await send_long(interaction, header + body + "\n" + footer(result))
-    interaction.extras["visible_text"] = fit(header + body)
-    return result
 
 
 async def answer_soon(interaction: discord.Interaction, work: Awaitable[T], *, grace: float = 1.0) -> T:
@@ -266,24 +246,28 @@ async def answer_soon(interaction: discord.Interaction, work: Awaitable[T], *, g
     except asyncio.CancelledError:
         if interaction.response.is_done():
             # Shutdown cancelled us after "thinking…" was shown: don't leave it there.
-            await _notify_restart(interaction, "")
+            await notify_restart(interaction, "")
         raise
     finally:
         if not task.done():
             task.cancel()
 
 
-async def _show(interaction: discord.Interaction, content: str) -> None:
+async def show(interaction: discord.Interaction, content: str, view: discord.ui.View | None = None) -> None:
+    """Edit the original response (the reply, or the clicked message) to ``content``."""
     interaction.extras["visible_text"] = content
-    await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+    await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS, view=view)
 
 
-async def _notify_restart(interaction: discord.Interaction, shown: str) -> None:
+async def notify_restart(
+    interaction: discord.Interaction, shown: str, view: discord.ui.View | None = None
+) -> None:
     # Shielded: the task is being cancelled, but the user must still learn why it stopped.
     content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
     try:
+        # ``view``: the buttons that still apply (nothing is being written any more).
         await asyncio.shield(
-            interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+            interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS, view=view)
         )
     except (discord.HTTPException, asyncio.CancelledError):
         log.warning("could not tell a user that the bot is restarting")

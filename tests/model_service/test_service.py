@@ -372,6 +372,32 @@ async def test_aclose_from_another_task_stops_the_reader(service: ModelService, 
         await asyncio.gather(reader.task, return_exceptions=True)
 
 
+async def test_a_stop_from_another_task_keeps_the_text_so_far(
+    service: ModelService, forwards: Forwards
+) -> None:
+    """A Stop button: the reader is busy between deltas (editing a message) when another task
+    closes the stream; it still gets what was written, as a ``cancelled`` result."""
+    forwards.delay = 0.02
+    stream = service.stream(greedy(LONG))
+    deltas: list[str] = []
+    between = asyncio.Event()
+
+    async def read() -> GenerationResult | None:
+        async for delta in stream:
+            deltas.append(delta)
+            between.set()
+            await asyncio.sleep(0.05)  # the reader is not inside the stream now
+        return stream.result
+
+    task = asyncio.create_task(read())
+    await between.wait()
+    await stream.aclose()
+    result = await asyncio.wait_for(task, 2.0)
+    assert result is not None and result.finish_reason == "cancelled"
+    assert result.text == "".join(deltas) and 0 < result.generated_tokens < LONG
+    await assert_worker_is_free(service, forwards)
+
+
 async def test_a_cancelled_request_frees_its_slot(tiny_gpt2_dir: Path, forwards: Forwards) -> None:
     config = service_config({"tiny-gpt2": tiny_gpt2_dir}, preload=True, queue_limit=1)
     async with ModelService(config) as service:
