@@ -2,13 +2,18 @@
 
 In a thread, everyone shares one conversation (each turn carries its author's name); in a
 channel, each member has their own, forgotten after the channel's ``chat_memory_minutes`` of
-silence. Turns are stored (``ConversationStore``), so a conversation survives a restart. Each
+silence. A Discord reply to one of the bot's answers (of /chat or /generate) continues from that answer,
+with no command: Discord gives the bot the text of messages that mention it, and a reply does
+unless the member turns the mention off. Turns are stored (``ConversationStore``), so a
+conversation survives a restart. Each
 request carries the newest turns that fit the model's context; the footer says how many older
 ones were left out.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -18,9 +23,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import replies
+from cogs.utils.answers import decode_request
 from cogs.utils.options import TEXT_OPTION_LIMIT
 from cogs.utils.storage.types import ConversationKey, ReplyRecord
-from cogs.utils.streaming import InteractionSurface
+from cogs.utils.streaming import InteractionSurface, MessageSurface
 from model_service import ChatTurn, GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
@@ -28,13 +34,31 @@ from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
+log = logging.getLogger(__name__)
 
-def conversation_key(interaction: discord.Interaction) -> ConversationKey:
+
+def conversation_key(source: discord.Interaction | discord.Message) -> ConversationKey:
     """A thread's shared conversation, or this member's own in a channel (or a DM)."""
-    channel_id = interaction.channel_id or 0
-    if isinstance(interaction.channel, discord.Thread):
+    if isinstance(source, discord.Interaction):
+        channel_id, user_id = source.channel_id or 0, source.user.id
+    else:
+        channel_id, user_id = source.channel.id, source.author.id
+    if isinstance(source.channel, discord.Thread):
         return ConversationKey(channel_id)
-    return ConversationKey(channel_id, owner_id=interaction.user.id)
+    return ConversationKey(channel_id, owner_id=user_id)
+
+
+def chain_history(answered: GenerationRequest, text: str) -> tuple[ChatTurn, ...]:
+    """The conversation up to and including an answer: its own history, what was asked, what it said."""
+    asked = ChatTurn("user", answered.prompt, answered.author)
+    return (*answered.history, asked, ChatTurn("assistant", text))[-MAX_HISTORY_TURNS:]
+
+
+MENTION = re.compile(r"<@!?[0-9]+>")
+UNREADABLE = (
+    "I can only read replies that mention me: reply with the @ mention on (Discord's default), "
+    "or use /chat say."
+)
 
 
 class Chat(
@@ -82,10 +106,67 @@ class Chat(
         done = await self.bot.answers.write(
             interaction, InteractionSurface(interaction), reply, request, texts=(message,)
         )
+        await self._remember(key, interaction.user.id, author, message, done)
+
+    # -- a Discord reply to one of the bot's answers ---------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """A member replied to one of the bot's answers: continue from that answer."""
+        if message.author.bot or message.guild is None or message.reference is None:
+            return
+        answered_id = message.reference.message_id
+        answered = await self.bot.store.replies.reply_by_message(answered_id) if answered_id else None
+        if answered is None:
+            return  # a reply to something else, or to an answer no longer stored
+        surface = MessageSurface(message)
+        try:
+            await self._continue_from(message, answered, surface)
+        except Exception as exc:
+            if replies.is_unexpected(exc):
+                log.error("a reply to answer %s failed", answered.id, exc_info=exc)
+            await surface.fail(exc)
+
+    async def _continue_from(
+        self, message: discord.Message, answered: ReplyRecord, surface: MessageSurface
+    ) -> None:
+        text = MENTION.sub("", message.content).strip()
+        if not text:
+            # Without the privileged intent Discord sends no content unless the bot is mentioned.
+            raise replies.UserFacingError(UNREADABLE, icon="ℹ️")
+        check_text("message", text, limit=MAX_PROMPT_CHARS)
+        cap = self.bot.config.service.max_new_tokens_cap
+        before = decode_request(answered.request, max_new_tokens_cap=cap)
+        settings = await self.bot.settings_for(message)
+        key = conversation_key(message)
+        author = message.author.display_name
+        request = GenerationRequest(
+            prompt=text,
+            params=settings.generation_params(max_new_tokens_cap=cap),
+            mode="chat",
+            system_prompt=settings.persona or None,
+            model=settings.model,
+            history=chain_history(before, answered.text),
+            author=author if key.shared else None,
+        )
+        reply = ReplyRecord(
+            id=message.id,
+            channel_id=message.channel.id,
+            requester_id=message.author.id,
+            kind="chat",
+            request="",
+            header="",
+        )
+        done = await self.bot.answers.write(message, surface, reply, request, texts=(text,))
+        await self._remember(key, message.author.id, author, text, done)
+
+    async def _remember(
+        self, key: ConversationKey, asker_id: int, author: str, message: str, done: ReplyRecord
+    ) -> None:
         if done.text.strip():  # a stopped reply too: it is what the member saw
             # What was shown (redacted) is what the model sees next time.
             turn = await self.bot.store.conversations.add_exchange(
-                key, asker_id=interaction.user.id, author=author, message=message, reply=done.text
+                key, asker_id=asker_id, author=author, message=message, reply=done.text
             )
             await self.bot.store.replies.save_reply(replace(done, turn_id=turn))
 

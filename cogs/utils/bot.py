@@ -130,10 +130,17 @@ class Transcord(commands.Bot):
 
     # -- what cogs use ------------------------------------------------------------------------------
 
-    async def settings_for(self, interaction: discord.Interaction) -> ChannelSettings:
-        channel_id = interaction.channel_id or 0
-        parent_id = getattr(interaction.channel, "parent_id", None)
-        return await self.store.settings.effective(interaction.guild_id, channel_id, parent_id)
+    async def settings_for(self, source: discord.Interaction | discord.Message) -> ChannelSettings:
+        """The settings where a command was used or a message was posted (a thread: its own,
+        then its parent's)."""
+        channel_id = (
+            source.channel_id if isinstance(source, discord.Interaction) else source.channel.id
+        ) or 0
+        parent_id = getattr(source.channel, "parent_id", None)
+        guild_id = (
+            source.guild_id if isinstance(source, discord.Interaction) else getattr(source.guild, "id", None)
+        )
+        return await self.store.settings.effective(guild_id, channel_id, parent_id)
 
     async def moderator_role_id(self, guild_id: int) -> int | None:
         raw = await self.store.meta.get_meta(f"moderator_role:{guild_id}")
