@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 
 # How players take turns (an Enum: discord.py refuses any other value on arrival).
 Turns = enum.Enum("Turns", {"free": "free", "round-robin": "round-robin"})
+
+
+class Length(enum.Enum):
+    """How much the bot writes on each of its turns in a story."""
+
+    short = 60
+    paragraph = 120
+    long = 240
+
+
 PREMISE_LIMIT = 1000
 CONTRIBUTION_LIMIT = 1500
 MAX_PLAYERS = 25
@@ -93,21 +103,34 @@ STORYTELLER = (
     "prose in the past tense: what happens next, with characters, places and dialogue. Never explain, "
     "summarise, give advice or address the reader; write only the story."
 )
-STORY_TURN_TOKENS = 120  # a story's own turn: a paragraph, however long a channel lets /generate run
+STORY_TURN_TOKENS = Length.paragraph.value  # a story's own turn, however long a channel lets /generate run
 
 
 def story_request(
-    premise: str, texts: Sequence[str], params: GenerationParams, model: str | None
+    premise: str,
+    texts: Sequence[str],
+    params: GenerationParams,
+    model: str | None,
+    *,
+    turn_tokens: int = STORY_TURN_TOKENS,
 ) -> GenerationRequest:
-    """The opening (no ``texts`` yet) or the next part, asked of the instruct model as a storyteller."""
+    """The opening (no ``texts`` yet) or the next part, asked of the instruct model as a storyteller.
+
+    The story's own ``turn_tokens`` decides how much it writes, not the channel's ``max_new_tokens``.
+    """
     head, _, story = story_prompt(premise, texts).partition("\n\n")
     if story:
         task = f"Premise: {head}\n\nThe story so far:\n\n{story}\n\n"
         task += "Write the next paragraph of the story, carrying on from where it stops."
     else:
         task = f"Write the opening paragraph of a story about: {head}"
-    turn = replace(params, max_new_tokens=min(params.max_new_tokens, STORY_TURN_TOKENS))
+    turn = replace(params, max_new_tokens=turn_tokens)
     return GenerationRequest(prompt=task, params=turn, mode="chat", system_prompt=STORYTELLER, model=model)
+
+
+def _length_name(tokens: int) -> str:
+    named = {length.value: length.name for length in Length}
+    return named.get(tokens, f"{tokens}-token")
 
 
 def transcript(story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]) -> str:
@@ -237,7 +260,10 @@ class StoryMode(
         """Stream the model's continuation of the story into the reply; return it as posted."""
         settings = await self.bot.settings_for(interaction)
         params = settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap)
-        request = story_request(story.premise, texts, params, settings.model)
+        cap = self.bot.config.service.max_new_tokens_cap
+        request = story_request(
+            story.premise, texts, params, settings.model, turn_tokens=min(story.turn_tokens, cap)
+        )
         result, _ = await streaming.stream_reply(
             interaction,
             model.stream(request),
@@ -254,6 +280,7 @@ class StoryMode(
         premise="What the story is about, e.g. 'A dragon who is afraid of the dark'",
         turns="free: any player adds at any time; round-robin: players take turns in join order",
         max_players="How many players may join (you included)",
+        length="How much the bot writes each turn: short (60 tokens), paragraph (120), long (240)",
     )
     async def start(
         self,
@@ -261,6 +288,7 @@ class StoryMode(
         premise: app_commands.Range[str, 1, PREMISE_LIMIT],
         turns: Turns = Turns.free,  # type: ignore[valid-type]
         max_players: app_commands.Range[int, 1, MAX_PLAYERS] = 6,
+        length: Length = Length.paragraph,
     ) -> None:
         guild_id = checks.require_server(interaction)
         mode = turns.value
@@ -277,12 +305,13 @@ class StoryMode(
                 premise=premise,
                 turn_mode=mode,
                 max_players=max_players,
+                turn_tokens=length.value,
             )
             if story is None:  # another /story start won the race
                 existing = await store.stories.open_story(interaction.channel_id or 0)
                 raise _already_open(existing)
             header = (
-                f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · "
+                f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · {length.name} turns · "
                 f"started by {interaction.user.mention}\n> {discord.utils.escape_markdown(premise)}\n"
                 "-# join with `/story join`, then add your part with `/story add`\n\n"
             )
@@ -358,8 +387,8 @@ class StoryMode(
         players = await self.bot.store.stories.story_players(story.id)
         turns = await self.bot.store.stories.story_turns(story.id)
         lines = [
-            f"📖 **Story #{story.id}** · {story.turn_mode} · {len(players)}/{story.max_players} players: "
-            + ", ".join(_bold_name(p.name) for p in players),
+            f"📖 **Story #{story.id}** · {story.turn_mode} · {_length_name(story.turn_tokens)} turns · "
+            f"{len(players)}/{story.max_players} players: " + ", ".join(_bold_name(p.name) for p in players),
             f"> {discord.utils.escape_markdown(story.premise)}",
             "",
         ]

@@ -104,5 +104,5 @@ def test_the_story_is_asked_of_a_storyteller_a_paragraph_at_a_time() -> None:
         "Premise: A crab keeps a lighthouse.\n\nThe story so far:\n\nIt was dark.\n\nThe crab sang.\n\n"
         "Write the next paragraph of the story, carrying on from where it stops."
     )
-    short = story_request("P", [], GenerationParams(max_new_tokens=12), None)
-    assert short.params.max_new_tokens == 12  # a channel's shorter limit still holds
+    short = story_request("P", [], GenerationParams(max_new_tokens=512), None, turn_tokens=60)
+    assert short.params.max_new_tokens == 60  # the story's own length, not the channel's

@@ -61,13 +61,21 @@ async def test_round_robin_story_keeps_turns_across_a_restart_and_ends_with_its_
     # Stories sample with the channel's settings: greedy here, so the opening is predictable.
     await run(server, "config set", {"temperature": 0.0}, user=server.moderator)
 
-    opening = await run(server, "story start", {"premise": premise, "turns": "round-robin", "max_players": 3})
-    assert opening.content and opening.content.startswith("📖 **Story #1** · round-robin · up to 3 players")
+    opening = await run(
+        server,
+        "story start",
+        {"premise": premise, "turns": "round-robin", "max_players": 3, "length": 60},
+    )
+    assert opening.content and opening.content.startswith(
+        "📖 **Story #1** · round-robin · up to 3 players · short turns"
+    )
     posted = {"opening": continuation(opening, "`/story add`\n\n")}
     assert runner.service is not None
     greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
-    direct = await runner.service.generate(story_request(premise, [], greedy, None))
+    direct = await runner.service.generate(story_request(premise, [], greedy, None, turn_tokens=60))
     assert posted["opening"] == direct.text and direct.text.strip()
+    spoken = opening.content.split("\n-# ")[-1]
+    assert int(spoken.split(" tokens")[0]) <= 60  # the story's own turn length
 
     second = await run(server, "story start", {"premise": "Another tale"}, user=bob)
     assert second.ephemeral and "A story is already open here (#1" in (second.content or "")
@@ -162,7 +170,7 @@ async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
     alice, bob = server.member, server.moderator
     await run(server, "config set", {"temperature": 0.0}, user=server.moderator)  # greedy: predictable
     premise = "Two friends build a raft"
-    await run(server, "story start", {"premise": premise}, user=alice)
+    await run(server, "story start", {"premise": premise, "length": 60}, user=alice)
     await run(server, "story join", user=bob)
 
     first, second = await asyncio.gather(
@@ -184,7 +192,7 @@ async def test_two_additions_at_the_same_moment_are_both_kept_in_order(
         assert turns[mine + 1].text.strip() in text
     # The later one was written after the earlier exchange was stored, and continues from it.
     greedy = GenerationParams(max_new_tokens=int(FAST["DEFAULT_MAX_NEW_TOKENS"]), temperature=0)
-    request = story_request(premise, [t.text for t in turns[:4]], greedy, None)
+    request = story_request(premise, [t.text for t in turns[:4]], greedy, None, turn_tokens=60)
     assert runner.service is not None
     assert turns[4].text == (await runner.service.generate(request)).text
 

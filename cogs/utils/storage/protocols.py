@@ -137,6 +137,7 @@ class StoryStore(Protocol):
         premise: str,
         turn_mode: TurnMode,
         max_players: int,
+        turn_tokens: int = 120,
     ) -> Story | None:
         """Open a story with its starter as the first player; None if one is already open here."""
         ...

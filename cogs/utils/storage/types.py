@@ -51,6 +51,7 @@ class Story:
     status: Literal["open", "ended"]
     created_at: float
     turn_timeout_s: float = 0.0  # round-robin: a turn passes after this long (0: never)
+    turn_tokens: int = 120  # the most tokens the bot writes for each of its turns
 
 
 @dataclass(frozen=True)

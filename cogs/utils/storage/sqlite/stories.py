@@ -11,7 +11,7 @@ import aiosqlite
 from cogs.utils.storage.sqlite.database import Repository, _audit
 from cogs.utils.storage.types import JoinResult, NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
 
-_STORY_COLUMNS = "id, guild_id, channel_id, starter_id, premise, turn_mode, max_players, status, created_at, turn_timeout_s"
+_STORY_COLUMNS = "id, guild_id, channel_id, starter_id, premise, turn_mode, max_players, status, created_at, turn_timeout_s, turn_tokens"
 
 
 class SQLiteStories(Repository):
@@ -25,6 +25,7 @@ class SQLiteStories(Repository):
         premise: str,
         turn_mode: TurnMode,
         max_players: int,
+        turn_tokens: int = 120,
     ) -> Story | None:
         """Open a story with its starter as the first player; None if one is already open here."""
         now = time.time()
@@ -32,8 +33,8 @@ class SQLiteStories(Repository):
             try:
                 cursor = await db.execute(
                     "INSERT INTO stories (guild_id, channel_id, starter_id, premise, turn_mode, max_players,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (guild_id, channel_id, starter_id, premise, turn_mode, max_players, now),
+                    " created_at, turn_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (guild_id, channel_id, starter_id, premise, turn_mode, max_players, now, turn_tokens),
                 )
             except sqlite3.IntegrityError:
                 return None  # the partial unique index: a story is open in this channel
