@@ -14,11 +14,12 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
-from app.failures import FIX_SETTINGS, StartFailure, explain
+from app.failures import FIX_SETTINGS, TRY_AGAIN, StartFailure, explain
 from cogs.utils.bot import EXTENSIONS, Transcord
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage import SchemaError, Storage
+from cogs.utils.storage.postgres import DatabaseUnavailable, open_postgres
 from cogs.utils.storage.sqlite import open_sqlite
 from model_service import ModelServiceAPI, ServiceError
 
@@ -36,10 +37,24 @@ async def build_service(config: BotConfig) -> ModelServiceAPI:
 
 
 async def open_store(config: BotConfig) -> Storage:
-    config.database_path.parent.mkdir(parents=True, exist_ok=True)
-    return await open_sqlite(
-        config.database_path, ChannelSettings(max_new_tokens=config.default_max_new_tokens)
-    )
+    """Postgres when DATABASE_URL is set, else the SQLite file at DATABASE_PATH."""
+    defaults = ChannelSettings(max_new_tokens=config.default_max_new_tokens)
+    if config.database_url is None:
+        config.database_path.parent.mkdir(parents=True, exist_ok=True)
+        return await open_sqlite(config.database_path, defaults)
+    try:
+        return await open_postgres(config.database_url, defaults)
+    except DatabaseUnavailable as exc:  # its message names the server, never the password
+        if exc.transient:
+            raise StartFailure(
+                f"{exc}; check DATABASE_URL and that the server is up and reachable from here",
+                exit_code=TRY_AGAIN,
+            ) from exc
+        raise StartFailure(f"{exc}; check DATABASE_URL", exit_code=FIX_SETTINGS) from exc
+    except SchemaError as exc:
+        raise StartFailure(
+            f"could not open the database ({exc}); check DATABASE_URL", exit_code=FIX_SETTINGS
+        ) from exc
 
 
 class App:

@@ -20,6 +20,7 @@ FULL_ENV = {
     "DISCORD_GATEWAY_URL": "ws://127.0.0.1:8080/gateway",
     "FORCE_COMMAND_SYNC": "yes",
     "DATABASE_PATH": "/tmp/t.sqlite3",
+    "DATABASE_URL": "postgresql://bot:pg-secret@db.example:5433/transcord",
     "MODELS_DIR": "/srv/models",
     "MODELS": "small = /srv/models/small , bert=bert-base-uncased,gguf=/m/x.gguf",
     "DEFAULT_MODEL": "gguf",
@@ -47,6 +48,7 @@ def test_every_key_is_parsed() -> None:
     assert config.gateway_url == "ws://127.0.0.1:8080/gateway"
     assert config.force_sync is True
     assert config.database_path == Path("/tmp/t.sqlite3")
+    assert config.database_url == "postgresql://bot:pg-secret@db.example:5433/transcord"
     assert config.models_dir == Path("/srv/models")
     service = config.service
     assert dict(service.models) == {
@@ -83,6 +85,7 @@ def test_defaults_need_no_settings_at_all() -> None:
     assert config.default_max_new_tokens == 128
     assert (config.stream_edit_interval_s, config.shutdown_grace_s, config.log_level) == (1.0, 10.0, "INFO")
     assert config.database_path == Path("data/transcord.sqlite3")
+    assert config.database_url is None  # SQLite unless a Postgres URL is given
 
 
 def test_blank_values_mean_unset_as_in_env_example() -> None:
@@ -175,6 +178,28 @@ def test_a_token_pasted_into_the_wrong_key_is_not_echoed(key: str) -> None:
 def test_the_token_is_not_in_the_configs_repr() -> None:
     config = load_config({"DISCORD_TOKEN": TOKEN})
     assert TOKEN not in repr(config) and TOKEN not in str(config)
+
+
+def test_the_database_password_is_not_in_the_configs_repr() -> None:
+    config = load_config({"DATABASE_URL": "postgres://bot:pg-secret@db/transcord"})
+    assert config.database_url == "postgres://bot:pg-secret@db/transcord"
+    assert "pg-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://bot:pg-secret@db/transcord", " (it starts with mysql://)"),
+        ("bot:pg-secret@db/transcord", ""),
+        ("db.example:5432", ""),
+    ],
+)
+def test_a_database_url_that_is_not_postgres_is_refused_without_echoing_it(url: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"DATABASE_URL": url})
+    assert str(info.value) == (
+        "DATABASE_URL must be a postgresql://user:password@host:port/database URL" + shown
+    )
 
 
 class Recording(dict[str, str]):

@@ -31,6 +31,7 @@ class BotConfig:
     api_base: str | None = None
     gateway_url: str | None = None
     database_path: Path = Path("data/transcord.sqlite3")
+    database_url: str | None = field(default=None, repr=False)  # Postgres; it may hold a password
     models_dir: Path = Path("models")
     service: ServiceConfig = field(default_factory=ServiceConfig)
     default_max_new_tokens: int = 128
@@ -119,6 +120,18 @@ def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | No
     return raw.rstrip("/") if raw else None
 
 
+def _database_url(env: Mapping[str, str]) -> str | None:
+    """A Postgres URL, or None (SQLite at DATABASE_PATH). Never quoted back: it may hold a password."""
+    raw = _text(env, "DATABASE_URL")
+    if raw is None:
+        return None
+    scheme, sep, _ = raw.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        shown = f" (it starts with {scheme}://)" if sep and scheme.isalnum() else ""
+        raise ConfigError("DATABASE_URL must be a postgresql://user:password@host:port/database URL" + shown)
+    return raw
+
+
 def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
     raw = _text(env, "MODELS")
     if raw is None:
@@ -192,6 +205,7 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
         api_base=api_base,
         gateway_url=gateway_url,
         database_path=Path(_text(env, "DATABASE_PATH", "data/transcord.sqlite3") or ""),
+        database_url=_database_url(env),
         models_dir=models_dir,
         service=service,
         default_max_new_tokens=_int(env, "DEFAULT_MAX_NEW_TOKENS", min(128, cap), 1, cap),

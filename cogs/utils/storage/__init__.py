@@ -1,7 +1,9 @@
-"""Storage behind protocols: settings, meta, moderation and stories repositories.
+"""Storage behind protocols: settings, meta, moderation, stories, conversations and replies.
 
 Cogs depend on :mod:`cogs.utils.storage.protocols`; :func:`cogs.utils.storage.sqlite.open_sqlite`
-builds the SQLite implementation. Migrations are numbered SQL files in ``migrations/``.
+builds the SQLite implementation and :func:`cogs.utils.storage.postgres.open_postgres` the
+PostgreSQL one. Migrations are numbered SQL files in ``migrations/``, written in SQLite's SQL and
+translated for Postgres by :mod:`cogs.utils.storage.postgres.dialect`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The storage contract: every implementation of the storage protocols passes the same tests.
 
 ``store`` is a :class:`~cogs.utils.storage.Storage` of each backend in :data:`BACKENDS`, open on
-a fresh database; ``open_storage(defaults)`` opens the same database again (a restart, or a
-second process). A backend added here runs every contract test.
+a fresh database (``database``: a SQLite file, or a Postgres URL with a schema of its own);
+``open_storage(defaults)`` opens the same database again (a restart, or a second process), and
+``sql(statement, *params)`` reaches into it behind the store's back. A backend added here runs
+every contract test. Without a Postgres server the Postgres half is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import pytest
 
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage import Storage
-from cogs.utils.storage.sqlite import open_sqlite
+from tests.cogs.utils.storage.backends import Location, fresh_schema, open_backend, postgres_server, run_sql
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 Opener = Callable[[ChannelSettings], Awaitable[Storage]]
+Sql = Callable[..., Awaitable[list[tuple]]]
 
 
 @pytest.fixture
@@ -37,13 +40,29 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_storage(backend: str, db_path: Path) -> Opener:
+async def database(backend: str, db_path: Path) -> AsyncIterator[Location]:
+    """Where the test's database lives: ``db_path`` for SQLite, a fresh schema's URL for Postgres."""
+    if backend == "sqlite":
+        yield db_path
+        return
+    async with fresh_schema(postgres_server()) as url:
+        yield url
+
+
+@pytest.fixture
+def open_storage(backend: str, database: Location) -> Opener:
     async def opener(defaults: ChannelSettings) -> Storage:
-        if backend == "sqlite":
-            return await open_sqlite(db_path, defaults)
-        raise AssertionError(f"unknown backend {backend}")
+        return await open_backend(backend, database, defaults)
 
     return opener
+
+
+@pytest.fixture
+def sql(backend: str, database: Location) -> Sql:
+    async def run(statement: str, *params: object) -> list[tuple]:
+        return await run_sql(backend, database, statement, *params)
+
+    return run
 
 
 @pytest.fixture

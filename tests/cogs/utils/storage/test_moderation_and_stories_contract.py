@@ -1,10 +1,8 @@
-"""Moderation rules, the audit log and stories on a real SQLite file: persistence, order, races."""
+"""Moderation rules, the audit log and stories on a real database: persistence, order, races."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +10,7 @@ from cogs.utils.moderation import MAX_PHRASES, Blocklist, ChannelRules
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage import LimitReached, Storage
 from model_service.errors import ValidationError
-from tests.cogs.utils.storage.conftest import Opener
+from tests.cogs.utils.storage.conftest import Opener, Sql
 
 GUILD, CHANNEL, THREAD, OTHER = 10, 20, 30, 40
 MOD, ALICE, BOB, CAROL = 1001, 1, 2, 3
@@ -38,9 +36,7 @@ async def test_a_channel_without_rules_is_unmoderated(store: Storage) -> None:
     assert await store.moderation.channel_rules(CHANNEL) == ChannelRules()
 
 
-async def test_rules_change_one_at_a_time_and_survive_a_reopen(
-    store: Storage, db_path: Path, open_storage: Opener
-) -> None:
+async def test_rules_change_one_at_a_time_and_survive_a_reopen(store: Storage, open_storage: Opener) -> None:
     assert await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True) == ChannelRules(
         locked=True
     )
@@ -67,7 +63,7 @@ async def test_out_of_range_rules_are_refused_and_nothing_is_written(store: Stor
 
 
 async def test_blocked_phrases_are_normalised_per_channel_and_persist(
-    store: Storage, db_path: Path, open_storage: Opener
+    store: Storage, open_storage: Opener
 ) -> None:
     assert await store.moderation.add_blocked_phrase(CHANNEL, "  Dark   LORD ", actor_id=MOD)
     assert not await store.moderation.add_blocked_phrase(CHANNEL, "dark lord", actor_id=MOD)  # already there
@@ -196,7 +192,7 @@ async def test_turns_are_numbered_in_order_and_concurrent_additions_are_all_kept
 
 
 async def test_undo_removes_the_last_contribution_and_its_continuation(
-    store: Storage, db_path: Path, open_storage: Opener
+    store: Storage, sql: Sql, open_storage: Opener
 ) -> None:
     story = await new_story(store)
     assert story is not None
@@ -217,8 +213,8 @@ async def test_undo_removes_the_last_contribution_and_its_continuation(
         assert [(t.seq, t.text) for t in turns] == [(1, "Opening."), (2, "A1"), (3, "B1"), (6, "A2'")]
         [entry] = await reopened.moderation.audit_log(GUILD, [CHANNEL])
         assert entry.action == "story undo" and "bob" in entry.detail
-    with sqlite3.connect(db_path) as conn:  # the undone turns are kept, marked, for the record
-        assert conn.execute("SELECT COUNT(*) FROM story_turns WHERE undone_by = ?", (MOD,)).fetchone() == (2,)
+    # The undone turns are kept, marked, for the record.
+    assert await sql("SELECT COUNT(*) FROM story_turns WHERE undone_by = ?", MOD) == [(2,)]
 
 
 async def test_an_ended_story_takes_no_more_turns(store: Storage) -> None:

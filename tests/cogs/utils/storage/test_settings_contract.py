@@ -1,4 +1,4 @@
-"""The settings store on a real SQLite file: fallback, persistence, concurrency, migrations."""
+"""The settings store on a real database: fallback, persistence, concurrency."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cogs.utils.settings import SETTING_KEYS, ChannelSettings
 from cogs.utils.storage import Storage
 from model_service.errors import ValidationError
-from tests.cogs.utils.storage.conftest import Opener
+from tests.cogs.utils.storage.conftest import Opener, Sql
 
 GUILD, CHANNEL, THREAD, OTHER = 10, 20, 30, 40
 MOD_A, MOD_B = 1001, 1002
@@ -90,7 +90,7 @@ async def test_values_are_stored_normalised_and_returned(store: Storage) -> None
     assert await store.settings.scope_values("channel", CHANNEL) == stored
 
 
-async def test_settings_survive_close_and_reopen(db_path: Path, open_storage: Opener) -> None:
+async def test_settings_survive_close_and_reopen(open_storage: Opener) -> None:
     async with await open_storage(CONFIG) as first:
         await put(first, "guild", GUILD, persona="Speak like a pirate. ☠")
         await put(first, "channel", CHANNEL, model="tiny", top_k=40)
@@ -147,11 +147,10 @@ async def test_reset_with_an_unknown_key_changes_nothing(store: Storage) -> None
 
 
 async def test_a_corrupt_stored_value_falls_back_instead_of_breaking_the_channel(
-    store: Storage, db_path: Path
+    store: Storage, sql: Sql
 ) -> None:
     await put(store, "channel", CHANNEL, top_k=3, top_p=0.5)
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE settings SET value = '7.5' WHERE key = 'top_p'")
+    await sql("UPDATE settings SET value = '7.5' WHERE key = 'top_p'")
     settings = await store.settings.effective(GUILD, CHANNEL)
     assert (settings.top_k, settings.top_p) == (3, CONFIG.top_p)
 
@@ -196,7 +195,7 @@ async def test_same_key_is_last_writer_wins(store: Storage) -> None:
 
 
 async def test_two_stores_on_one_file_write_concurrently_without_losing_anything(
-    db_path: Path, open_storage: Opener
+    open_storage: Opener,
 ) -> None:
     channels = range(100, 140)
     async with await open_storage(CONFIG) as one, await open_storage(CONFIG) as two:
@@ -214,9 +213,7 @@ async def test_two_stores_on_one_file_write_concurrently_without_losing_anything
         assert (await reopened.settings.effective(GUILD, 139)).top_k == 40
 
 
-async def test_two_processes_opening_a_new_file_at_once_both_work(
-    db_path: Path, open_storage: Opener
-) -> None:
+async def test_two_processes_opening_a_new_file_at_once_both_work(open_storage: Opener) -> None:
     one, two = await asyncio.gather(open_storage(CONFIG), open_storage(CONFIG))
     async with one, two:
         await put(one, "channel", CHANNEL, top_k=2)
