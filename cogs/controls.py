@@ -7,11 +7,13 @@ clicked message itself.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from cogs.utils import replies
 from cogs.utils.answers import BEING_WRITTEN, FINISHED, Action, ReplyButton, controls, decode_request
@@ -22,12 +24,32 @@ from cogs.utils.streaming import InteractionSurface
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
 
+log = logging.getLogger(__name__)
+
 GONE = "This reply is no longer stored (it is too old), so it can't be regenerated or continued."
+KEEP_REPLIES_S = 30 * 24 * 3600  # a month of replies keep their buttons and can be replied to
 
 
 class Controls(commands.Cog):
     def __init__(self, bot: Transcord) -> None:
         self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.prune.start()
+
+    async def cog_unload(self) -> None:
+        self.prune.cancel()
+
+    @tasks.loop(hours=6)
+    async def prune(self) -> None:
+        """Forget replies untouched for a month, so the table does not grow without end."""
+        try:
+            removed = await self.bot.store.replies.prune_replies(before=time.time() - KEEP_REPLIES_S)
+        except Exception:
+            log.exception("could not prune old replies; trying again later")  # the loop goes on
+            return
+        if removed:
+            log.info("forgot %d replies older than %d days", removed, KEEP_REPLIES_S // 86400)
 
     async def clicked(self, interaction: discord.Interaction, action: Action, reply_id: int) -> None:
         # Whatever goes wrong keeps the clicked message: errors are told beside it, never over it.

@@ -36,6 +36,8 @@ HELP = f"""**Transcord**: language models in this channel.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
 **/chat say** `message` talks in the channel's persona and remembers (a thread's conversation is shared) · **/chat reset**.
   e.g. `/chat say message: Give me three names for a pirate ship`
+  **Reply** to any of my answers (keep the @ mention on) to go on from it, no command needed.
+  Answers carry **Stop** while written, then **Regenerate** (a new seed) and **Continue** (for whoever asked, or a moderator).
 **/fill** `text` {_options(FILL_PARAMS)} guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
 **/settings show** shows this channel's settings and where each comes from.
@@ -45,7 +47,7 @@ HELP = f"""**Transcord**: language models in this channel.
 **/config moderator-role** picks the role that may change settings (Manage Server).
 **Sampling settings** (`/config set`):
 {_parameters()}
-**/story start** `premise` `[turns]` `[max_players]` opens a story the channel writes together;
+**/story start** `premise` `[turns]` `[max_players]` `[length]` opens a story the channel writes together;
   **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
 **/status** shows the models loaded, the queue and recent speed.
