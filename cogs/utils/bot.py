@@ -37,9 +37,11 @@ EXTENSIONS = (
     "cogs.moderation",
     "cogs.story",
 )
-# Interaction replies and follow-ups go through the interaction's webhook, which needs no
-# channel permission; the bot asks for none beyond being present.
-INVITE_PERMISSIONS = discord.Permissions.none()
+# Command replies and follow-ups go through the interaction's webhook, which needs no channel
+# permission; answering a Discord reply to one of its answers is a message of its own, which does.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True
+)
 
 
 class Transcord(commands.Bot):
