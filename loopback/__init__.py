@@ -3,7 +3,8 @@
 Start :class:`LoopbackDiscord`, point discord.py at it with :func:`point_discord_at`, invoke slash
 commands, click the bot's buttons and post messages (replies too) as any member in any channel, and
 read back what the bot did from the returned :class:`InteractionRecord` / :class:`MessageRecord`.
-It imports nothing of the bot.
+Its gateway shards guilds as Discord does (``LoopbackDiscord(shard_count=...)``). It imports
+nothing of the bot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from loopback.faults import FaultRule
 from loopback.interactions import InteractionRecord
 from loopback.records import BotStopped, CallRecord, Change, FileRecord, MessageRecord, Version
 from loopback.server import LoopbackDiscord, check_loopback
+from loopback.sharding import IdentifyOutcome, IdentifyRecord
 from loopback.world import Channel, ChannelType, Guild, Member, Overwrite, Perm, Role, User
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "FaultRule",
     "FileRecord",
     "Guild",
+    "IdentifyOutcome",
+    "IdentifyRecord",
     "InteractionRecord",
     "InvalidInvocation",
     "LoopbackDiscord",

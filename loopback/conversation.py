@@ -21,8 +21,11 @@ from loopback.state import ServerState
 from loopback.world import Channel, Member, Perm, User, World
 
 
-def send_message_create(state: ServerState, gateway: Gateway, message: MessageRecord) -> int:
-    """MESSAGE_CREATE to each session that wants it, shaped by its MESSAGE_CONTENT intent."""
+def send_message_create(
+    state: ServerState, gateway: Gateway, message: MessageRecord, shard: int | None = None
+) -> int:
+    """MESSAGE_CREATE to each session that wants it, shaped by its MESSAGE_CONTENT intent: those of
+    the message's guild's shard (shard 0 for a DM), or of ``shard``."""
     data = gateway_message(state, message)
     app_user = state.world.application.bot.id
 
@@ -30,7 +33,7 @@ def send_message_create(state: ServerState, gateway: Gateway, message: MessageRe
         return payload if session.intents & MESSAGE_CONTENT else mentions.redact(payload, app_user)
 
     intent = GUILD_MESSAGES if message.guild_id is not None else DIRECT_MESSAGES
-    return gateway.dispatch("MESSAGE_CREATE", data, intent=intent, shape=as_seen)
+    return gateway.dispatch("MESSAGE_CREATE", data, intent=intent, shape=as_seen, shard=shard)
 
 
 class Conversation:
@@ -49,12 +52,14 @@ class Conversation:
         reply_to: MessageRecord | None = None,
         mention_reply_author: bool = True,
         strict: bool = True,
+        shard: int | None = None,
     ) -> MessageRecord:
         """``user`` (default: the plain member) says ``content`` in ``channel``, maybe as a reply.
 
         A reply with ``mention_reply_author`` (the client's "@ on", its default) mentions the
         replied message's author; ``<@id>`` in the content mentions that user. With ``strict``
-        (the default) what the client would not send raises :class:`InvalidInvocation`.
+        (the default) what the client would not send raises :class:`InvalidInvocation`. The
+        MESSAGE_CREATE goes to the guild's shard, or with ``shard`` to that shard's sessions.
         """
         world = self.world
         guild = world.guilds[channel.guild_id]
@@ -73,7 +78,7 @@ class Conversation:
             versions=[Version(content, (), (), (), 0, allowed, time.monotonic())],
             reference_id=reply_to.id if reply_to is not None else None,
         )
-        self.state.log_message(message)
+        self.state.log_message(message, shard=shard)
         self.state.bus.publish(Change("message", message=message))
         await asyncio.sleep(0)
         return message

@@ -3,6 +3,9 @@
 A :class:`Session` outlives its websocket: dispatches sent while the bot is disconnected are kept
 and replayed when it RESUMEs, as Discord does. Each connection writes through one queue, so frames
 go out in exactly the order they were produced (zlib-stream compression needs that too).
+
+Sessions are sharded as on Discord (:mod:`loopback.sharding`): each gets the guilds of its own
+``[shard_id, num_shards]`` (a session without one is shard 0 of 1), and guildless events go to shard 0.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from loopback import payloads
 from loopback.records import Change
+from loopback.sharding import IdentifyOutcome, guild_of, shard_for
 from loopback.state import ServerState
 
 log = logging.getLogger("loopback.gateway")
@@ -68,6 +72,18 @@ class Session:
     sent: list[dict[str, Any]] = field(default_factory=list)
     conn: Connection | None = None
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def shard_count(self) -> int:
+        return self.shard[1] if self.shard else 1
+
+    def handles(self, guild_id: int | None) -> bool:
+        """Whether Discord routes events about ``guild_id`` (None: guildless) to this session."""
+        return shard_for(guild_id, self.shard_count) == self.shard_id
+
     def wants(self, event: str) -> bool:
         needed = EVENT_INTENTS.get(event, 0)
         return self.intents & needed == needed
@@ -111,32 +127,69 @@ class Gateway:
         respect_intents: bool = True,
         intent: int | None = None,
         shape: Callable[[Session, Any], Any] | None = None,
+        shard: int | None = None,
     ) -> int:
         """Send a DISPATCH to every session that wants it (queued for replay where disconnected).
 
+        It goes to the sessions of the shard its guild maps to (:func:`~loopback.sharding.guild_of`;
+        guildless: shard 0), or with ``shard`` to that shard's sessions whatever its guild.
         ``intent`` overrides the one the event needs (:data:`EVENT_INTENTS`); ``shape(session, data)``
         gives each session its own payload (what its intents let it read). Returns how many
-        sessions got it; ``respect_intents=False`` sends it to all of them.
+        sessions got it; ``respect_intents=False`` ignores intents.
         """
-        needed = EVENT_INTENTS.get(event, 0) if intent is None else intent
-        targets = [s for s in self.sessions.values() if not respect_intents or s.intents & needed == needed]
+        targets = self.targets(event, data, respect_intents=respect_intents, intent=intent, shard=shard)
         for session in targets:
             session.dispatch(event, shape(session, data) if shape is not None else data)
         return len(targets)
 
-    def connected(self) -> bool:
-        return any(c.ready for c in self.connections)
+    def targets(
+        self,
+        event: str,
+        data: Any,
+        *,
+        respect_intents: bool = True,
+        intent: int | None = None,
+        shard: int | None = None,
+    ) -> list[Session]:
+        """The sessions :meth:`dispatch` would send this event to."""
+        needed = EVENT_INTENTS.get(event, 0) if intent is None else intent
+        guild_id = guild_of(event, data)
+        return [
+            s
+            for s in self.sessions.values()
+            if (s.handles(guild_id) if shard is None else s.shard_id == shard)
+            and (not respect_intents or s.intents & needed == needed)
+        ]
+
+    def connected(self, shard: int | None = None) -> bool:
+        """Whether a session (of ``shard``, if given) is identified or resumed on a live connection."""
+        return any(c.ready for c in self._connections(shard))
+
+    def sessions_by_shard(self) -> dict[int, list[Session]]:
+        """The live sessions by shard id, in shard order."""
+        by_shard: dict[int, list[Session]] = {}
+        for session in sorted(self.sessions.values(), key=lambda s: s.shard_id):
+            by_shard.setdefault(session.shard_id, []).append(session)
+        return by_shard
+
+    def _connections(self, shard: int | None) -> list[Connection]:
+        return [
+            c
+            for c in self.connections
+            if shard is None or (c.session is not None and c.session.shard_id == shard)
+        ]
 
     def has_intent(self, intent: int) -> bool:
         """Whether any live session identified with ``intent``."""
         return any(s.intents & intent == intent for s in self.sessions.values())
 
-    async def drop(self, code: int | None = 4000) -> None:
-        """Close every live connection with ``code``, or with ``None`` cut the TCP stream (no close frame).
+    async def drop(self, code: int | None = 4000, *, shard: int | None = None) -> None:
+        """Close every live connection (of ``shard``'s sessions, if given) with ``code``, or with
+        ``None`` cut the TCP stream (no close frame).
 
         Sessions survive, so the client RESUMEs (4000 is Discord's "unknown error; reconnect").
         """
-        for conn in list(self.connections):
+        for conn in self._connections(shard):
             conn.ready = False
             self._note("drop", conn.session, "abrupt" if code is None else str(code))
             transport = conn.request.transport
@@ -147,15 +200,16 @@ class Gateway:
                 conn.close(code or 4000)
         await asyncio.sleep(0)
 
-    def send_reconnect(self) -> None:
-        """Opcode 7: the client should reconnect and RESUME."""
-        for conn in list(self.connections):
+    def send_reconnect(self, *, shard: int | None = None) -> None:
+        """Opcode 7: the client (on ``shard``, if given) should reconnect and RESUME."""
+        for conn in self._connections(shard):
             conn.send({"op": RECONNECT, "d": None, "s": None, "t": None})
             self._note("reconnect", conn.session)
 
-    def invalidate_session(self, resumable: bool = False) -> None:
-        """Opcode 9; with ``resumable=False`` the sessions are forgotten and the client must IDENTIFY."""
-        for conn in list(self.connections):
+    def invalidate_session(self, resumable: bool = False, *, shard: int | None = None) -> None:
+        """Opcode 9 (to ``shard``'s connections, if given); with ``resumable=False`` the sessions are
+        forgotten and the client must IDENTIFY."""
+        for conn in self._connections(shard):
             conn.send({"op": INVALID_SESSION, "d": resumable, "s": None, "t": None})
             self._note("invalid_session", conn.session, str(resumable))
             if not resumable and conn.session is not None:
@@ -243,19 +297,30 @@ class Gateway:
             self._note("identify", None, "bad token")
             conn.close(4004)  # "Authentication failed"
             return
-        session = Session(
-            id=secrets.token_hex(16), intents=int(data.get("intents") or 0), shard=data.get("shard")
-        )
+        record = self.state.sharding.identify(data.get("shard"), secrets.token_hex(16))
+        if record.close_code is not None:
+            self._note("identify", None, f"{record.close_code} {record.outcome}: shard {data.get('shard')!r}")
+            conn.close(record.close_code)
+            return
+        if record.outcome is IdentifyOutcome.TOO_SOON:  # Discord answers opcode 9, not resumable
+            conn.send({"op": INVALID_SESSION, "d": False, "s": None, "t": None})
+            self._note("invalid_session", None, f"identify too soon in bucket {record.bucket}")
+            return
+        assert record.session_id is not None
+        shard = list(record.shard) if record.shard else None
+        session = Session(id=record.session_id, intents=int(data.get("intents") or 0), shard=shard)
         self.sessions[session.id] = session
         self._attach(conn, session)
         world = self.state.world
-        session.dispatch(
-            "READY", payloads.ready(world, session_id=session.id, resume_url=self.url, shard=session.shard)
+        guilds = [g for g in world.guilds.values() if session.handles(g.id)]
+        ready = payloads.ready(
+            world, session_id=session.id, resume_url=self.url, shard=shard, guild_ids=[g.id for g in guilds]
         )
+        session.dispatch("READY", ready)
         if session.wants("GUILD_CREATE"):
-            for guild in world.guilds.values():
+            for guild in guilds:
                 session.dispatch("GUILD_CREATE", payloads.guild_create(guild, world))
-        self._note("identify", session)
+        self._note("identify", session, f"shard {shard}" if shard else "")
 
     def _resume(self, conn: Connection, data: dict[str, Any]) -> None:
         session = self.sessions.get(str(data.get("session_id")))

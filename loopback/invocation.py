@@ -43,6 +43,7 @@ class Invoker:
         subcommand: str | None = None,
         locale: str = "en-US",
         strict: bool = True,
+        shard: int | None = None,
     ) -> InteractionRecord:
         """Run ``/command [subcommand] options`` as ``user`` (default: the plain member) in ``channel``.
 
@@ -50,12 +51,13 @@ class Invoker:
         (``"group sub"``). Options are typed from the synced command's schema: pass ``str``, ``int``,
         ``float``, ``bool``, world ``User``/``Member``/``Channel``/``Role`` objects, or
         ``(filename, bytes)`` for an attachment. With ``strict`` (the default) anything the Discord
-        client would not let a user send raises :class:`InvalidInvocation`.
+        client would not let a user send raises :class:`InvalidInvocation`. The interaction goes
+        to the sessions of the channel's guild's shard, or with ``shard`` to that shard's.
         """
         payload = self.build_interaction(
             command, options, user=user, channel=channel, subcommand=subcommand, locale=locale, strict=strict
         )
-        return await self.send_raw_interaction(payload)
+        return await self.send_raw_interaction(payload, shard=shard)
 
     async def autocomplete(
         self,
@@ -66,12 +68,13 @@ class Invoker:
         user: User | Member | None = None,
         channel: Channel | None = None,
         subcommand: str | None = None,
+        shard: int | None = None,
     ) -> InteractionRecord:
         """An autocomplete interaction with ``focused`` as the option being typed; see ``.choices``."""
         payload = self.build_interaction(
             command, options, user=user, channel=channel, subcommand=subcommand, focused=focused
         )
-        return await self.send_raw_interaction(payload)
+        return await self.send_raw_interaction(payload, shard=shard)
 
     def build_interaction(
         self,
@@ -120,15 +123,16 @@ class Invoker:
         user: User | Member | None = None,
         locale: str = "en-US",
         strict: bool = True,
+        shard: int | None = None,
     ) -> InteractionRecord:
         """Press the button ``custom_id`` on ``message`` as ``user`` (default: the plain member).
 
-        The bot gets a MESSAGE_COMPONENT interaction carrying the message as it is now. With
-        ``strict`` (the default) a click the Discord client would not allow raises
-        :class:`InvalidInvocation`: see :func:`loopback.components.check_click`.
+        The bot gets a MESSAGE_COMPONENT interaction carrying the message as it is now (on the
+        guild's shard, or on ``shard``). With ``strict`` (the default) a click the Discord client
+        would not allow raises :class:`InvalidInvocation`: see :func:`loopback.components.check_click`.
         """
         return await self.send_raw_interaction(
-            self.build_click(message, custom_id, user=user, locale=locale, strict=strict)
+            self.build_click(message, custom_id, user=user, locale=locale, strict=strict), shard=shard
         )
 
     def build_click(
@@ -193,10 +197,17 @@ class Invoker:
         user = record.payload.get("member", {}).get("user") or record.payload.get("user") or {}
         return int(user["id"]) if user.get("id") else None
 
-    async def send_raw_interaction(self, payload: dict[str, Any]) -> InteractionRecord:
-        """Track ``payload`` (it needs ``id`` and ``token``) and dispatch it as INTERACTION_CREATE."""
+    async def send_raw_interaction(
+        self, payload: dict[str, Any], *, shard: int | None = None
+    ) -> InteractionRecord:
+        """Track ``payload`` (it needs ``id`` and ``token``) and dispatch it as INTERACTION_CREATE
+        to the sessions of its guild's shard (guildless: shard 0), or of ``shard``."""
         if not self.gateway.sessions:
             raise RuntimeError("no bot has identified on the gateway yet; start it before invoking")
+        if not self.gateway.targets("INTERACTION_CREATE", payload, shard=shard):
+            where = f"shard {shard}" if shard is not None else f"the shard of guild {payload.get('guild_id')}"
+            on = sorted(self.gateway.sessions_by_shard())
+            raise RuntimeError(f"no bot session on {where} (sessions on shards {on})")
         kind = int(payload.get("type") or 0)
         data = payload.get("data") or {}
         shown = payload.get("message") or {}
@@ -214,7 +225,7 @@ class Invoker:
         )
         self.state.interactions[record.id] = record
         self.state.by_token[record.token] = record
-        self.gateway.dispatch("INTERACTION_CREATE", payload)
+        self.gateway.dispatch("INTERACTION_CREATE", payload, shard=shard)
         self.state.bus.publish(Change("interaction", interaction=record))
         await asyncio.sleep(0)
         return record

@@ -190,11 +190,15 @@ def application(app: Application) -> dict[str, Any]:
     }
 
 
-def ready(world: World, *, session_id: str, resume_url: str, shard: list[int] | None) -> dict[str, Any]:
+def ready(
+    world: World, *, session_id: str, resume_url: str, shard: list[int] | None, guild_ids: list[int]
+) -> dict[str, Any]:
+    """READY for a session on ``shard``: its guilds (``guild_ids``) as unavailable stubs, as Discord
+    sends them before their GUILD_CREATEs."""
     data: dict[str, Any] = {
         "v": 10,
         "user": {**user(world.application.bot), "verified": True, "mfa_enabled": False, "email": None},
-        "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+        "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
         "session_id": session_id,
         "session_type": "normal",
         "resume_gateway_url": resume_url,

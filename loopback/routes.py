@@ -57,8 +57,14 @@ class Routes:
         return json_response({"url": self.gateway_url()})
 
     async def gateway_bot(self, req: Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}
-        return json_response({"url": self.gateway_url(), "shards": 1, "session_start_limit": limit})
+        sharding = self.state.sharding
+        return json_response(
+            {
+                "url": self.gateway_url(),
+                "shards": sharding.shard_count,
+                "session_start_limit": sharding.session_start_limit(),
+            }
+        )
 
     # -- commands ---------------------------------------------------------------------------------
 

@@ -17,12 +17,13 @@ from loopback.commands import CommandRegistry
 from loopback.contract import Contract, Violation
 from loopback.conversation import Conversation, send_message_create
 from loopback.faults import FaultRule
-from loopback.gateway import MESSAGE_CONTENT, Gateway
+from loopback.gateway import MESSAGE_CONTENT, Gateway, Session
 from loopback.interactions import InteractionRecord
 from loopback.invocation import Invoker
 from loopback.records import CallRecord, Change, MessageRecord
 from loopback.rest import API_PREFIX, Router
 from loopback.routes import Routes
+from loopback.sharding import IDENTIFY_WINDOW, IdentifyRecord, Sharding
 from loopback.state import ServerState
 from loopback.webhooks import Webhooks
 from loopback.wire import Snowflakes
@@ -31,6 +32,9 @@ from loopback.world import Channel, ChannelType, Guild, Member, Overwrite, Perm,
 log = logging.getLogger("loopback")
 
 MODERATOR_PERMISSIONS = Perm.MANAGE_CHANNELS | Perm.MANAGE_MESSAGES | Perm.MANAGE_THREADS
+# The default guild's id timestamp is a multiple of lcm(1..8): it sits on shard 0 for any
+# shard_count from 1 to 8, even one set after the world was built.
+DEFAULT_GUILD_SHARD_MODULUS = 840
 
 
 def check_loopback(host: str) -> None:
@@ -59,6 +63,13 @@ class LoopbackDiscord(Invoker, Conversation):
     Tests act as users through :meth:`invoke` (slash commands), :meth:`click` (buttons on the
     bot's messages) and :meth:`post_message` (messages and replies), and read back what the bot
     did from the returned records.
+
+    Sharding (:mod:`loopback.sharding`): ``GET /gateway/bot`` recommends ``shard_count`` shards;
+    with more than one, an IDENTIFY must carry ``shard: [id, shard_count]`` (else close 4011, or
+    4010 for a bad one), and each session gets only its shard's guilds and their events. IDENTIFYs
+    are limited to one per bucket (``shard_id % max_concurrency``) per ``identify_window`` seconds;
+    a too-early one gets Invalid Session. ``enforce_identify_limit=None`` enforces that only while
+    ``shard_count > 1``. :attr:`identifies` logs every IDENTIFY. The default guild is on shard 0.
     """
 
     def __init__(
@@ -71,6 +82,11 @@ class LoopbackDiscord(Invoker, Conversation):
         heartbeat_interval_ms: int = 41250,
         response_deadline: float | None = 3.0,
         check_contract: bool = True,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
+        identify_window: float = IDENTIFY_WINDOW,
+        enforce_identify_limit: bool | None = None,
+        session_start_total: int = 1000,
     ) -> None:
         ids = Snowflakes()
         self.world = World(ids, app_name=app_name)
@@ -79,6 +95,13 @@ class LoopbackDiscord(Invoker, Conversation):
             world=self.world,
             token=token,
             commands=CommandRegistry(ids, self.world.application.id),
+            sharding=Sharding(
+                shard_count,
+                max_concurrency,
+                identify_window=identify_window,
+                enforce_identify_limit=enforce_identify_limit,
+                session_start_total=session_start_total,
+            ),
             response_deadline=response_deadline,
             contract=Contract.bundled() if check_contract else None,
         )
@@ -92,7 +115,9 @@ class LoopbackDiscord(Invoker, Conversation):
         self.world.listen(
             lambda name, subject: self.gateway.dispatch(name, payloads.event(name, subject, self.world))
         )
-        self.state.message_listeners.append(lambda m: send_message_create(self.state, self.gateway, m))
+        self.state.message_listeners.append(
+            lambda m, shard: send_message_create(self.state, self.gateway, m, shard)
+        )
         self.state.content_intent = lambda: self.gateway.has_intent(MESSAGE_CONTENT)
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
@@ -109,7 +134,8 @@ class LoopbackDiscord(Invoker, Conversation):
             self._build_default_world()
 
     def _build_default_world(self) -> None:
-        self.guild = self.add_guild("Test Guild")
+        guild_id = self.state.ids.next_on_shard(0, DEFAULT_GUILD_SHARD_MODULUS)
+        self.guild = self.world.add_guild("Test Guild", guild_id=guild_id)
         self.owner = self.world.member(self.guild, self.world.users[self.guild.owner_id])
         self.general = self.add_channel("general", topic="Say hello")
         self.thread = self.add_thread(self.general, "side-story")
@@ -186,10 +212,55 @@ class LoopbackDiscord(Invoker, Conversation):
     def bot_user(self) -> User:
         return self.world.application.bot
 
+    # -- sharding ---------------------------------------------------------------------------------
+
+    @property
+    def sharding(self) -> Sharding:
+        return self.state.sharding
+
+    @property
+    def shard_count(self) -> int:
+        """What ``GET /gateway/bot`` recommends and, above 1, what every IDENTIFY must use."""
+        return self.state.sharding.shard_count
+
+    @shard_count.setter
+    def shard_count(self, value: int) -> None:
+        self.state.sharding.shard_count = value
+
+    @property
+    def max_concurrency(self) -> int:
+        """IDENTIFY buckets: ``shard_id % max_concurrency``, one IDENTIFY per bucket per window."""
+        return self.state.sharding.max_concurrency
+
+    @max_concurrency.setter
+    def max_concurrency(self, value: int) -> None:
+        self.state.sharding.max_concurrency = value
+
+    def shard_of(self, guild: Guild | int | None) -> int:
+        """The shard Discord sends ``guild``'s events to (None, a DM: shard 0)."""
+        return self.state.sharding.shard_of(guild.id if isinstance(guild, Guild) else guild)
+
+    def sessions_by_shard(self) -> dict[int, list[Session]]:
+        """Gateway sessions (resumable ones included) by shard id."""
+        return self.gateway.sessions_by_shard()
+
+    @property
+    def identifies(self) -> list[IdentifyRecord]:
+        """Every authenticated IDENTIFY, oldest first: when, which shard and bucket, what it got."""
+        return self.state.sharding.log
+
     # -- building the world (``guild`` defaults to the default guild) -----------------------------
 
-    def add_guild(self, name: str, *, owner: User | None = None, locale: str = "en-US") -> Guild:
-        return self.world.add_guild(name, owner=owner, locale=locale)
+    def add_guild(
+        self, name: str, *, owner: User | None = None, locale: str = "en-US", shard: int | None = None
+    ) -> Guild:
+        """A new guild; with ``shard``, one whose id maps to that shard of :attr:`shard_count`."""
+        guild_id = None
+        if shard is not None:
+            if not 0 <= shard < self.shard_count:
+                raise ValueError(f"shard must be in [0, {self.shard_count}), got {shard}")
+            guild_id = self.state.ids.next_on_shard(shard, self.shard_count)
+        return self.world.add_guild(name, owner=owner, locale=locale, guild_id=guild_id)
 
     def add_channel(
         self,
@@ -288,9 +359,10 @@ class LoopbackDiscord(Invoker, Conversation):
     ) -> None:
         await self.state.bus.wait_until(predicate, timeout, lambda: what)
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        """Wait until a bot is identified or resumed on a live gateway connection."""
-        await self.wait_for(self.gateway.connected, timeout, "a ready gateway connection")
+    async def wait_connected(self, timeout: float = 10.0, *, shard: int | None = None) -> None:
+        """Wait until a bot is identified or resumed on a live gateway connection (on ``shard``)."""
+        what = "a ready gateway connection" + (f" on shard {shard}" if shard is not None else "")
+        await self.wait_for(lambda: self.gateway.connected(shard), timeout, what)
 
     def grant_command(self, name: str, *to: Role | Member | Guild) -> None:
         """What a server admin does in Server Settings -> Integrations: let these roles, members
@@ -336,23 +408,25 @@ class LoopbackDiscord(Invoker, Conversation):
     def clear_faults(self) -> None:
         self.state.faults.clear()
 
-    async def drop_gateway(self, code: int | None = 4000) -> None:
-        """Close the bot's gateway connection (``None``: cut it without a close frame); it should RESUME."""
-        await self.gateway.drop(code)
+    async def drop_gateway(self, code: int | None = 4000, *, shard: int | None = None) -> None:
+        """Close the bot's gateway connections (``shard``'s only, if given; ``None`` code: cut them
+        without a close frame); it should RESUME."""
+        await self.gateway.drop(code, shard=shard)
 
     def refuse_gateway(self, count: int) -> None:
         """Answer the next ``count`` gateway connection attempts with a 503 instead of a websocket."""
         self.gateway.refusals = count
 
-    def send_reconnect(self) -> None:
-        self.gateway.send_reconnect()
+    def send_reconnect(self, *, shard: int | None = None) -> None:
+        self.gateway.send_reconnect(shard=shard)
 
-    def invalidate_session(self, resumable: bool = False) -> None:
-        self.gateway.invalidate_session(resumable)
+    def invalidate_session(self, resumable: bool = False, *, shard: int | None = None) -> None:
+        self.gateway.invalidate_session(resumable, shard=shard)
 
-    def send_raw_dispatch(self, event: str, data: Any) -> int:
-        """A DISPATCH with any payload at all, intents ignored (fault tests); returns how many got it."""
-        return self.gateway.dispatch(event, data, respect_intents=False)
+    def send_raw_dispatch(self, event: str, data: Any, *, shard: int | None = None) -> int:
+        """A DISPATCH with any payload at all, intents ignored (fault tests), to the shard its
+        ``guild_id`` maps to (or ``shard``); returns how many sessions got it."""
+        return self.gateway.dispatch(event, data, respect_intents=False, shard=shard)
 
     # -- attachments ------------------------------------------------------------------------------
 

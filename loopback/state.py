@@ -10,6 +10,7 @@ from loopback.contract import Contract, Violation
 from loopback.faults import Faults
 from loopback.interactions import InteractionRecord
 from loopback.records import CallRecord, ChangeBus, FileRecord, MessageRecord
+from loopback.sharding import Sharding
 from loopback.wire import Snowflakes
 from loopback.world import World
 
@@ -20,6 +21,7 @@ class ServerState:
     world: World
     token: str
     commands: CommandRegistry
+    sharding: Sharding = field(default_factory=Sharding)
     bus: ChangeBus = field(default_factory=ChangeBus)
     faults: Faults = field(default_factory=Faults)
     calls: list[CallRecord] = field(default_factory=list)
@@ -37,21 +39,23 @@ class ServerState:
     # the calls it refused, for a test to assert there were none.
     contract: Contract | None = None
     contract_violations: list[Violation] = field(default_factory=list)
-    # Called with each message that joins a channel's history (the server sends MESSAGE_CREATE).
-    message_listeners: list[Callable[[MessageRecord], None]] = field(default_factory=list)
+    # Called with each message that joins a channel's history (the server sends MESSAGE_CREATE),
+    # and the shard a test sent it to (None: the one its guild maps to).
+    message_listeners: list[Callable[[MessageRecord, int | None], None]] = field(default_factory=list)
     # Whether REST answers show other users' message content: the app has the MESSAGE_CONTENT
     # intent (Discord ties that to the developer portal; here, to a session identified with it).
     content_intent: Callable[[], bool] = lambda: True
 
-    def log_message(self, message: MessageRecord) -> None:
-        """Add a visible message to its channel's history and tell the listeners."""
+    def log_message(self, message: MessageRecord, *, shard: int | None = None) -> None:
+        """Add a visible message to its channel's history and tell the listeners (``shard``: send
+        its MESSAGE_CREATE to that shard's sessions, whatever its guild)."""
         self.messages[message.id] = message
         self.channel_log.setdefault(message.channel_id, []).append(message)
         channel = self.world.channel(message.channel_id)
         if channel is not None:
             channel.last_message_id = message.id
         for listener in list(self.message_listeners):
-            listener(message)
+            listener(message, shard)
 
     def attachment_url(self, channel_id: int, file: FileRecord) -> str:
         return f"{self.base_url}/attachments/{channel_id}/{file.id}/{file.filename}"

@@ -20,7 +20,16 @@ class Snowflakes:
         self._counter = itertools.count()
 
     def next(self) -> int:
+        return self.next_on_shard(0, 1)
+
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """An id whose guild would sit on ``shard_id`` of ``shard_count``: ``(id >> 22) % count``.
+
+        The timestamp part is moved forward to the next millisecond that maps there (less than
+        ``shard_count`` ms into the future).
+        """
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        ms += (shard_id - ms) % shard_count
         return (ms << 22) | (1 << 17) | (next(self._counter) % 4096)
 
 

@@ -210,10 +210,16 @@ class World:
         owner: User | None = None,
         locale: str = "en-US",
         bot_permissions: int = BOT_DEFAULT,
+        guild_id: int | None = None,
     ) -> Guild:
-        """A guild with its @everyone role, its owner as a member and the bot (with its managed role)."""
+        """A guild with its @everyone role, its owner as a member and the bot (with its managed role).
+
+        ``guild_id`` (default: a fresh snowflake) decides the guild's shard.
+        """
+        if guild_id is not None and guild_id in self.guilds:
+            raise ValueError(f"guild id {guild_id} is taken")
         owner = owner or self.add_user(f"{name} owner".lower().replace(" ", "-"))
-        guild = Guild(id=self.ids.next(), name=name, owner_id=owner.id, locale=locale)
+        guild = Guild(id=guild_id or self.ids.next(), name=name, owner_id=owner.id, locale=locale)
         guild.roles[guild.id] = Role(
             id=guild.id, guild_id=guild.id, name="@everyone", permissions=EVERYONE_DEFAULT
         )
