@@ -96,7 +96,7 @@ class Moderation(
         self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, MAX_COOLDOWN_S]
     ) -> None:
         await self._set_rules(interaction, cooldown_s=seconds)
-        self.moderator.gate.reset_cooldowns(interaction.channel_id or 0)  # the new period starts fresh
+        await self.moderator.gate.reset_cooldowns(interaction.channel_id or 0)  # the new period starts fresh
         text = (
             f"⏱️ {interaction.user.mention} set a cooldown of **{seconds} s** per user for model commands in {_here(interaction)}."
             if seconds
@@ -186,7 +186,7 @@ class Moderation(
                 f"{' s' if rules.cooldown_s else ''}** · limit: **{rules.max_inflight or 'off'}**"
                 f" · blocked phrases: **{len(rules.blocklist.phrases)}**"
             )
-        running = self.moderator.gate.inflight(interaction.channel_id or 0)
+        running = await self.moderator.gate.inflight(interaction.channel_id or 0)
         lines.append(f"-# model commands running here now: {running}")
         await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
 

@@ -14,7 +14,7 @@ import enum
 import io
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from discord.ext import commands
 
 from cogs.utils import checks, replies, streaming
 from cogs.utils.models import ModelCall
+from cogs.utils.moderation import LEASE_S
 from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
 from model_service import GenerationParams, GenerationRequest
 
@@ -97,6 +98,8 @@ def story_prompt(premise: str, texts: Sequence[str], limit: int = CONTEXT_CHARS)
         room -= cost
     return "\n\n".join([head, *reversed(kept)])
 
+
+LOCK_POLL_S = 0.2  # how often a turn waiting on another process's turn looks again
 
 STORYTELLER = (
     "You are a storyteller writing a story together with a group of players. Write vivid narrative "
@@ -214,7 +217,7 @@ class StoryMode(
             if left > 0:
                 nearest = min(nearest, left)
                 continue
-            async with self._locks.setdefault(story.id, asyncio.Lock()):
+            async with self._held(story.id):
                 if not await stories.skip_turn(story.id, current.user_id, by_id=None):
                     continue
             nxt = next_player(story, players, turns, await stories.story_skips(story.id))
@@ -243,11 +246,36 @@ class StoryMode(
 
     @contextlib.asynccontextmanager
     async def _story_lock(self, interaction: discord.Interaction, story_id: int) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(story_id, asyncio.Lock())
-        if lock.locked() and not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)  # the wait may outlast Discord's 3 s
-        async with lock:
+        async def waiting() -> None:
+            if not interaction.response.is_done():
+                await interaction.response.defer(thinking=True)  # the wait may outlast Discord's 3 s
+
+        async with self._held(story_id, waiting):
             yield
+
+    @contextlib.asynccontextmanager
+    async def _held(
+        self, story_id: int, waiting: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """The story's turn lock: one turn at a time, in this process (in order) and across every
+        bot process on the database (a lease in the limit store; a dead holder's runs out)."""
+        local = self._locks.setdefault(story_id, asyncio.Lock())
+        limits = self.bot.store.limits
+        if local.locked() and waiting is not None:
+            await waiting()
+            waiting = None
+        async with local:
+            while (
+                ticket := await limits.hold(f"story:{story_id}", now=time.time(), lease_s=LEASE_S)
+            ) is None:
+                if waiting is not None:
+                    await waiting()
+                    waiting = None
+                await asyncio.sleep(LOCK_POLL_S)  # another process is writing this story's turn
+            try:
+                yield
+            finally:
+                await asyncio.shield(limits.give_back(ticket))
 
     async def _continue(
         self,
@@ -406,15 +434,18 @@ class StoryMode(
     async def skip(self, interaction: discord.Interaction) -> None:
         story = await self._open_story(interaction)
         stories = self.bot.store.stories
+        no_turn = replies.UserFacingError(
+            f"Story #{story.id} has free turns: anyone may add at any time, there is no turn to skip.",
+            icon="ℹ️",
+        )
+        if story.turn_mode == "free":
+            raise no_turn  # known without waiting for the turn in progress
         async with self._story_lock(interaction, story.id):
             players = await stories.story_players(story.id)
             turns, skips = await stories.story_turns(story.id), await stories.story_skips(story.id)
             current = next_player(story, players, turns, skips)
             if current is None:
-                raise replies.UserFacingError(
-                    f"Story #{story.id} has free turns: anyone may add at any time, there is no turn to skip.",
-                    icon="ℹ️",
-                )
+                raise no_turn
             if current.user_id != interaction.user.id and not await self.bot.is_moderator(interaction):
                 raise app_commands.CheckFailure(
                     f"Only {current.name}, whose turn it is, or a moderator can skip it."

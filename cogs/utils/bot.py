@@ -82,7 +82,7 @@ class Transcord(commands.Bot):
     async def setup_hook(self) -> None:
         # Before any cog: model commands are refused until moderation is in place, and stay
         # refused if it cannot load.
-        await self.models.load_moderation(self.store.moderation)
+        await self.models.load_moderation(self.store.moderation, self.store.limits)
         for name in self.extension_names:
             try:
                 await self.load_extension(name)

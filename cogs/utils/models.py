@@ -32,6 +32,7 @@ from model_service import (
 
 if TYPE_CHECKING:
     from cogs.utils.storage import ModerationStore
+    from cogs.utils.storage.protocols import LimitStore
 
 log = logging.getLogger("transcord.moderation")
 
@@ -62,9 +63,9 @@ def channel_chain(source: Source) -> list[int]:
 class Moderator:
     """Channel rules (a write-through cache of the store) and the gate model commands pass."""
 
-    def __init__(self, store: ModerationStore) -> None:
+    def __init__(self, store: ModerationStore, limits: LimitStore) -> None:
         self.store = store
-        self.gate = Gate()
+        self.gate = Gate(limits)
         self._rules: dict[int, ChannelRules] = {}
 
     async def check(self) -> None:
@@ -98,13 +99,14 @@ class Moderator:
     async def guard(self, source: Source, texts: tuple[str, ...]) -> AsyncIterator[Callable[[str], str]]:
         """Admit the request or raise the refusal; yields the redaction for everything it writes."""
         chain = channel_chain(source)
-        scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
-        admission = self.gate.admit(scopes, _user_id(source), texts)
+        # Read afresh for each request: another bot process may have changed them.
+        scopes = [(channel_id, await self.reload(channel_id)) for channel_id in chain]
+        admission = await self.gate.admit(scopes, _user_id(source), texts)
         try:
             # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
             yield lambda text: self.blocklist_now(chain).redact(text)
         finally:
-            self.gate.release(admission)
+            await self.gate.release(admission)
 
 
 class ModelCall:
@@ -131,9 +133,9 @@ class ModeratedModels:
         self.closing = False
         self.inflight: set[asyncio.Task[object]] = set()
 
-    async def load_moderation(self, store: ModerationStore) -> None:
+    async def load_moderation(self, store: ModerationStore, limits: LimitStore) -> None:
         """Build the moderation layer; if it cannot load, model commands stay refused (and say why)."""
-        moderator = Moderator(store)
+        moderator = Moderator(store, limits)
         try:
             await moderator.check()
         except Exception as exc:

@@ -1,23 +1,30 @@
 """Moderation rules and the gate every model command passes: lock, blocklist, cooldown, limit.
 
-Pure logic, no Discord I/O and no database: the moderation cog loads each channel's
-``ChannelRules`` (cached, written through to SQLite) and asks the ``Gate`` to admit a request.
+No Discord I/O: the moderation layer reads each channel's ``ChannelRules`` from the store and asks
+the ``Gate`` to admit a request; the gate keeps cooldowns and requests in flight in the store's
+``LimitStore``, shared by every bot process on the database.
 A thread is moderated by its own rules and its parent channel's together: a request must pass
 both, and counts against both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from discord import app_commands
 
 from cogs.utils.replies import UserFacingError
+from cogs.utils.storage.types import CoolingDown, Quota, ScopeBusy
+
+if TYPE_CHECKING:
+    from cogs.utils.storage.protocols import LimitStore
 
 MAX_PHRASE_CHARS = 100
 MAX_PHRASES = 200
@@ -25,7 +32,9 @@ MAX_COOLDOWN_S = 3600
 MAX_INFLIGHT = 100
 LOCKED_MESSAGE = "This channel is locked by a moderator."
 REDACTION_CHAR = "█"
-_PRUNE_AT = 1000  # cooldown buckets kept before expired ones are dropped
+# How long a request's slot is held at most: a process that dies mid-request frees it then.
+# Discord's interaction tokens last 15 minutes, so no reply is written for longer.
+LEASE_S = 15 * 60
 
 
 def normalize_phrase(phrase: str) -> str:
@@ -100,27 +109,30 @@ class ChannelRules:
 class Admission:
     """A request let through the gate: release it when the command ends."""
 
-    scope_ids: tuple[int, ...]
+    ticket: int  # its leases in the limit store
     redact: Blocklist
     released: bool = False
 
 
 class Gate:
-    """Admits or refuses model commands; keeps per-user cooldowns and in-flight counts in memory.
+    """Admits or refuses model commands. Cooldowns and requests in flight live in the limit store,
+    so every process on the database keeps the same count (a limit holds across shards).
 
-    Everything in ``admit`` runs without awaiting, so on one event loop two requests can never
-    both take the last free slot.
+    The store decides a request in one transaction: two requests, whichever processes they reach,
+    can never both take a channel's last free slot.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, limits: LimitStore, clock: Callable[[], float] = time.time, lease_s: float = LEASE_S
+    ) -> None:
+        self._limits = limits
         self._clock = clock
-        self._buckets: dict[tuple[int, int], app_commands.Cooldown] = {}
-        self._inflight: dict[int, int] = {}
+        self._lease_s = lease_s
 
-    def inflight(self, scope_id: int) -> int:
-        return self._inflight.get(scope_id, 0)
+    async def inflight(self, scope_id: int) -> int:
+        return await self._limits.inflight(scope_id, now=self._clock())
 
-    def admit(
+    async def admit(
         self, scopes: Sequence[tuple[int, ChannelRules]], user_id: int, texts: Iterable[str]
     ) -> Admission:
         """Check every scope's rules (parent channel first); raise the refusal a user should read.
@@ -139,59 +151,28 @@ class Gate:
                     f"Your text contains “{phrase}”, which a moderator blocked in this channel.",
                     icon="🚫",
                 )
-        now = self._now()
-        waits = [
-            (self._bucket(scope_id, user_id, rules.cooldown_s), scope_id)
-            for scope_id, rules in scopes
-            if rules.cooldown_s > 0
-        ]
-        worst = max(waits, key=lambda w: w[0].get_retry_after(now), default=None)
-        if worst is not None and (retry := worst[0].get_retry_after(now)) > 0:
+        quotas = [Quota(scope_id, rules.cooldown_s, rules.max_inflight) for scope_id, rules in scopes]
+        try:
+            ticket = await self._limits.take(quotas, user_id, now=self._clock(), lease_s=self._lease_s)
+        except CoolingDown as cooling:
             # Rounded up: "0 s" would invite a retry that is still too early.
-            raise app_commands.CommandOnCooldown(worst[0], float(math.ceil(retry)))
-        for scope_id, rules in scopes:
-            if rules.max_inflight and self.inflight(scope_id) >= rules.max_inflight:
-                raise UserFacingError(
-                    f"This channel is busy: {rules.max_inflight} of its requests are already running "
-                    "(a moderator set this limit). Try again when one finishes.",
-                    icon="⏳",
-                )
-        for bucket, _ in waits:
-            bucket.update_rate_limit(now)
-        ids = tuple(scope_id for scope_id, _ in scopes)
-        for scope_id in ids:
-            self._inflight[scope_id] = self.inflight(scope_id) + 1
-        return Admission(ids, blocklist)
+            cooldown = app_commands.Cooldown(1, cooling.per)
+            raise app_commands.CommandOnCooldown(cooldown, float(math.ceil(cooling.retry_after))) from None
+        except ScopeBusy as busy:
+            raise UserFacingError(
+                f"This channel is busy: {busy.limit} of its requests are already running "
+                "(a moderator set this limit). Try again when one finishes.",
+                icon="⏳",
+            ) from None
+        return Admission(ticket, blocklist)
 
-    def release(self, admission: Admission) -> None:
+    async def release(self, admission: Admission) -> None:
         if admission.released:
             return
         admission.released = True
-        for scope_id in admission.scope_ids:
-            left = self.inflight(scope_id) - 1
-            if left > 0:
-                self._inflight[scope_id] = left
-            else:
-                self._inflight.pop(scope_id, None)
+        # Shielded: a command cancelled at shutdown must still give its slot back.
+        await asyncio.shield(self._limits.give_back(admission.ticket))
 
-    def reset_cooldowns(self, scope_id: int) -> None:
+    async def reset_cooldowns(self, scope_id: int) -> None:
         """Forget the channel's cooldowns (its period changed: the new one starts fresh)."""
-        for key in [k for k in self._buckets if k[0] == scope_id]:
-            del self._buckets[key]
-
-    def _bucket(self, scope_id: int, user_id: int, per: int) -> app_commands.Cooldown:
-        key = (scope_id, user_id)
-        bucket = self._buckets.get(key)
-        if bucket is None or bucket.per != per:
-            if len(self._buckets) >= _PRUNE_AT:
-                self._prune()
-            bucket = self._buckets[key] = app_commands.Cooldown(1, per)
-        return bucket
-
-    def _prune(self) -> None:
-        now = self._now()
-        for key in [k for k, b in self._buckets.items() if b.get_retry_after(now) <= 0]:
-            del self._buckets[key]
-
-    def _now(self) -> float:
-        return self._clock()
+        await self._limits.reset_cooldowns(scope_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 from discord import app_commands
 
@@ -14,9 +17,19 @@ from cogs.utils.moderation import (
     normalize_phrase,
 )
 from cogs.utils.replies import UserFacingError, error_message
+from cogs.utils.settings import ChannelSettings
+from cogs.utils.storage.protocols import LimitStore
+from cogs.utils.storage.sqlite import open_sqlite
 
 CHANNEL, THREAD, OTHER = 20, 30, 40
 ALICE, BOB = 1, 2
+
+
+@pytest.fixture
+async def limits(tmp_path: Path) -> AsyncIterator[LimitStore]:
+    """The gate's counts live in the limit store: a real one, on a fresh SQLite file."""
+    async with await open_sqlite(tmp_path / "limits.db", ChannelSettings()) as store:
+        yield store.limits
 
 
 class Clock:
@@ -136,110 +149,110 @@ def test_union_keeps_both_lists() -> None:
 # --- the gate ---------------------------------------------------------------------------
 
 
-def test_no_rules_let_everything_through() -> None:
-    gate = Gate()
-    admission = gate.admit([(CHANNEL, ChannelRules())], ALICE, ["hello dragon"])
+async def test_no_rules_let_everything_through(limits: LimitStore) -> None:
+    gate = Gate(limits)
+    admission = await gate.admit([(CHANNEL, ChannelRules())], ALICE, ["hello dragon"])
     assert admission.redact.redact("dragon") == "dragon"
-    gate.release(admission)
-    assert gate.inflight(CHANNEL) == 0
+    await gate.release(admission)
+    assert await gate.inflight(CHANNEL) == 0
 
 
-def test_a_locked_channel_refuses_with_the_lock_message() -> None:
+async def test_a_locked_channel_refuses_with_the_lock_message(limits: LimitStore) -> None:
     with pytest.raises(UserFacingError) as info:
-        Gate().admit([(CHANNEL, ChannelRules(locked=True))], ALICE, ["hi"])
+        await Gate(limits).admit([(CHANNEL, ChannelRules(locked=True))], ALICE, ["hi"])
     assert error_message(info.value) == f"🔒 {LOCKED_MESSAGE}"
 
 
-def test_a_thread_is_locked_when_its_parent_is() -> None:
+async def test_a_thread_is_locked_when_its_parent_is(limits: LimitStore) -> None:
     scopes = [(CHANNEL, ChannelRules(locked=True)), (THREAD, ChannelRules())]
     with pytest.raises(UserFacingError, match="locked"):
-        Gate().admit(scopes, ALICE, ["hi"])
+        await Gate(limits).admit(scopes, ALICE, ["hi"])
 
 
-def test_a_blocked_phrase_in_any_text_is_refused_naming_it() -> None:
+async def test_a_blocked_phrase_in_any_text_is_refused_naming_it(limits: LimitStore) -> None:
     rules = ChannelRules(blocklist=Blocklist.of(["dark lord"]))
     with pytest.raises(UserFacingError) as info:
-        Gate().admit([(CHANNEL, rules)], ALICE, ["fine", "Hail the Dark Lord!"])
+        await Gate(limits).admit([(CHANNEL, rules)], ALICE, ["fine", "Hail the Dark Lord!"])
     assert "“dark lord”" in error_message(info.value)
 
 
-def test_a_thread_uses_its_own_and_its_parents_blocklist() -> None:
+async def test_a_thread_uses_its_own_and_its_parents_blocklist(limits: LimitStore) -> None:
     scopes = [
         (CHANNEL, ChannelRules(blocklist=Blocklist.of(["orc"]))),
         (THREAD, ChannelRules(blocklist=Blocklist.of(["elf"]))),
     ]
-    gate = Gate()
+    gate = Gate(limits)
     for word in ("orc", "elf"):
         with pytest.raises(UserFacingError, match=word):
-            gate.admit(scopes, ALICE, [f"an {word}"])
-    admission = gate.admit(scopes, ALICE, ["a dwarf"])
+            await gate.admit(scopes, ALICE, [f"an {word}"])
+    admission = await gate.admit(scopes, ALICE, ["a dwarf"])
     assert admission.redact.redact("orc and elf and dwarf") == "███ and ███ and dwarf"
 
 
-def test_cooldown_is_per_user_and_says_how_long_to_wait() -> None:
+async def test_cooldown_is_per_user_and_says_how_long_to_wait(limits: LimitStore) -> None:
     clock = Clock()
-    gate = Gate(clock)
+    gate = Gate(limits, clock)
     rules = [(CHANNEL, ChannelRules(cooldown_s=30))]
-    gate.release(gate.admit(rules, ALICE, ["one"]))
+    await gate.release(await gate.admit(rules, ALICE, ["one"]))
     clock.now += 10.2
     with pytest.raises(app_commands.CommandOnCooldown) as info:
-        gate.admit(rules, ALICE, ["two"])
+        await gate.admit(rules, ALICE, ["two"])
     assert info.value.retry_after == 20  # 19.8 s, rounded up
     assert error_message(info.value) == "⏳ Slow down: you can use this again in 20 s."
-    gate.release(gate.admit(rules, BOB, ["bob is not cooling down"]))
-    gate.release(gate.admit([(OTHER, ChannelRules(cooldown_s=30))], ALICE, ["another channel"]))
+    await gate.release(await gate.admit(rules, BOB, ["bob is not cooling down"]))
+    await gate.release(await gate.admit([(OTHER, ChannelRules(cooldown_s=30))], ALICE, ["another channel"]))
     clock.now += 20
-    gate.release(gate.admit(rules, ALICE, ["three"]))
+    await gate.release(await gate.admit(rules, ALICE, ["three"]))
 
 
-def test_a_refused_request_does_not_start_the_cooldown() -> None:
+async def test_a_refused_request_does_not_start_the_cooldown(limits: LimitStore) -> None:
     clock = Clock()
-    gate = Gate(clock)
+    gate = Gate(limits, clock)
     rules = ChannelRules(cooldown_s=30, blocklist=Blocklist.of(["nope"]))
     with pytest.raises(UserFacingError):
-        gate.admit([(CHANNEL, rules)], ALICE, ["nope"])
-    gate.admit([(CHANNEL, rules)], ALICE, ["fine"])  # not cooling down
+        await gate.admit([(CHANNEL, rules)], ALICE, ["nope"])
+    await gate.admit([(CHANNEL, rules)], ALICE, ["fine"])  # not cooling down
 
 
-def test_changing_the_cooldown_starts_afresh() -> None:
+async def test_changing_the_cooldown_starts_afresh(limits: LimitStore) -> None:
     clock = Clock()
-    gate = Gate(clock)
-    gate.admit([(CHANNEL, ChannelRules(cooldown_s=60))], ALICE, ["one"])
+    gate = Gate(limits, clock)
+    await gate.admit([(CHANNEL, ChannelRules(cooldown_s=60))], ALICE, ["one"])
     clock.now += 6
-    gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["new period"])
+    await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["new period"])
     with pytest.raises(app_commands.CommandOnCooldown):
-        gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["too soon"])
-    gate.reset_cooldowns(CHANNEL)
-    gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["after a reset"])
+        await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["too soon"])
+    await gate.reset_cooldowns(CHANNEL)
+    await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["after a reset"])
 
 
-def test_limit_refuses_past_n_in_flight_and_frees_a_slot_on_release() -> None:
-    gate = Gate()
+async def test_limit_refuses_past_n_in_flight_and_frees_a_slot_on_release(limits: LimitStore) -> None:
+    gate = Gate(limits)
     rules = [(CHANNEL, ChannelRules(max_inflight=2))]
-    first = gate.admit(rules, ALICE, ["1"])
-    gate.admit(rules, BOB, ["2"])
+    first = await gate.admit(rules, ALICE, ["1"])
+    await gate.admit(rules, BOB, ["2"])
     with pytest.raises(UserFacingError) as info:
-        gate.admit(rules, ALICE, ["3"])
+        await gate.admit(rules, ALICE, ["3"])
     assert error_message(info.value).startswith("⏳ This channel is busy: 2 of its requests")
-    gate.release(first)
-    gate.release(first)  # twice is harmless
-    assert gate.inflight(CHANNEL) == 1
-    gate.admit(rules, ALICE, ["4"])
+    await gate.release(first)
+    await gate.release(first)  # twice is harmless
+    assert await gate.inflight(CHANNEL) == 1
+    await gate.admit(rules, ALICE, ["4"])
 
 
-def test_a_busy_refusal_does_not_start_the_cooldown() -> None:
-    gate = Gate(Clock())
+async def test_a_busy_refusal_does_not_start_the_cooldown(limits: LimitStore) -> None:
+    gate = Gate(limits, Clock())
     rules = [(CHANNEL, ChannelRules(max_inflight=1, cooldown_s=60))]
-    running = gate.admit(rules, ALICE, ["1"])
+    running = await gate.admit(rules, ALICE, ["1"])
     with pytest.raises(UserFacingError, match="busy"):
-        gate.admit(rules, BOB, ["2"])
-    gate.release(running)
-    gate.admit(rules, BOB, ["3"])  # Bob was refused, so he is not cooling down
+        await gate.admit(rules, BOB, ["2"])
+    await gate.release(running)
+    await gate.admit(rules, BOB, ["3"])  # Bob was refused, so he is not cooling down
 
 
-def test_requests_in_a_thread_count_against_the_parents_limit() -> None:
-    gate = Gate()
+async def test_requests_in_a_thread_count_against_the_parents_limit(limits: LimitStore) -> None:
+    gate = Gate(limits)
     parent = (CHANNEL, ChannelRules(max_inflight=1))
-    gate.admit([parent, (THREAD, ChannelRules())], ALICE, ["in the thread"])
+    await gate.admit([parent, (THREAD, ChannelRules())], ALICE, ["in the thread"])
     with pytest.raises(UserFacingError, match="busy"):
-        gate.admit([parent], BOB, ["in the channel"])
+        await gate.admit([parent], BOB, ["in the channel"])

@@ -1,4 +1,4 @@
-"""The storage the cogs depend on: six small repositories, each a Protocol.
+"""The storage the cogs depend on: seven small repositories, each a Protocol.
 
 Implementations: SQLite (``cogs.utils.storage.sqlite``). Every implementation passes the same
 contract tests (``tests/cogs/utils/storage``). A cog never sees a driver.
@@ -16,6 +16,7 @@ from cogs.utils.storage.types import (
     ConversationTurn,
     JoinResult,
     NewTurn,
+    Quota,
     ReplyRecord,
     Scope,
     Source,
@@ -247,6 +248,40 @@ class ReplyStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LimitStore(Protocol):
+    """Cooldowns, requests in flight and locks, shared by every process on the database.
+
+    Times are the caller's Unix time (``now``), so a test can move its clock.
+    """
+
+    async def take(self, quotas: Sequence[Quota], user_id: int, *, now: float, lease_s: float) -> int:
+        """Let one request through every quota at once, or refuse it whole.
+
+        Raises :class:`CoolingDown` if the member's cooldown in some scope has not run out (checked
+        first: a busy refusal must not cost a cooldown), then :class:`ScopeBusy` if some scope has
+        ``max_inflight`` unexpired leases. Else starts the member's cooldowns, takes a lease in each
+        scope (expiring after ``lease_s``) and returns the ticket for :meth:`give_back`.
+        """
+        ...
+
+    async def give_back(self, ticket: int) -> None:
+        """End a request's leases (twice is harmless)."""
+        ...
+
+    async def inflight(self, scope_id: int, *, now: float) -> int:
+        """Requests in flight in the scope (unexpired leases)."""
+        ...
+
+    async def reset_cooldowns(self, scope_id: int) -> None:
+        """Forget the scope's cooldowns (its period changed: the new one starts fresh)."""
+        ...
+
+    async def hold(self, name: str, *, now: float, lease_s: float) -> int | None:
+        """Take the lock ``name`` until given back or ``lease_s`` passes; None if someone holds it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Storage:
     """The repositories of one database, and how to close it."""
@@ -257,6 +292,7 @@ class Storage:
     stories: StoryStore
     conversations: ConversationStore
     replies: ReplyStore
+    limits: LimitStore
     close: Callable[[], Awaitable[None]]
 
     async def __aenter__(self) -> Storage:

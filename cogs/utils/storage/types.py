@@ -125,3 +125,28 @@ class ReplyRecord:
     turn_id: int | None = None  # the conversation turn a /chat reply is
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A channel's limits on model commands, as ``LimitStore.take`` checks them (0: none)."""
+
+    scope_id: int
+    cooldown_s: int = 0
+    max_inflight: int = 0
+
+
+class CoolingDown(Exception):
+    """The member used a model command in this channel less than ``per`` seconds ago."""
+
+    def __init__(self, scope_id: int, per: int, retry_after: float) -> None:
+        super().__init__(f"cooling down in {scope_id} for {retry_after:.1f} s more")
+        self.scope_id, self.per, self.retry_after = scope_id, per, retry_after
+
+
+class ScopeBusy(Exception):
+    """The channel already has ``limit`` model commands in flight."""
+
+    def __init__(self, scope_id: int, limit: int) -> None:
+        super().__init__(f"{scope_id} has {limit} requests in flight")
+        self.scope_id, self.limit = scope_id, limit

@@ -11,6 +11,7 @@ from __future__ import annotations
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage.postgres.conversations import PostgresConversations
 from cogs.utils.storage.postgres.database import Database, DatabaseUnavailable, migrations
+from cogs.utils.storage.postgres.limits import PostgresLimits
 from cogs.utils.storage.postgres.meta import PostgresMeta
 from cogs.utils.storage.postgres.moderation import PostgresModeration
 from cogs.utils.storage.postgres.replies import PostgresReplies
@@ -34,6 +35,7 @@ async def open_postgres(url: str, defaults: ChannelSettings) -> Storage:
         stories=PostgresStories(database),
         conversations=PostgresConversations(database),
         replies=PostgresReplies(database),
+        limits=PostgresLimits(database),
         close=database.close,
     )
 

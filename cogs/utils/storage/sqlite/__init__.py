@@ -8,6 +8,7 @@ from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage.protocols import Storage
 from cogs.utils.storage.sqlite.conversations import SQLiteConversations
 from cogs.utils.storage.sqlite.database import BUSY_TIMEOUT_MS, Database, migrations
+from cogs.utils.storage.sqlite.limits import SQLiteLimits
 from cogs.utils.storage.sqlite.meta import SQLiteMeta
 from cogs.utils.storage.sqlite.moderation import SQLiteModeration
 from cogs.utils.storage.sqlite.replies import SQLiteReplies
@@ -25,6 +26,7 @@ async def open_sqlite(path: str | os.PathLike[str], defaults: ChannelSettings) -
         stories=SQLiteStories(database),
         conversations=SQLiteConversations(database),
         replies=SQLiteReplies(database),
+        limits=SQLiteLimits(database),
         close=database.close,
     )
 

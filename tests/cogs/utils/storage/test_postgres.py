@@ -15,6 +15,7 @@ from cogs.utils.storage.postgres import DatabaseUnavailable, open_postgres, reda
 from cogs.utils.storage.postgres import database as pg_database
 from cogs.utils.storage.postgres.conversations import PostgresConversations
 from cogs.utils.storage.postgres.dialect import ROWID_COLUMN, to_postgres
+from cogs.utils.storage.postgres.limits import PostgresLimits
 from cogs.utils.storage.postgres.meta import PostgresMeta
 from cogs.utils.storage.postgres.moderation import PostgresModeration
 from cogs.utils.storage.postgres.replies import PostgresReplies
@@ -22,6 +23,7 @@ from cogs.utils.storage.postgres.settings import PostgresSettings
 from cogs.utils.storage.postgres.stories import PostgresStories
 from cogs.utils.storage.protocols import (
     ConversationStore,
+    LimitStore,
     MetaStore,
     ModerationStore,
     ReplyStore,
@@ -30,6 +32,7 @@ from cogs.utils.storage.protocols import (
 )
 from cogs.utils.storage.sqlite import database as sqlite_database
 from cogs.utils.storage.sqlite.conversations import SQLiteConversations
+from cogs.utils.storage.sqlite.limits import SQLiteLimits
 from cogs.utils.storage.sqlite.meta import SQLiteMeta
 from cogs.utils.storage.sqlite.moderation import SQLiteModeration
 from cogs.utils.storage.sqlite.replies import SQLiteReplies
@@ -213,6 +216,7 @@ TWINS = {
     "stories": (StoryStore, SQLiteStories, PostgresStories),
     "conversations": (ConversationStore, SQLiteConversations, PostgresConversations),
     "replies": (ReplyStore, SQLiteReplies, PostgresReplies),
+    "limits": (LimitStore, SQLiteLimits, PostgresLimits),
 }
 
 
