@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from app.failures import FIX_SETTINGS, TRY_AGAIN, StartFailure, explain
-from cogs.utils.bot import EXTENSIONS, Transcord
+from cogs.utils.bot import EXTENSIONS, Transcord, build_bot
 from cogs.utils.config import BotConfig
 from cogs.utils.settings import ChannelSettings
 from cogs.utils.storage import SchemaError, Storage
@@ -106,7 +106,7 @@ class App:
 
                 assert config.api_base is not None and config.gateway_url is not None
                 stack.callback(point_discord_at(config.api_base, config.gateway_url))
-            bot = Transcord(config, self.service, store, extensions=self.extensions)
+            bot = build_bot(config, self.service, store, extensions=self.extensions)
             if self.guild_ready_timeout is not None:
                 bot._connection.guild_ready_timeout = self.guild_ready_timeout
             stack.push_async_callback(self._close_bot, bot)

@@ -244,3 +244,32 @@ def test_bad_model_engines_name_the_entry(engines: str, named: str) -> None:
 def test_llama_cpp_is_refused_for_a_source_that_is_not_gguf() -> None:
     with pytest.raises(ConfigError, match=r"llama.cpp for `b` needs a .gguf source"):
         load_config({"MODELS": "a=models/a.gguf,b=models/b", "MODEL_ENGINES": "b=llama.cpp"})
+
+
+def test_shards_unset_is_one_unsharded_connection() -> None:
+    config = load_config({})
+    assert config.shard_count is None and config.shard_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"), [(None, (0, 1, 2, 3)), ("2", (2,)), ("0-1,3", (0, 1, 3)), (" 3 , 1 ", (1, 3))]
+)
+def test_shard_ids_name_this_processs_share_of_the_shards(ids: str | None, expected: tuple[int, ...]) -> None:
+    env = {"SHARD_COUNT": "4", **({"SHARD_IDS": ids} if ids else {})}
+    config = load_config(env)
+    assert config.shard_count == 4 and config.shard_ids == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SHARD_IDS": "0"}, "SHARD_IDS needs SHARD_COUNT"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "2"}, "2 is not below SHARD_COUNT 2"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "0,0"}, "each shard once"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "one"}, "shard numbers or ranges"),
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT"),
+    ],
+)
+def test_bad_shards_are_refused_naming_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(env)

@@ -62,11 +62,18 @@ class Transcord(commands.Bot):
         # Messages, for replies to the bot's answers. Not message_content (privileged): Discord
         # still gives the bot the text of messages that mention it, and a reply mentions it.
         intents.guild_messages = True
+        # Sharded (ShardedTranscord): this process's range of Discord's shards.
+        sharding = (
+            {"shard_count": config.shard_count, "shard_ids": list(config.shard_ids)}
+            if isinstance(self, commands.AutoShardedBot)
+            else {}
+        )
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
+            **sharding,
         )
         self.config = config
         self.models = ModeratedModels(service)  # cogs reach the model through this alone
@@ -185,3 +192,20 @@ class Transcord(commands.Bot):
             if late:
                 await asyncio.wait(late, timeout=5)
         await self.close()
+
+
+class ShardedTranscord(Transcord, commands.AutoShardedBot):
+    """The bot on some of Discord's shards (``SHARD_COUNT``, ``SHARD_IDS``).
+
+    Discord sends each guild's events to one shard, ``(guild_id >> 22) % SHARD_COUNT``; several
+    processes, each with its own ``SHARD_IDS``, share the guilds between them, and the database
+    (PostgreSQL) holds what they must agree on: settings, limits, conversations, stories.
+    """
+
+
+def build_bot(
+    config: BotConfig, service: ModelServiceAPI, store: Storage, *, extensions: Sequence[str] = EXTENSIONS
+) -> Transcord:
+    """The bot for this config: sharded when SHARD_COUNT is set."""
+    kind = ShardedTranscord if config.shard_count is not None else Transcord
+    return kind(config, service, store, extensions=extensions)

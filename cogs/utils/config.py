@@ -39,6 +39,8 @@ class BotConfig:
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
     force_sync: bool = False
+    shard_count: int | None = None  # None: one unsharded connection
+    shard_ids: tuple[int, ...] = ()  # this process's shards (all of them when sharded and unset)
 
     @property
     def token_set(self) -> bool:
@@ -111,6 +113,32 @@ def _guild_ids(env: Mapping[str, str]) -> tuple[int, ...]:
         return tuple(int(part) for part in raw.split(",") if part.strip())
     except ValueError:
         raise ConfigError(f"DISCORD_GUILD_IDS must be comma-separated guild ids, got {raw!r}") from None
+
+
+def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...]]:
+    """SHARD_COUNT, and SHARD_IDS (``0,1`` or ``0-3``): which of them this process runs."""
+    raw_ids = _text(env, "SHARD_IDS")
+    if _text(env, "SHARD_COUNT") is None:
+        if raw_ids is not None:
+            raise ConfigError("SHARD_IDS needs SHARD_COUNT (how many shards there are in all)")
+        return None, ()
+    count = _int(env, "SHARD_COUNT", 1, 1, 65536)
+    if raw_ids is None:
+        return count, tuple(range(count))
+    ids: list[int] = []
+    try:
+        for part in (p.strip() for p in raw_ids.split(",") if p.strip()):
+            low, dash, high = part.partition("-")
+            ids += range(int(low), int(high) + 1) if dash else [int(part)]
+    except ValueError:
+        raise ConfigError(
+            f"SHARD_IDS must be shard numbers or ranges such as 0,1 or 0-3, got {raw_ids!r}"
+        ) from None
+    bad = [i for i in ids if not 0 <= i < count]
+    if not ids or bad or len(set(ids)) != len(ids):
+        why = f"{bad[0]} is not below SHARD_COUNT {count}" if bad else "each shard once, at least one"
+        raise ConfigError(f"SHARD_IDS must name shards 0 to {count - 1} ({why}), got {raw_ids!r}")
+    return count, tuple(sorted(ids))
 
 
 def _url(env: Mapping[str, str], key: str, schemes: tuple[str, ...]) -> str | None:
@@ -195,6 +223,7 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
             f"server, or neither to use Discord ({given} is set, {missing} is not)"
         )
     cap = _int(env, "MAX_NEW_TOKENS_CAP", 512, 1, MAX_NEW_TOKENS_LIMIT)
+    shard_count, shard_ids = _shards(env)
     try:
         service = _service_config(env, catalog, default_model, fill_model, cap)
     except ValueError as exc:
@@ -213,6 +242,8 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
         shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", 10.0, 0.0, 300.0),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
         force_sync=_bool(env, "FORCE_COMMAND_SYNC", False),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )
 
 
