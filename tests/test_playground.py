@@ -172,6 +172,29 @@ async def test_a_scripted_session_shows_what_a_discord_user_would_see(config: Bo
     assert "**/generate** `prompt`" in section(out, "/help")  # the errors above did not stop it
 
 
+async def test_buttons_and_replies_work_from_the_playground(config: BotConfig) -> None:
+    code, out = await play(
+        config,
+        "/press Regenerate",
+        "/generate prompt: Once upon a time max_new_tokens: 6",
+        "/press Regenerate",
+        "/press Continue",
+        "/press Stop",
+        "/press Launch",
+        "/reply And then?",
+    )
+    assert code == 0, out
+    assert "no answer with buttons in #general yet" in section(out, "/press Regenerate")
+    seeds = re.findall(r"seed (\d+)", out)
+    assert len(seeds) >= 3 and len(set(seeds[:2])) == 2  # regenerated: a new seed
+    continued = section(out, "/press Continue")
+    assert re.search(r"-# 12 tokens · .* · continued", continued), continued
+    assert "is disabled" in section(out, "/press Stop")  # nothing is being written
+    assert "/press takes one of: Stop, Regenerate, Continue" in section(out, "/press Launch")
+    replied = section(out, "/reply And then?")
+    assert re.search(r"-# \d+ tokens · ", replied) and "[Regenerate]" in replied
+
+
 async def test_the_playground_exits_non_zero_when_the_bot_crashes(
     config: BotConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,7 @@
 real bot against it, and a terminal client: type slash commands as in Discord
 (``/generate prompt: Once upon a time max_new_tokens: 40``) and watch the replies arrive, as any
 member in any channel or thread. Lines starting with ``/as``, ``/channel``, ``/thread``,
-``/playground``, ``/quit`` and ``/exit`` are the playground's own; every other command goes to
+``/press``, ``/reply``, ``/playground``, ``/quit`` and ``/exit`` are the playground's own; every other command goes to
 the bot. In a terminal the prompt completes commands and options; piped input is run line by
 line, each reply printed once settled, so ``printf '/help\\n' | python bot.py --playground``
 makes a clean transcript.
@@ -27,10 +27,10 @@ import discord
 from app.core import App
 from app.playground.input import CommandCompleter, LineSource, open_source
 from app.playground.parse import ParseError, parse_command
-from app.playground.render import ReplyView, Style, mention_renderer
+from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_body
 from loopback.commands import InvalidInvocation
 from loopback.interactions import InteractionRecord
-from loopback.records import BotStopped
+from loopback.records import BotStopped, MessageRecord
 from loopback.server import LoopbackDiscord
 from loopback.world import Channel, Member, Role
 
@@ -48,6 +48,8 @@ META_HELP = """Playground commands (handled here, not sent to the bot):
   /channel general|thread|NAME      go to another channel or thread
   /channel new NAME                 create a text channel and go there
   /thread new NAME                  create a thread under the current channel and go there
+  /press Stop|Regenerate|Continue   press a button of the bot's last answer here
+  /reply TEXT                       answer the bot's last answer with a Discord reply
   /playground                       this list
   /quit, /exit                      leave (Ctrl-D works too)
 Every other /command goes to the bot: /help lists them. Options are typed as in Discord,
@@ -55,6 +57,8 @@ Every other /command goes to the bot: /help lists them. Options are typed as in 
 # discord.py runs each slash command in a task of this name (CommandTree._from_interaction):
 # while one is pending, the reply may still change.
 INVOKER_TASK = "CommandTree-invoker"
+BUTTON_TASK = "discord-ui-dynamic-item-"  # ... a button's click in one of these (ViewStore)
+MESSAGE_TASK = "discord.py: on_message"  # ... and a reply to an answer in this one (Client)
 RECEIVE_TIMEOUT_S = 10.0
 THINKING_GRACE_S = 5.0
 READY_TIMEOUT_S = 60.0
@@ -161,6 +165,8 @@ class Playground:
             "as": self._as,
             "channel": self._channel,
             "thread": self._thread,
+            "press": self._press,
+            "reply": self._reply,
             "playground": self._help,
             "quit": self._quit,
             "exit": self._quit,
@@ -385,6 +391,57 @@ class Playground:
         self.say(f"{'Created' if created else 'Now in'} {self.where()}.")
         return True
 
+    def _last_answer(self, *, with_buttons: bool) -> MessageRecord | None:
+        """The bot's newest message here (with buttons, if asked), as a member would scroll to it."""
+        bot_id = self.server.bot_user.id
+        for message in reversed(self.server.channel_messages(self.channel)):
+            if message.author_id == bot_id and (message.latest.components or not with_buttons):
+                return message
+        return None
+
+    async def _press(self, args: list[str]) -> bool:
+        answer = self._last_answer(with_buttons=True)
+        if answer is None:
+            self.error(f"no answer with buttons in {self.where()} yet; try /generate first")
+            return True
+        labels = {
+            c.get("label", ""): c for row in answer.latest.components for c in row.get("components", [])
+        }
+        wanted = " ".join(args).strip().lower()
+        button = next((c for label, c in labels.items() if label.lower() == wanted), None)
+        if button is None:
+            self.error(f"/press takes one of: {', '.join(labels)}")
+            return True
+        try:
+            handle = await self.server.click(answer, str(button["custom_id"]), user=self.user)
+        except InvalidInvocation as exc:
+            self.error(str(exc))  # e.g. a greyed-out button
+            return True
+        await self.follow(handle)
+        if not handle.messages:  # the answer was written in place: show it as it ended
+            self.say("\n".join(INDENT + line for line in message_body(answer, self.mentions)))
+        return True
+
+    async def _reply(self, args: list[str]) -> bool:
+        answer = self._last_answer(with_buttons=False)
+        text = " ".join(args).strip()
+        if answer is None or not text:
+            self.error("usage: /reply TEXT, after the bot has answered here")
+            return True
+        posted = await self.server.post_message(self.channel, text, user=self.user, reply_to=answer)
+        try:
+            reply = await self.server.wait_reply(posted, timeout=self.timeout, quiet=1.0)
+            await self.server.wait_for(
+                lambda: "\n-# " in reply.content or "❌" in reply.content, self.timeout
+            )
+        except TimeoutError:
+            self.unsettled += 1
+            self.error("the bot did not answer the reply")
+            return True
+        self.say(f"{self.style.bot(self.server.bot_user.name)}:")
+        self.say("\n".join(INDENT + line for line in message_body(reply, self.mentions)))
+        return True
+
     async def _help(self, args: list[str]) -> bool:
         self.say(META_HELP)
         return True
@@ -529,7 +586,11 @@ async def _watch(handle: InteractionRecord, view: ReplyView) -> None:
 
 
 def _bot_busy() -> bool:
-    return any(t.get_name() == INVOKER_TASK and not t.done() for t in asyncio.all_tasks())
+    return any(
+        (t.get_name() in (INVOKER_TASK, MESSAGE_TASK) or t.get_name().startswith(BUTTON_TASK))
+        and not t.done()
+        for t in asyncio.all_tasks()
+    )
 
 
 def _label(server: LoopbackDiscord, member: Member, typed: str) -> str:
