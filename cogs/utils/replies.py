@@ -14,7 +14,7 @@ from typing import TypeVar
 import discord
 from discord import app_commands
 
-from cogs.utils.storage.types import LimitReached
+from cogs.utils.storage.types import LimitReached, StoreUnavailable
 from model_service import (
     ErrorKind,
     GenerationParams,
@@ -83,6 +83,8 @@ def error_message(error: BaseException) -> str:
         return f"⌛ {error.message}"
     if isinstance(error, UserFacingError):
         return f"{error.icon} {error.message}"
+    if isinstance(error, StoreUnavailable):
+        return "🗄️ The bot's database can't be reached right now, so this can't be done; try again in a minute."
     if isinstance(error, LimitReached):
         return f"🚫 This channel already has {error.limit} {error.what}, the most it may; remove one first."
     if isinstance(error, ValidationError | ModelUnavailableError):
@@ -110,6 +112,7 @@ def is_unexpected(error: BaseException) -> bool:
         app_commands.CommandSignatureMismatch,
         app_commands.TransformerError,
         LimitReached,
+        StoreUnavailable,
     )
     return not isinstance(error, known) or getattr(error, "kind", None) is ErrorKind.INTERNAL
 
@@ -119,6 +122,8 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     text = choice_refusal(interaction, error) or error_message(error)
     if is_unexpected(error):
         log.error("command %s failed", _command_name(interaction), exc_info=_unwrap(error))
+    elif isinstance(_unwrap(error), StoreUnavailable):
+        log.warning("command %s: %s", _command_name(interaction), _unwrap(error))
     elif (stale := _stale_command(error)) is not None:
         # Not the user's doing: a client with an old command list, or commands not synced.
         log.warning("%s does not match the synced commands; if they changed, run bot.py --sync", stale)

@@ -256,3 +256,12 @@ async def test_requests_in_a_thread_count_against_the_parents_limit(limits: Limi
     await gate.admit([parent, (THREAD, ChannelRules())], ALICE, ["in the thread"])
     with pytest.raises(UserFacingError, match="busy"):
         await gate.admit([parent], BOB, ["in the channel"])
+
+
+def test_a_database_out_of_reach_reads_as_try_again_not_as_a_crash() -> None:
+    from cogs.utils.replies import is_unexpected
+    from cogs.utils.storage.types import StoreUnavailable
+
+    error = StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
+    assert error_message(error).startswith("🗄️ The bot's database can't be reached right now")
+    assert "postgresql" not in error_message(error) and not is_unexpected(error)

@@ -20,6 +20,10 @@ class SchemaError(RuntimeError):
     """The database was written by a newer Transcord than this one."""
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now (its server is down or restarting): try later."""
+
+
 class LimitReached(Exception):
     """A write would pass a stored limit (``what``: e.g. "blocked phrases"; ``limit``: the most)."""
 

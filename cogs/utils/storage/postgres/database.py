@@ -22,7 +22,7 @@ import asyncpg
 from cogs.utils.storage.postgres.dialect import to_postgres
 from cogs.utils.storage.postgres.url import redact, scrub
 from cogs.utils.storage.sqlite import database as sqlite_database  # the files, read one way for both
-from cogs.utils.storage.types import SchemaError
+from cogs.utils.storage.types import SchemaError, StoreUnavailable
 
 log = logging.getLogger("cogs.utils.storage")
 
@@ -101,7 +101,43 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.write_lock, self.pool.acquire() as conn, conn.transaction():
+        async with unreachable_is_unavailable(self.where), self.write_lock:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+
+@asynccontextmanager
+async def unreachable_is_unavailable(where: str) -> AsyncIterator[None]:
+    """A server that went away mid-run becomes :class:`StoreUnavailable`, which users read as
+    "try again in a minute"; the pool reconnects by itself once the server is back."""
+    try:
+        yield
+    except _TRANSIENT as exc:
+        raise StoreUnavailable(f"the database {where} is unreachable ({_reason(exc)})") from exc
+
+
+class Reads:
+    """The pool's one-statement calls, each through :func:`unreachable_is_unavailable`."""
+
+    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+        self._pool, self._where = pool, where
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with unreachable_is_unavailable(self._where):
+            return await self._pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with unreachable_is_unavailable(self._where):
+            return await self._pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        async with unreachable_is_unavailable(self._where):
+            return await self._pool.fetchval(query, *args)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for several reads in a row."""
+        async with unreachable_is_unavailable(self._where), self._pool.acquire() as conn:
             yield conn
 
 
@@ -110,7 +146,7 @@ class Repository:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._pool = database.pool
+        self._pool = Reads(database.pool, database.where)
 
     def _transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         return self._database.transaction()

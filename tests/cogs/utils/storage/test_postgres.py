@@ -38,6 +38,7 @@ from cogs.utils.storage.sqlite.moderation import SQLiteModeration
 from cogs.utils.storage.sqlite.replies import SQLiteReplies
 from cogs.utils.storage.sqlite.settings import SQLiteSettings
 from cogs.utils.storage.sqlite.stories import SQLiteStories
+from cogs.utils.storage.types import StoreUnavailable
 from tests.cogs.utils.storage.conftest import Opener, Sql
 from tests.cogs.utils.storage.test_settings_contract import CHANNEL, CONFIG, GUILD, put
 
@@ -205,6 +206,73 @@ async def test_a_wrong_password_is_a_setting_to_fix_and_is_not_printed(database:
     else:
         await store.close()
         pytest.skip("the test server lets this role in without checking its password")
+
+
+class Proxy:
+    """A TCP relay between the store and the server: closing it is the server going away."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for pipe in list(self.pipes):
+            pipe.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+        await self.server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        for task in (
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ):
+            self.pipes.add(task)
+            task.add_done_callback(self.pipes.discard)
+
+
+async def test_a_server_gone_mid_run_is_unavailable_then_the_store_recovers(database: str) -> None:
+    parts = urlsplit(database)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.open()
+    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
+    store = await open_postgres(urlunsplit(parts._replace(netloc=netloc)), CONFIG)
+    try:
+        await put(store, "channel", CHANNEL, top_k=3)
+        await proxy.close()  # the server is gone: every connection drops, new ones are refused
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            await store.settings.effective(GUILD, CHANNEL)
+        with pytest.raises(StoreUnavailable):
+            await put(store, "channel", CHANNEL, top_k=4)
+        await proxy.open()  # back, on the same port
+        for _ in range(3):  # the pool replaces the connections it lost
+            try:
+                assert (await store.settings.effective(GUILD, CHANNEL)).top_k == 3
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the store did not recover once the server was back")
+    finally:
+        await store.close()
+        await proxy.close()
 
 
 # --- the twins ------------------------------------------------------------------------------------
