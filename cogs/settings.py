@@ -14,8 +14,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils import checks, replies
-from cogs.utils.options import param_options
-from cogs.utils.settings import CHANNEL_PARAMS, SETTING_KEYS, ResetChoice
+from cogs.utils.options import name_options, param_options
+from cogs.utils.settings import CHANNEL_PARAMS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
 from cogs.utils.storage import Scope as StoreScope
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS
 
@@ -112,6 +112,7 @@ class Config(
         model="Which model answers here",
         persona="The system prompt /chat answers with (empty text clears it)",
     )
+    @name_options(TASK_MODEL_SETTINGS)
     @param_options(*CHANNEL_PARAMS)
     async def set_(
         self,
@@ -145,6 +146,10 @@ class Config(
     ) -> list[app_commands.Choice[str]]:
         names = self.bot.models.model_names()
         return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+
+    for _key in TASK_MODEL_SETTINGS:  # each task's model completes from the catalog too
+        set_.autocomplete(_key)(_model_names)
+    del _key
 
     @app_commands.command(name="reset", description="Go back to the inherited value of a setting (or all)")
     @app_commands.describe(

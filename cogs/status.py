@@ -13,7 +13,8 @@ from cogs.utils import replies
 from cogs.utils.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec
-from model_service.types import FILL_PARAMS
+from model_service.tasks.names import CHECKPOINTS, SHORT_NAMES, Task
+from model_service.types import FILL_PARAMS, TaskModels
 
 if TYPE_CHECKING:
     from cogs.utils.bot import Transcord
@@ -47,11 +48,31 @@ HELP = f"""**Transcord**: language models in this channel.
 **/config moderator-role** picks the role that may change settings (Manage Server).
 **Sampling settings** (`/config set`):
 {_parameters()}
+**/tokenize** `text` `[model]` `[pair]` shows how the tokenizer splits it: tokens, ids, attention mask, token type ids.
+**/classify** `text` `[labels]` sorts text into labels, with scores. e.g. `/classify text: I loved it! labels: positive, negative`
+**/entities** `text` finds names of people, places, organisations · **/answer** `question` `context` answers with a span of the context.
+**/summarize** `text` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.
 **/story start** `premise` `[turns]` `[max_players]` `[length]` opens a story the channel writes together;
   **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
 **/status** shows the models loaded, the queue and recent speed.
 -# Temperature 0 always picks the likeliest word; higher values are more surprising."""
+
+
+def task_line(models: TaskModels) -> str:
+    """One task's availability here: its models, the stand-in, or what to configure."""
+    task: Task = models.task  # type: ignore[assignment]
+    if models.models:
+        return f"`/{task}`: {', '.join(f'`{m}`' for m in models.models)}"
+    if models.fallback:
+        return f"`/{task}`: `{models.fallback}` ({models.fallback_method})"
+    return f"`/{task}`: none here (add one to `MODELS`, e.g. `{SHORT_NAMES[task]}={CHECKPOINTS[task]}`)"
+
+
+def tasks_help(tasks: tuple[TaskModels, ...]) -> str:
+    lines = ["**Tasks here** (a channel picks each one's model: `/config set classify_model` …):"]
+    lines += [f"  {task_line(models)}" for models in tasks]
+    return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:
@@ -83,6 +104,16 @@ class Status(commands.Cog):
         rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"
         lines.append(f"Recent latency: {latency} · speed: {rate}")
         lines.append(f"Uptime: {_duration(time.monotonic() - self.bot.started_at)}")
+        tasks = self.bot.models.tasks()
+        if tasks:
+            ready = [m.task for m in tasks if m.models] + [
+                f"{m.task} (stand-in)" for m in tasks if m.fallback
+            ]
+            missing = [m.task for m in tasks if not m.available]
+            lines.append(
+                f"Tasks: {', '.join(ready) or 'none'}"
+                + (f" · not configured: {', '.join(missing)}" if missing else "")
+            )
         if self.bot.models.moderation_error is not None:
             lines.append("🛡️ Moderation could not be loaded: model commands are refused until it is.")
         if self.bot.failed_extensions:
@@ -91,7 +122,7 @@ class Status(commands.Cog):
 
     @app_commands.command(name="help", description="What each command does, with examples")
     async def help(self, interaction: discord.Interaction) -> None:
-        await replies.send_long(interaction, HELP, ephemeral=True)
+        await replies.send_long(interaction, f"{HELP}\n{tasks_help(self.bot.models.tasks())}", ephemeral=True)
 
 
 async def setup(bot: Transcord) -> None:

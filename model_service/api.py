@@ -6,12 +6,25 @@ from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
     FillMaskRequest,
     FillMaskResult,
     GenerationParams,
     GenerationRequest,
     GenerationResult,
+    RewriteRequest,
     ServiceStatus,
+    SimilarRequest,
+    SimilarResult,
+    TaskMethod,
+    TaskModels,
+    TokenizeRequest,
+    TokenizeResult,
 )
 
 
@@ -28,6 +41,15 @@ class TextStream(Protocol):
 
 
 @runtime_checkable
+class TaskStream(TextStream, Protocol):
+    """A summary's or a translation's stream: also which model writes it, and how."""
+
+    model: str
+    method: TaskMethod  # "seq2seq" (a model for it), "instruct" or "prompt" (a causal LM asked)
+    target: str | None  # the language a translation is written in, where known
+
+
+@runtime_checkable
 class ModelServiceAPI(Protocol):
     def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> TextStream: ...
 
@@ -39,6 +61,24 @@ class ModelServiceAPI(Protocol):
 
     def params(self, values: dict[str, object] | None = None) -> GenerationParams:
         """Validate loose settings against this service's caps."""
+        ...
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult: ...
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult: ...
+
+    async def entities(self, request: EntitiesRequest) -> EntitiesResult: ...
+
+    async def answer(self, request: AnswerRequest) -> AnswerResult: ...
+
+    async def similar(self, request: SimilarRequest) -> SimilarResult: ...
+
+    async def rewrite(self, request: RewriteRequest) -> TaskStream:
+        """A summary or a translation, streamed like a generation."""
+        ...
+
+    def tasks(self) -> tuple[TaskModels, ...]:
+        """Which models do each task here, or stand in for it, or the hint where none does."""
         ...
 
     def model_names(self) -> list[str]: ...

@@ -6,17 +6,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from model_service.remote_source import FLAVOURS, is_remote, parse_remote
+from model_service.tasks.names import split_task
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# auto: llama.cpp for a .gguf source when xllamacpp is installed, transformers for the rest.
-ENGINES = ("auto", "transformers", "llama.cpp")
+# auto: llama.cpp for a .gguf source when xllamacpp is installed, remote for a server's URL,
+# transformers for the rest.
+ENGINES = ("auto", "transformers", "llama.cpp", "remote")
 
 
 def is_gguf(spec: str) -> bool:
     """A source written as a .gguf file (llama.cpp's format; transformers de-quantizes it)."""
-    return spec.strip().lower().endswith(".gguf")
+    if is_remote(spec):
+        return False  # a server's URL, even where the name it serves ends in .gguf
+    try:
+        source, _ = split_task(spec)
+    except ValueError:
+        source = spec.strip()
+    return source.lower().endswith(".gguf")
 
 
 @dataclass(frozen=True)
@@ -38,11 +47,25 @@ class ServiceConfig:
     threads: int = 0  # CPU threads for a forward pass (torch and llama.cpp); 0: one per core
     llama_context: int = 1024  # tokens (prompt + reply) each llama.cpp slot holds
     preload: bool = True  # load the default (and fill) model at start, not on first use
+    # Remote models (a source that is a server's http(s) URL; see remote_source):
+    remote_flavours: Mapping[str, str] = field(default_factory=dict)  # name -> FLAVOURS; unset: auto
+    remote_tokenizers: Mapping[str, str] = field(default_factory=dict)  # name -> a local tokenizer folder
+    remote_api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never shown
+    remote_timeout_s: float = 30.0  # the longest a server may stay silent (connect, first token, between)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", MappingProxyType(dict(self.models)))
         object.__setattr__(self, "engines", MappingProxyType(dict(self.engines)))
-        problems = []
+        object.__setattr__(self, "remote_flavours", MappingProxyType(dict(self.remote_flavours)))
+        object.__setattr__(self, "remote_tokenizers", MappingProxyType(dict(self.remote_tokenizers)))
+        problems = self._remote_problems()
+        for name, spec in self.models.items():
+            if is_remote(spec):
+                continue  # checked by _remote_problems (a URL may hold a colon after its path)
+            try:
+                split_task(spec)  # `source:task` forces a task; the task must be one there is
+            except ValueError as exc:
+                problems.append(f"model `{name}`: {exc}")
         for name, engine in self.engines.items():
             if name not in self.models:
                 problems.append(f"engine given for `{name}`, which is not in the catalog")
@@ -74,3 +97,34 @@ class ServiceConfig:
             problems.append("request_timeout_s must be positive")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _remote_problems(self) -> list[str]:
+        """What is wrong with the remote models' entries and settings, each naming its entry."""
+        problems = []
+        for name, spec in self.models.items():
+            if is_remote(spec):
+                try:
+                    parse_remote(spec)
+                except ValueError as exc:
+                    problems.append(f"model `{name}`: {exc}")
+        for name, engine in self.engines.items():
+            spec = self.models.get(name, "")
+            if engine == "remote" and name in self.models and not is_remote(spec):
+                problems.append(f"engine remote for `{name}` needs a server's http(s) URL, not `{spec}`")
+            elif engine == "transformers" and is_remote(spec):
+                problems.append(
+                    f"`{name}` is a server's URL (`{spec}`): its engine is remote, not transformers"
+                )
+        for setting, values in (("flavour", self.remote_flavours), ("tokenizer", self.remote_tokenizers)):
+            for name, value in values.items():
+                if not is_remote(self.models.get(name, "")):
+                    problems.append(
+                        f"remote {setting} given for `{name}`, which is not a server's URL in the catalog"
+                    )
+                elif setting == "flavour" and value not in FLAVOURS:
+                    problems.append(
+                        f"flavour for `{name}` must be one of {', '.join(FLAVOURS)}, got {value!r}"
+                    )
+        if self.remote_timeout_s <= 0:
+            problems.append("remote_timeout_s must be positive")
+        return problems

@@ -282,7 +282,11 @@ class EngineCore:
         for job in (j for j in rows if id(j.row) in done):
             self._policy.finish(job.id, model)
             self._jobs.pop(job.id, None)
-            self._complete(job)
+            failure = getattr(job.row, "failure", None)  # a row that failed alone (base.EngineRow)
+            if failure is not None:
+                self._fail(job, failure)
+            else:
+                self._complete(job)
 
     def _engine(self, model: str) -> Engine:
         engine = self._engines.get(model)

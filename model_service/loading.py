@@ -1,8 +1,10 @@
 """The load flow: source -> config.json -> model class -> weights, as transformers does it.
 
 A source is a local folder (loaded with ``local_files_only``), a hub id (the cache first,
-the network only when allowed), or a ``.gguf`` file. Everything here is blocking and
-runs on the service's executor.
+the network only when allowed), or a ``.gguf`` file; a catalog entry may force a task with a
+``:task`` suffix (``tasks.names.split_task``). Every head of the source document's Auto classes
+loads here (``load_head``); a head the task needs but the weights lack is refused rather than
+initialised at random. Everything here is blocking and runs on the service's executor.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from typing import Any, Literal
 import torch
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
@@ -31,12 +38,30 @@ from transformers.models.auto.modeling_auto import (
 from model_service.config import is_gguf
 from model_service.errors import ModelUnavailableError
 from model_service.fetch import dequantized_twin
+from model_service.remote_source import is_remote
+from model_service.tasks import kinds
+from model_service.tasks.names import AUTO_CLASS, CHECKPOINTS, KIND_WORDS, NATIVE_KIND, Kind, split_task
+from model_service.tasks.names import Task as AnyTask
 
 log = logging.getLogger(__name__)
 
 Task = Literal["generate", "fill-mask"]
-Head = Literal["causal", "masked"]
+Head = Kind  # the Auto class a model is loaded with (causal and masked for generate and fill-mask)
 SourceKind = Literal["folder", "hub", "gguf"]
+
+_AUTO: dict[Kind, Any] = {
+    "causal": AutoModelForCausalLM,
+    "masked": AutoModelForMaskedLM,
+    "sequence-classification": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
+    "question-answering": AutoModelForQuestionAnswering,
+    "seq2seq": AutoModelForSeq2SeqLM,
+    "features": AutoModel,
+}
+# Heads whose weights must be in the checkpoint: loaded without them, they would answer at random.
+_TRAINED_HEADS: frozenset[Kind] = frozenset(
+    {"sequence-classification", "token-classification", "question-answering", "seq2seq", "features"}
+)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,8 +78,14 @@ class ModelSource:
 
 
 def parse_source(spec: str) -> ModelSource:
-    """Tell a folder, a GGUF file and a hub id apart, the way a user writes them."""
-    spec = spec.strip()
+    """Tell a folder, a GGUF file and a hub id apart, the way a user writes them (a ``:task``
+    suffix, which forces a task, is not part of the source)."""
+    if is_remote(spec):
+        raise ModelUnavailableError(
+            f"model source `{spec.strip()}` is a model server: nothing of it is here to load "
+            "(REMOTE_TOKENIZERS may name a local copy of its tokenizer)"
+        )
+    spec = _without_task(spec)
     if not spec:
         raise ModelUnavailableError("model source is empty: give a folder, a hub id or a .gguf file")
     path = Path(spec).expanduser()
@@ -68,6 +99,21 @@ def parse_source(spec: str) -> ModelSource:
     if looks_like_path:
         raise ModelUnavailableError(f"model source `{spec}`: folder not found")
     return ModelSource("hub", spec)
+
+
+def _without_task(spec: str) -> str:
+    try:
+        return split_task(spec)[0]
+    except ValueError as exc:
+        raise ModelUnavailableError(f"model source `{spec.strip()}`: {exc}") from None
+
+
+def forced_task(spec: str) -> AnyTask | None:
+    """The task a catalog entry forces (``source:task``), if any."""
+    try:
+        return split_task(spec)[1]
+    except ValueError:
+        return None
 
 
 def transformers_files(source: ModelSource) -> ModelSource:
@@ -202,22 +248,46 @@ def choose_head(name: str, source: ModelSource, config: PretrainedConfig, task: 
 
 
 def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: bool) -> LoadedModel:
+    """Load what ``task`` (generate or fill-mask) needs of the source."""
+    source = parse_source(spec)
+    config, _ = _read_config(name, transformers_files(source), offline)
+    head = choose_head(name, source, config, task)
+    return load_head(name, spec, head, device=device, dtype=dtype, offline=offline)
+
+
+def check_head(name: str, source: ModelSource, config: PretrainedConfig, head: Head) -> None:
+    """Refuse a head whose Auto class has no class for this model type, before reading weights."""
+    model_type = getattr(config, "model_type", "")
+    if head in ("causal", "masked") or model_type in kinds.CLASSES[head]:
+        return
+    raise ModelUnavailableError(
+        f"model `{name}` (`{source.label}`, type `{model_type}`) can't be loaded as "
+        f"{KIND_WORDS[head]}: transformers has no `{AUTO_CLASS[head]}` class for type `{model_type}`"
+    )
+
+
+def load_head(name: str, spec: str, head: Head, *, device: str, dtype: str, offline: bool) -> LoadedModel:
+    """The seed's flow for one head: source -> config.json -> the head's Auto class -> weights."""
     source = parse_source(spec)
     files = transformers_files(source)
     config, local = _read_config(name, files, offline)
-    head = choose_head(name, source, config, task)
+    check_head(name, source, config, head)
     target = pick_device(device)
     torch_dtype = pick_dtype(dtype, target)
-    auto = AutoModelForMaskedLM if head == "masked" else AutoModelForCausalLM
+    auto = _AUTO[head]
     kwargs = _common_kwargs(files, local)
     log.info("loading model %s from %s (%s, %s, %s)", name, files.label, auto.__name__, target, torch_dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(files.location, **kwargs)
-        model = auto.from_pretrained(files.location, dtype=torch_dtype, low_cpu_mem_usage=True, **kwargs)
+        model, info = auto.from_pretrained(
+            files.location, dtype=torch_dtype, low_cpu_mem_usage=True, output_loading_info=True, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(
             f"model `{name}`: can't load `{source.label}` ({_first_line(exc)})"
         ) from None
+    if head in _TRAINED_HEADS:
+        _check_trained(name, source, config, head, info.get("missing_keys", ()))
     if len(tokenizer) < 2:
         raise ModelUnavailableError(
             f"model `{name}`: `{source.label}` has no tokenizer (tokenizer.json, tokenizer_config.json)"
@@ -245,11 +315,36 @@ def load(name: str, spec: str, task: Task, *, device: str, dtype: str, offline: 
     )
 
 
-def load_tokenizer(name: str, source: ModelSource) -> PreTrainedTokenizerBase:
-    """A GGUF's tokenizer for another engine: from its twin folder, else rebuilt from the file."""
+def _check_trained(
+    name: str, source: ModelSource, config: PretrainedConfig, head: Head, missing: Any
+) -> None:
+    # A pooler is not part of the features we use (mean pooling); anything else missing is.
+    missing = sorted(key for key in missing if "pooler" not in key)
+    if not missing:
+        return
+    architectures = ", ".join(getattr(config, "architectures", None) or []) or "no architectures"
+    task = next((t for t, k in NATIVE_KIND.items() if k == head and t in CHECKPOINTS), None)
+    example = f", e.g. `{CHECKPOINTS[task]}`" if task else ""
+    raise ModelUnavailableError(
+        f"model `{name}` (`{source.label}`, {architectures}) has no trained weights for "
+        f"{KIND_WORDS[head]} (missing {', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}): "
+        f"it would answer at random. Use a checkpoint made for it{example}, or drop the forced task"
+    )
+
+
+def load_tokenizer(name: str, source: ModelSource, *, network: bool = False) -> PreTrainedTokenizerBase:
+    """A source's tokenizer alone (a GGUF's from its twin folder, else rebuilt from the file).
+
+    ``network``: a hub id not in the cache may be fetched (the cache is tried first).
+    """
     files = transformers_files(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(files.location, **_common_kwargs(files, True))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(files.location, **_common_kwargs(files, True))
+        except OSError:
+            if not (network and files.kind == "hub"):
+                raise
+            tokenizer = AutoTokenizer.from_pretrained(files.location, **_common_kwargs(files, False))
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(
             f"model `{name}`: can't read the tokenizer of `{source.label}` ({_first_line(exc)})"
@@ -274,6 +369,30 @@ def _context_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase
     return limit if 0 < limit < 1_000_000 else 2048
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a catalog entry is before any weights load: its config, its kind, its forced task."""
+
+    name: str
+    source: ModelSource
+    config: PretrainedConfig
+    kind: Kind | None  # None: the config says nothing we know
+    forced: AnyTask | None
+
+    @property
+    def architectures(self) -> str:
+        return ", ".join(getattr(self.config, "architectures", None) or []) or str(self.config.model_type)
+
+
+def read_checkpoint(name: str, spec: str, *, offline: bool) -> Checkpoint:
+    """Read a catalog entry's config and tell its kind (a forced task decides it)."""
+    source = parse_source(spec)
+    config, _ = _read_config(name, transformers_files(source), offline)
+    forced = forced_task(spec)
+    kind = NATIVE_KIND[forced] if forced is not None else kinds.detect_kind(config)
+    return Checkpoint(name, source, config, kind, forced)
+
+
 class ModelRegistry:
     """Loads each (source, head) once and shares it, however many channels use it."""
 
@@ -284,6 +403,8 @@ class ModelRegistry:
         self._offline = offline
         self._loaded: dict[tuple[str, Head], LoadedModel] = {}
         self._heads: dict[tuple[str, Task], Head] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
         self._lock = threading.Lock()
 
     @property
@@ -293,10 +414,14 @@ class ModelRegistry:
     def loaded(self) -> list[LoadedModel]:
         return list({id(m): m for m in self._loaded.values()}.values())
 
-    def get(self, name: str, task: Task) -> LoadedModel:
+    def _spec(self, name: str) -> str:
         spec = self._catalog.get(name)
         if spec is None:
             raise ModelUnavailableError(f"unknown model `{name}`; available: {', '.join(self._catalog)}")
+        return spec
+
+    def get(self, name: str, task: Task) -> LoadedModel:
+        spec = self._spec(name)
         # Keyed by the head the task needs: a causal LM serves both tasks from one copy.
         with self._lock:
             head = self._heads.get((spec, task))
@@ -304,7 +429,37 @@ class ModelRegistry:
                 source = parse_source(spec)
                 config, _ = _read_config(name, transformers_files(source), self._offline)
                 head = self._heads[(spec, task)] = choose_head(name, source, config, task)
-            if (spec, head) not in self._loaded:
-                model = load(name, spec, task, device=self._device, dtype=self._dtype, offline=self._offline)
-                self._loaded[(spec, head)] = model
-            return self._loaded[(spec, head)]
+            return self._load(name, spec, head)
+
+    def get_head(self, name: str, head: Head) -> LoadedModel:
+        """The model loaded with ``head``'s Auto class (each task module asks for its own)."""
+        spec = self._spec(name)
+        with self._lock:
+            return self._load(name, spec, head)
+
+    def _load(self, name: str, spec: str, head: Head) -> LoadedModel:
+        if (spec, head) not in self._loaded:
+            model = load_head(name, spec, head, device=self._device, dtype=self._dtype, offline=self._offline)
+            self._loaded[(spec, head)] = model
+        return self._loaded[(spec, head)]
+
+    def checkpoint(self, name: str) -> Checkpoint:
+        """The entry's config and kind, read once (no weights)."""
+        spec = self._spec(name)
+        with self._lock:
+            if name not in self._checkpoints:
+                self._checkpoints[name] = read_checkpoint(name, spec, offline=self._offline)
+            return self._checkpoints[name]
+
+    def tokenizer(self, name: str) -> tuple[PreTrainedTokenizerBase, int]:
+        """The entry's tokenizer and its model's context, without loading weights for it."""
+        spec = self._spec(name)
+        checkpoint = self.checkpoint(name)
+        with self._lock:
+            loaded = next((m for (s, _), m in self._loaded.items() if s == spec), None)
+            if loaded is not None:
+                return loaded.tokenizer, loaded.context_length
+            if name not in self._tokenizers:
+                self._tokenizers[name] = load_tokenizer(name, checkpoint.source, network=not self._offline)
+            tokenizer = self._tokenizers[name]
+        return tokenizer, _context_length(checkpoint.config, tokenizer)

@@ -1,7 +1,9 @@
 """The async facade: lifecycle, admission (a bounded queue), the executor boundary, streaming.
 
 All model work runs on one service-owned executor through ``_run``; nothing else in the
-project calls ``run_in_executor``. Requests are admitted against a bound and refused at once
+project calls ``run_in_executor``. The tasks beyond generation and fill-mask (classify, entities,
+answer, similar, summarize, translate, tokenize) are routed and batched by the task desk
+(``tasks.desk``), through the same boundary and the same admission. Requests are admitted against a bound and refused at once
 when it is reached, so nobody waits without limit.
 """
 
@@ -24,15 +26,27 @@ from model_service.config import ServiceConfig, is_gguf
 from model_service.engine_core import DONE, EngineCore, FillJob, Job
 from model_service.engines import Engine, TransformersEngine, llamacpp
 from model_service.engines.llamacpp import LlamaCppEngine, LlamaModels
+from model_service.engines.remote import RemoteEngine, RemoteModels
 from model_service.errors import (
     InternalError,
+    ModelUnavailableError,
     OverloadedError,
     RequestTimeoutError,
     ServiceError,
     ValidationError,
 )
-from model_service.loading import ModelRegistry, Task
+from model_service.loading import LoadedModel, ModelRegistry, Task
+from model_service.remote_source import is_remote
+from model_service.tasks import kinds
+from model_service.tasks.desk import TaskDesk, TaskTextStream
+from model_service.tasks.seq2seq import Seq2SeqEngine
 from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
     FillMaskRequest,
     FillMaskResult,
     FinishReason,
@@ -40,7 +54,13 @@ from model_service.types import (
     GenerationRequest,
     GenerationResult,
     ModelInfo,
+    RewriteRequest,
     ServiceStatus,
+    SimilarRequest,
+    SimilarResult,
+    TaskModels,
+    TokenizeRequest,
+    TokenizeResult,
 )
 
 log = logging.getLogger(__name__)
@@ -129,8 +149,13 @@ class ModelService:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
+        # A remote model's local copy (REMOTE_TOKENIZERS) stands for it where local files are read:
+        # its config and tokenizer, and its weights for what the server can't do (fill-mask on llama-server).
+        local = {
+            n: config.remote_tokenizers.get(n, s) if is_remote(s) else s for n, s in config.models.items()
+        }
         self._registry = ModelRegistry(
-            dict(config.models), device=config.device, dtype=config.dtype, offline=config.offline
+            local, device=config.device, dtype=config.dtype, offline=config.offline
         )
         self._llama = LlamaModels(
             dict(config.models),
@@ -138,6 +163,7 @@ class ModelService:
             threads=config.threads,
             context=config.llama_context,
         )
+        self._remote = RemoteModels(config)
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: EngineCore | None = None
@@ -145,6 +171,15 @@ class ModelService:
         self._started_at = 0.0
         self._latencies: collections.deque[float] = collections.deque(maxlen=50)
         self._token_rates: collections.deque[float] = collections.deque(maxlen=50)
+        self._desk = TaskDesk(
+            config,
+            self._registry,
+            self._run,
+            admit=lambda: self._admit(self.config.request_timeout_s),
+            release=self._release,
+            open_stream=self._open_stream,
+            serving_length=self._serving_length,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -167,6 +202,9 @@ class ModelService:
             on_filled=lambda r: self._record(r.elapsed_s, 0),
         )
         self._scheduler.start()
+        self._remote.start()  # watches each server from now on: /status says whether it answers
+        # What each catalog model is (its config, no weights): for routing tasks and for /help.
+        await self._desk.detect()
         if any(self.engine_name(name) == "llama.cpp" for name in self.config.models):
             # All torch work runs on the executor: keep MKL's threads off llama.cpp's cores.
             await self._run(llamacpp.single_threaded_mkl_here)
@@ -190,8 +228,10 @@ class ModelService:
             ticket.cancelled.set()
         if self._scheduler is not None:
             await self._scheduler.stop()
+        await self._desk.batcher.close()
         with contextlib.suppress(ServiceError):
             await self._run(self._llama.close)
+        await asyncio.to_thread(self._remote.close)  # its loop thread; no model work
         executor, self._executor = self._executor, None
         # Waiting for the worker to finish is not model work: a plain thread, not the boundary.
         await asyncio.to_thread(executor.shutdown, True)
@@ -210,6 +250,8 @@ class ModelService:
 
     def engine_name(self, model: str) -> str:
         """The engine that serves a catalog model: its configured one, or auto's choice."""
+        if is_remote(self.config.models[model]):
+            return "remote"  # the config allows no other engine for a server's URL
         chosen = self.config.engines.get(model, "auto")
         if chosen != "auto":
             return chosen
@@ -220,15 +262,34 @@ class ModelService:
         )
 
     def _engine_for(self, model: str) -> Engine:
+        """On the executor (the engine core asks from a step): the runner of a catalog model."""
         if self.engine_name(model) == "llama.cpp":
             registry = self._registry
             return LlamaCppEngine(self._llama, model, lambda: TransformersEngine(registry, model))
+        if self.engine_name(model) == "remote":
+            twin = (
+                (lambda: TransformersEngine(self._registry, model))
+                if self._remote.has_weights(model)
+                else None
+            )
+            return RemoteEngine(self._remote, model, twin)  # type: ignore[return-value]
+        if self.engine_name(model) == "transformers" and self._desk.kind(model) == "seq2seq":
+            return Seq2SeqEngine(self._registry, model)  # type: ignore[return-value]
         return TransformersEngine(self._registry, model)
+
+    def _serving_length(self, model: str) -> int | None:
+        """The tokens one request may hold where the engine allows less than the model (llama.cpp)."""
+        if self.engine_name(model) == "remote":
+            facts = self._remote.server(model).facts
+            return facts.context if facts else None
+        return self.config.llama_context if self.engine_name(model) == "llama.cpp" else None
 
     def _preload(self, model: str, task: Task) -> None:
         """On the executor: load what ``task`` needs of ``model`` on its engine."""
         if task == "generate" and self.engine_name(model) == "llama.cpp":
             self._llama.get(model)
+        elif self.engine_name(model) == "remote":
+            self._remote.preload(model)  # never fails for a server that is down: /status tells
         else:
             self._registry.get(model, task)
 
@@ -296,6 +357,12 @@ class ModelService:
             )
         if request.model is not None:
             self._check_model(request.model)
+        name = request.model or self.config.default_model
+        if self._desk.kind(name) == "seq2seq":
+            raise ModelUnavailableError(
+                f"model `{name}` is a sequence-to-sequence model: it writes summaries and "
+                "translations (`/summarize`, `/translate`), not continuations"
+            )
 
     def _check_model(self, name: str) -> None:
         if name not in self._registry.names:
@@ -303,6 +370,9 @@ class ModelService:
 
     def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationStream:
         self._check_request(request)
+        return self._open_stream(request, timeout)
+
+    def _open_stream(self, request: GenerationRequest, timeout: float | None = None) -> GenerationStream:
         # A seed for every request, reported in its result: the same seed and settings redo it.
         request = dataclasses.replace(request, params=request.params.seeded())
         return GenerationStream(self, request, self._timeout(timeout))
@@ -343,6 +413,32 @@ class ModelService:
             ticket.cancelled.set()  # the batch skips the rest of its work
             self._release(ticket)
 
+    # -- the other Auto classes' tasks (routed and batched by the task desk) ----------------------
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """The tokenizer's view of a text: tokens, ids, attention mask, token type ids."""
+        return await self._desk.tokenize(request)
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        return await self._desk.classify(request)
+
+    async def entities(self, request: EntitiesRequest) -> EntitiesResult:
+        return await self._desk.entities(request)
+
+    async def answer(self, request: AnswerRequest) -> AnswerResult:
+        return await self._desk.answer(request)
+
+    async def similar(self, request: SimilarRequest) -> SimilarResult:
+        return await self._desk.similar(request)
+
+    async def rewrite(self, request: RewriteRequest) -> TaskTextStream:
+        """A summary or a translation, streamed; the stream says which model writes it, and how."""
+        return await self._desk.rewrite(request)
+
+    def tasks(self) -> tuple[TaskModels, ...]:
+        """Which models do each task here (or stand in for it), as detected at start."""
+        return self._desk.available()
+
     # -- introspection ----------------------------------------------------------------------------
 
     def model_names(self) -> list[str]:
@@ -361,14 +457,13 @@ class ModelService:
             )
             for m in self._llama.loaded()
         )
+        llama = self._remote.infos() + llama  # and the remote models, first, answering or not
         served = {m.name for m in llama}
         models = llama + tuple(
             ModelInfo(
                 name=m.name,
                 source=m.source.label,
-                task="fill-mask (masked LM)"
-                if m.head == "masked"
-                else ("fill-mask" if m.name in served else "generate, fill-mask"),
+                task=self._serves(m, served),
                 device=str(m.device),
                 dtype=str(m.dtype).removeprefix("torch."),
                 parameters=m.parameters,
@@ -396,3 +491,18 @@ class ModelService:
             uptime_s=time.monotonic() - self._started_at if self._executor else 0.0,
             filling=self._scheduler.filling if self._scheduler else 0,
         )
+
+    def _serves(self, loaded: LoadedModel, served: set[str]) -> str:
+        """What a loaded model does here, in words, for /status."""
+        if loaded.head == "masked":
+            return "fill-mask (masked LM)"
+        if loaded.head == "causal":
+            return "fill-mask" if loaded.name in served else "generate, fill-mask"
+        if loaded.head == "seq2seq":
+            return ", ".join(kinds.seq2seq_tasks(loaded.model.config, None))
+        return {
+            "sequence-classification": "classify",
+            "token-classification": "entities",
+            "question-answering": "answer",
+            "features": "similar",
+        }[loaded.head]

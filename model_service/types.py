@@ -254,3 +254,234 @@ class ServiceStatus:
     tokens_per_s: float | None
     uptime_s: float
     filling: int = 0  # fill-mask requests being filled together now
+
+
+# -- the source document's other Auto classes: tokenizer view, classify, entities, answer, ... ----
+
+MAX_LABELS = 10
+MAX_LABEL_CHARS = 50
+MAX_LANGUAGE_CHARS = 30
+# /summarize and /translate wrap the text in an instruction; the whole stays a valid prompt.
+MAX_REWRITE_CHARS = MAX_PROMPT_CHARS - 500
+TaskMethod = Literal["classifier", "nli", "causal-zero-shot", "seq2seq", "instruct", "prompt"]
+RewriteKind = Literal["summarize", "translate"]
+
+
+def check_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Two to :data:`MAX_LABELS` distinct labels (case aside), each short and not blank."""
+    if len(labels) < 2:
+        raise ValidationError(
+            f"`labels` needs at least 2 labels to choose between, got {len(labels)}; "
+            "separate them with commas, e.g. `positive, negative`"
+        )
+    if len(labels) > MAX_LABELS:
+        raise ValidationError(f"`labels` may hold at most {MAX_LABELS} labels, got {len(labels)}")
+    seen: dict[str, str] = {}
+    for label in labels:
+        check_text("labels", label, limit=MAX_LABEL_CHARS)
+        key = label.strip().casefold()
+        if key in seen:
+            raise ValidationError(f"`labels` has `{label.strip()}` twice; give each label once")
+        seen[key] = label
+    return tuple(label.strip() for label in labels)
+
+
+def parse_labels(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated labels as a user types them (``positive, negative``); empty: none."""
+    if raw is None or not raw.strip():
+        return ()
+    parts = tuple(part.strip() for part in raw.split(","))
+    if any(not part for part in parts):
+        raise ValidationError(
+            "`labels` has an empty label; separate labels with single commas, e.g. `positive, negative`"
+        )
+    return check_labels(parts)
+
+
+def check_language(value: str | None) -> str | None:
+    """A language name (``French``) or code (``fr``): letters, spaces and hyphens, short."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if len(text) > MAX_LANGUAGE_CHARS or not all(c.isalpha() or c in " -" for c in text):
+        raise ValidationError(
+            f"`to` must be a language name such as `French` (letters only, at most "
+            f"{MAX_LANGUAGE_CHARS} characters), got {text[:40]!r}"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    text: str
+    pair: str | None = None  # a second text: a sentence pair, as QA and NLI models take them
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("text", self.text, limit=MAX_PROMPT_CHARS)
+        if self.pair is not None:
+            check_text("pair", self.pair, limit=MAX_PROMPT_CHARS)
+
+
+@dataclass(frozen=True)
+class TokenPiece:
+    """One token as the tokenizer made it."""
+
+    id: int
+    piece: str  # the vocabulary entry as stored: `Ġworld`, `##ing`, `▁the`, `<0xE4>`
+    text: str  # what it stands for, readable; empty when it holds only part of a character
+    partial: tuple[int, ...]  # its bytes, when they are part of a character (byte-level pieces)
+    special: bool  # added by the tokenizer (`[CLS]`, `<s>`), not from the text
+    start: int  # the characters of the input it covers (both 0 for an added special token)
+    end: int
+    sequence: int | None  # 0: the text, 1: the pair, None: a special token
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    model: str
+    pieces: tuple[TokenPiece, ...]
+    input_ids: tuple[int, ...]
+    attention_mask: tuple[int, ...]
+    token_type_ids: tuple[int, ...] | None  # None: this tokenizer makes none
+    context_length: int  # the model's context, in tokens
+    serving_length: int | None  # what this bot lets one request hold, where it is less (llama.cpp)
+    algorithm: str  # e.g. "byte-level BPE", "WordPiece"
+    vocabulary: int
+
+    @property
+    def count(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    text: str
+    labels: tuple[str, ...] = ()  # empty: the classifier's own labels (or positive/negative)
+    model: str | None = None  # the channel's classify model; None: the first that classifies
+    channel_model: str | None = None  # the channel's model, for the zero-shot fallback
+
+    def __post_init__(self) -> None:
+        check_text("text", self.text, limit=MAX_PROMPT_CHARS)
+        if self.labels:
+            check_labels(self.labels)
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    score: float  # a probability; a result's scores add up to 1 (unless multi-label)
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    scores: tuple[LabelScore, ...]  # best first
+    model: str
+    method: TaskMethod
+    elapsed_s: float
+    multi_label: bool = False  # each score on its own (sigmoid), not shares of one whole
+
+
+@dataclass(frozen=True)
+class EntitiesRequest:
+    text: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("text", self.text, limit=MAX_PROMPT_CHARS)
+
+
+@dataclass(frozen=True)
+class Entity:
+    group: str  # the tag without its B-/I- prefix: PER, LOC
+    score: float  # the mean of its words' scores
+    word: str  # as the tokenizer writes it back
+    start: int  # its characters in the text
+    end: int
+
+
+@dataclass(frozen=True)
+class EntitiesResult:
+    text: str
+    entities: tuple[Entity, ...]  # in text order
+    model: str
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    question: str
+    context: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("question", self.question, limit=MAX_PROMPT_CHARS)
+        if not isinstance(self.context, str) or not self.context.strip():
+            raise ValidationError(
+                "`context` must not be empty: the answer is a span of the text you give as context"
+            )
+        check_text("context", self.context, limit=MAX_PROMPT_CHARS)
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    answer: str
+    start: int  # its characters in the context
+    end: int
+    score: float  # P(start) x P(end), over the context's tokens
+    model: str
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class SimilarRequest:
+    text_a: str
+    text_b: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("text_a", self.text_a, limit=MAX_PROMPT_CHARS)
+        check_text("text_b", self.text_b, limit=MAX_PROMPT_CHARS)
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    cosine: float  # in [-1, 1]
+    model: str
+    tokens: tuple[int, int]  # each text's length in tokens
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class RewriteRequest:
+    """/summarize or /translate: text in, new text streamed out."""
+
+    kind: RewriteKind
+    text: str
+    to: str | None = None  # translate: the language to translate into
+    params: GenerationParams = field(default_factory=GenerationParams)
+    model: str | None = None  # the channel's model for this task; None: the first that does it
+    channel_model: str | None = None  # the channel's model, for the instruct fallback
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("summarize", "translate"):
+            raise ValidationError(f"`kind` must be summarize or translate, got {self.kind!r}")
+        check_text("text", self.text, limit=MAX_REWRITE_CHARS)
+        object.__setattr__(self, "to", check_language(self.to))
+        if self.to is not None and self.kind != "translate":
+            raise ValidationError("`to` is for translate only")
+
+
+@dataclass(frozen=True)
+class TaskModels:
+    """Which models do a task here: natively, or through the default model's fallback."""
+
+    task: str
+    models: tuple[str, ...]  # catalog models with a head for it
+    fallback: str | None = None  # the causal model that stands in when ``models`` is empty
+    fallback_method: str | None = None  # how it does it, in words
+    hint: str | None = None  # nothing does it: the setting to configure and a checkpoint
+
+    @property
+    def available(self) -> bool:
+        return bool(self.models) or self.fallback is not None

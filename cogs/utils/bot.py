@@ -36,6 +36,9 @@ EXTENSIONS = (
     "cogs.status",
     "cogs.moderation",
     "cogs.story",
+    "cogs.tokenize",
+    "cogs.tasks",
+    "cogs.rewrite",
 )
 # Command replies and follow-ups go through the interaction's webhook, which needs no channel
 # permission; answering a Discord reply to one of its answers is a message of its own, which does.

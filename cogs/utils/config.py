@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_service.config import DEVICES, DTYPES, ENGINES, ServiceConfig
+from model_service.remote_source import FLAVOURS, is_remote
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEFAULT_MODEL_NAME = "smollm2"
@@ -189,15 +190,40 @@ def _engines(env: Mapping[str, str], catalog: dict[str, str]) -> dict[str, str]:
     return engines
 
 
+def _remote_pairs(
+    env: Mapping[str, str], key: str, catalog: dict[str, str], what: str, choices: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """``name=value`` pairs for the catalog's remote models (sources that are a server's URL)."""
+    remote = [name for name, source in catalog.items() if is_remote(source)]
+    pairs: dict[str, str] = {}
+    for entry in (_text(env, key) or "").split(","):
+        if not entry.strip():
+            continue
+        name, sep, value = (part.strip() for part in entry.partition("="))
+        value = value.lower() if choices else value
+        if not sep or name not in remote or not value or (choices and value not in choices):
+            among = f" and a {what} from {', '.join(choices)}" if choices else ""
+            raise ConfigError(
+                f"{key} entries must look like name={what} with the name of a MODELS entry that is a "
+                f"server's URL ({', '.join(remote) or 'there is none'}){among}; got {entry.strip()!r}"
+            )
+        pairs[name] = value
+    return pairs
+
+
 def load_config(env: Mapping[str, str]) -> BotConfig:
     """Build the config from a mapping (``os.environ`` after python-dotenv, or a test's dict)."""
     try:
         return _load_config(env)
     except ConfigError as exc:
         # Messages quote the bad value; a token pasted under another key must not be printed.
-        token = _text(env, "DISCORD_TOKEN")
-        if token and token in str(exc):
-            raise ConfigError(str(exc).replace(token, "<the DISCORD_TOKEN value>")) from None
+        message = str(exc)
+        for key in ("DISCORD_TOKEN", "REMOTE_API_KEY"):
+            secret = _text(env, key)
+            if secret and secret in message:
+                message = message.replace(secret, f"<the {key} value>")
+        if message != str(exc):
+            raise ConfigError(message) from None
         raise
 
 
@@ -265,6 +291,10 @@ def _service_config(
         threads=_int(env, "MODEL_THREADS", 0, 0, 1024),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 120.0, 1.0, 3600.0),
         preload=_bool(env, "PRELOAD_MODELS", True),
+        remote_flavours=_remote_pairs(env, "REMOTE_FLAVOURS", catalog, "flavour", FLAVOURS),
+        remote_tokenizers=_remote_pairs(env, "REMOTE_TOKENIZERS", catalog, "folder"),
+        remote_api_key=_text(env, "REMOTE_API_KEY"),
+        remote_timeout_s=_float(env, "REMOTE_TIMEOUT_S", 30.0, 0.1, 600.0),
     )
 
 

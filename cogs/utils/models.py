@@ -1,7 +1,8 @@
 """The only way cogs reach a model: :class:`ModeratedModels`, which puts every call through moderation.
 
 A cog opens a model command with ``async with bot.models.command(source, *texts) as model``
-and calls ``model.stream`` or ``model.fill_mask``; there is no other handle on the service that
+and calls ``model.stream``, ``model.fill_mask`` or a task (``tokenize``, ``classify``,
+``entities``, ``answer``, ``similar``, ``rewrite``); there is no other handle on the service that
 runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
 every model command is refused (fail closed) with a message saying so.
 
@@ -28,6 +29,21 @@ from model_service import (
     ModelServiceAPI,
     ServiceStatus,
     TextStream,
+)
+from model_service.api import TaskStream
+from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
+    RewriteRequest,
+    SimilarRequest,
+    SimilarResult,
+    TaskModels,
+    TokenizeRequest,
+    TokenizeResult,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +138,24 @@ class ModelCall:
     async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
         return await self._service.fill_mask(request)
 
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        return await self._service.tokenize(request)
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        return await self._service.classify(request)
+
+    async def entities(self, request: EntitiesRequest) -> EntitiesResult:
+        return await self._service.entities(request)
+
+    async def answer(self, request: AnswerRequest) -> AnswerResult:
+        return await self._service.answer(request)
+
+    async def similar(self, request: SimilarRequest) -> SimilarResult:
+        return await self._service.similar(request)
+
+    async def rewrite(self, request: RewriteRequest) -> TaskStream:
+        return await self._service.rewrite(request)
+
 
 class ModeratedModels:
     """The moderated model facade cogs get: model commands pass moderation, or do not run."""
@@ -171,3 +205,6 @@ class ModeratedModels:
 
     def status(self) -> ServiceStatus:
         return self._service.status()
+
+    def tasks(self) -> tuple[TaskModels, ...]:
+        return self._service.tasks()

@@ -8,7 +8,7 @@ description from the declaration. The callback takes them as ``**options``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Optional, TypeVar
 
 from discord import app_commands
@@ -37,5 +37,22 @@ def param_options(*specs: ParamSpec) -> Callable[[F], F]:
         ]
         func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
         return app_commands.describe(**{s.name: s.description for s in specs})(func)
+
+    return decorator
+
+
+def name_options(described: Mapping[str, str], *, limit: int = 100) -> Callable[[F], F]:
+    """Append one optional text option per name (e.g. a catalog model per task); ``**options`` takes them."""
+
+    def decorator(func: F) -> F:
+        signature = inspect.signature(func)
+        written = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        kind = Optional[app_commands.Range[str, 1, limit]]  # noqa: UP045  (a runtime typing object)
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+            for name in described
+        ]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        return app_commands.describe(**described)(func)
 
     return decorator

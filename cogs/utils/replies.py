@@ -84,7 +84,9 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, UserFacingError):
         return f"{error.icon} {error.message}"
     if isinstance(error, StoreUnavailable):
-        return "🗄️ The bot's database can't be reached right now, so this can't be done; try again in a minute."
+        return (
+            "🗄️ The bot's database can't be reached right now, so this can't be done; try again in a minute."
+        )
     if isinstance(error, LimitReached):
         return f"🚫 This channel already has {error.limit} {error.what}, the most it may; remove one first."
     if isinstance(error, ValidationError | ModelUnavailableError):

@@ -1,4 +1,5 @@
-"""Per-channel settings: the model, the persona, and every sampling parameter a channel may set.
+"""Per-channel settings: the model, the persona, every sampling parameter a channel may set, and
+the model of each task beyond generation (``classify_model``, ``entities_model``, ...).
 
 The sampling parameters are those ``GenerationParams`` declares with ``channel=True``
 (:data:`CHANNEL_PARAMS`); their types, bounds, defaults and descriptions come from there, so a
@@ -18,6 +19,7 @@ from typing import Any
 
 from model_service.errors import ValidationError
 from model_service.params import ParamSpec, check_text
+from model_service.tasks.names import HEAD_TASKS, setting_key
 from model_service.types import (
     GENERATION_PARAMS,
     MAX_NEW_TOKENS_LIMIT,
@@ -42,8 +44,23 @@ COMMAND_PARAMS: tuple[ParamSpec, ...] = tuple(
     spec for spec in GENERATION_PARAMS if spec.command
 )  # /generate's
 SAMPLING_KEYS = tuple(spec.name for spec in SAMPLING_PARAMS)
-SETTING_KEYS: tuple[str, ...] = ("model", *(spec.name for spec in CHANNEL_PARAMS), "persona")
-_DEFAULTS: dict[str, object] = {"model": None, **{s.name: s.default for s in CHANNEL_PARAMS}, "persona": ""}
+# The model each task uses here (a catalog name; None: the first model that does the task, else
+# the channel's model where it can stand in): classify_model, entities_model, ...
+TASK_MODEL_SETTINGS: dict[str, str] = {
+    setting_key(task): f"Which model /{task} uses here" for task in HEAD_TASKS
+}
+SETTING_KEYS: tuple[str, ...] = (
+    "model",
+    *(spec.name for spec in CHANNEL_PARAMS),
+    "persona",
+    *TASK_MODEL_SETTINGS,
+)
+_DEFAULTS: dict[str, object] = {
+    "model": None,
+    **{s.name: s.default for s in CHANNEL_PARAMS},
+    "persona": "",
+    **dict.fromkeys(TASK_MODEL_SETTINGS),
+}
 _SPECS = {spec.name: spec for spec in CHANNEL_PARAMS}
 
 # /config reset's choices: every setting, or all of them (an Enum: discord.py checks it on arrival).
@@ -122,8 +139,8 @@ def validate_setting(
     ``model_names`` is the service's catalog; None skips the catalog check.
     """
     check_setting_key(key)
-    if key == "model":
-        return _check_model(value, model_names)
+    if key == "model" or key in TASK_MODEL_SETTINGS:
+        return _check_model(value, model_names, key)
     if key == "persona":
         return check_text("persona", value, limit=MAX_SYSTEM_PROMPT_CHARS, allow_empty=True)
     if value is None:
@@ -139,10 +156,10 @@ def check_setting_key(key: str) -> None:
         raise ValidationError(f"unknown setting `{key}`; known settings: {', '.join(SETTING_KEYS)}")
 
 
-def _check_model(value: object, model_names: Collection[str] | None) -> str | None:
+def _check_model(value: object, model_names: Collection[str] | None, key: str = "model") -> str | None:
     if value is None:
         return None
-    name = check_text("model", value, limit=MAX_MODEL_NAME_CHARS)
+    name = check_text(key, value, limit=MAX_MODEL_NAME_CHARS)
     if model_names is not None and name not in model_names:
         available = ", ".join(sorted(model_names)) or "none"
         raise ValidationError(f"unknown model `{name}`; available: {available}")

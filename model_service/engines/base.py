@@ -19,7 +19,12 @@ from model_service.types import FillMethod, FinishReason, GenerationRequest
 
 
 class EngineRow(Protocol):
-    """One generation as the engine core reads it between steps."""
+    """One generation as the engine core reads it between steps.
+
+    A row may also carry ``failure`` (a ``ServiceError``, or None): a done row with one fails
+    alone with that error, where an error raised from ``step`` fails every row of the model
+    (the remote engine's rows: a 429 for one request leaves the others streaming).
+    """
 
     finish_reason: FinishReason | None  # None while it runs
     generated: int  # tokens so far

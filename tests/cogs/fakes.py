@@ -22,7 +22,24 @@ from model_service import (
     ModelInfo,
     ServiceStatus,
 )
-from model_service.types import FinishReason
+from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
+    FinishReason,
+    LabelScore,
+    RewriteRequest,
+    SimilarRequest,
+    SimilarResult,
+    TaskMethod,
+    TaskModels,
+    TokenizeRequest,
+    TokenizeResult,
+    TokenPiece,
+)
 
 Request = GenerationRequest | FillMaskRequest
 
@@ -81,6 +98,27 @@ class FakeStream:
             self._service.open_streams -= 1
 
 
+class FakeTaskStream:
+    """A summary's stream: the scripted generation, written by a "seq2seq" model."""
+
+    method: TaskMethod = "seq2seq"
+    target: str | None = None
+
+    def __init__(self, inner: FakeStream, model: str) -> None:
+        self._inner = inner
+        self.model = model
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._inner.result
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._inner.__aiter__()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class FakeService:
     """Implements ModelServiceAPI. Set ``script``, ``refuse`` (raised at admission, before any
     reply), ``fill_delay`` / ``fill_error`` / ``predictions`` for /fill; read ``requests``."""
@@ -98,6 +136,7 @@ class FakeService:
             FillPrediction(" home", 0.05, "The capital of France is home."),
         )
         self.requests: list[Request] = []
+        self.task_requests: list[object] = []  # /tokenize, /classify, ... requests
         self.streams: list[FakeStream] = []
         self.open_streams = 0
 
@@ -151,6 +190,51 @@ class FakeService:
             tokens_per_s=None,
             uptime_s=1.0,
         )
+
+    # -- the other tasks: fixed answers, every request recorded ---------------------------------
+
+    def _task(self, request: object) -> None:
+        self.task_requests.append(request)
+        if self.refuse is not None:
+            raise self.refuse
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        self._task(request)
+        words = request.text.split()
+        pieces = tuple(TokenPiece(i, w, w, (), False, 0, len(w), 0) for i, w in enumerate(words))
+        ids = tuple(range(len(words)))
+        return TokenizeResult(
+            request.model or self.models[0], pieces, ids, (1,) * len(ids), None, 2048, None, "WordLevel", 100
+        )
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        self._task(request)
+        labels = request.labels or ("POSITIVE", "NEGATIVE")
+        share = 1 / len(labels)
+        scores = tuple(LabelScore(label, share) for label in labels)
+        method: TaskMethod = "causal-zero-shot" if request.labels else "classifier"
+        return ClassifyResult(scores, request.model or self.models[0], method, 0.0)
+
+    async def entities(self, request: EntitiesRequest) -> EntitiesResult:
+        self._task(request)
+        return EntitiesResult(request.text, (), request.model or self.models[0], 0.0)
+
+    async def answer(self, request: AnswerRequest) -> AnswerResult:
+        self._task(request)
+        word = request.context.split()[0]
+        return AnswerResult(word, 0, len(word), 0.5, request.model or self.models[0], 0.0)
+
+    async def similar(self, request: SimilarRequest) -> SimilarResult:
+        self._task(request)
+        return SimilarResult(1.0 if request.text_a == request.text_b else 0.5, self.models[0], (1, 1), 0.0)
+
+    async def rewrite(self, request: RewriteRequest) -> FakeTaskStream:
+        self._task(request)
+        inner = self.stream(GenerationRequest(request.text, request.params, model=request.model))
+        return FakeTaskStream(inner, request.model or self.models[0])
+
+    def tasks(self) -> tuple[TaskModels, ...]:
+        return (TaskModels("classify", (), self.models[0], "zero-shot"),)
 
     @property
     def generation_requests(self) -> list[GenerationRequest]:

@@ -32,6 +32,12 @@ def test_setting_keys_are_the_declared_fields() -> None:
         "repetition_penalty",
         "chat_memory_minutes",
         "persona",
+        "classify_model",
+        "entities_model",
+        "answer_model",
+        "summarize_model",
+        "translate_model",
+        "similar_model",
     )
 
 

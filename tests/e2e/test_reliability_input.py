@@ -285,7 +285,8 @@ async def test_generate_refuses_a_bad_value_naming_it(
             "config reset",
             {"setting": "colour"},
             "❌ `setting` must be one of all, model, max_new_tokens, temperature, top_p, top_k, "
-            "repetition_penalty, chat_memory_minutes, persona, got 'colour'",
+            "repetition_penalty, chat_memory_minutes, persona, classify_model, entities_model, answer_model, "
+            "summarize_model, translate_model, similar_model, got 'colour'",
         ),
         (
             "story start",

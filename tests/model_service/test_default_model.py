@@ -92,3 +92,50 @@ async def test_status_names_the_default_model(service: ModelService) -> None:
     (info,) = service.status().models
     assert info.name == "smollm2"
     assert 100_000_000 < info.parameters < 200_000_000
+
+
+# -- the other tasks out of the box: the default model's fallbacks ---------------------------------
+
+POSITIVE_REVIEW = (
+    "I loved this movie! The acting was wonderful and the story kept me smiling. Highly recommended."
+)
+NEGATIVE_REVIEW = (
+    "This was the worst film I have ever seen. Boring, badly acted, and a complete waste of money."
+)
+
+
+@pytest.mark.parametrize(
+    ("review", "expected"), [(POSITIVE_REVIEW, "positive"), (NEGATIVE_REVIEW, "negative")]
+)
+async def test_zero_shot_classify_tells_a_plainly_positive_review_from_a_negative_one(
+    service: ModelService, review: str, expected: str
+) -> None:
+    from model_service.types import ClassifyRequest
+
+    result = await service.classify(ClassifyRequest(review, ("positive", "negative")))
+    assert result.method == "causal-zero-shot" and result.model == "smollm2"
+    assert result.scores[0].label == expected, result.scores
+    assert sum(s.score for s in result.scores) == pytest.approx(1.0)
+
+
+async def test_summarize_and_translate_ask_the_instruct_model(service: ModelService) -> None:
+    from model_service.types import RewriteRequest
+
+    params = GenerationParams(max_new_tokens=40, temperature=0)
+    for request in (
+        RewriteRequest("summarize", POSITIVE_REVIEW, params=params),
+        RewriteRequest("translate", "Good morning, my friend.", to="French", params=params),
+    ):
+        stream = await service.rewrite(request)
+        text = "".join([delta async for delta in stream])
+        assert (stream.model, stream.method) == ("smollm2", "instruct")
+        assert text.strip() and "<|im_" not in text
+
+
+async def test_tokenize_the_default_model_shows_its_byte_level_pieces(service: ModelService) -> None:
+    from model_service.types import TokenizeRequest
+
+    result = await service.tokenize(TokenizeRequest("Hello, world! 你好 🤗"))
+    assert result.algorithm == "byte-level BPE" and result.context_length == 8192
+    assert [p.text for p in result.pieces[:3]] == ["Hello", ",", " world"]
+    assert any(p.partial for p in result.pieces)

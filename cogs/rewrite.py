@@ -1,0 +1,90 @@
+"""/summarize and /translate: new text from yours, streamed into the reply like /generate's.
+
+A sequence-to-sequence model writes it where one is configured (``summarize_model``,
+``translate_model``, or the first that does the task); otherwise the channel's instruct model is
+asked through its chat template, and the reply says so. Decoding is greedy (temperature 0): a
+summary or a translation should not change from one try to the next.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from cogs.utils.options import TEXT_OPTION_LIMIT
+from cogs.utils.render import quote
+from cogs.utils.streaming import stream_reply
+from model_service.api import TaskStream
+from model_service.types import MAX_LANGUAGE_CHARS, RewriteKind, RewriteRequest
+
+if TYPE_CHECKING:
+    from cogs.utils.bot import Transcord
+
+TITLES = {"summarize": "Summary", "translate": "Translation"}
+
+
+def header(kind: RewriteKind, text: str, stream: TaskStream) -> str:
+    title = TITLES[kind] + (f" into {stream.target}" if stream.target else "")
+    if stream.method == "seq2seq":
+        how = f"`{stream.model}`, a sequence-to-sequence model"
+    else:
+        asked = "asked through its chat template" if stream.method == "instruct" else "asked in a prompt"
+        how = f"`{stream.model}` {asked}: no {kind} model is configured here"
+    return f"{quote(text)}\n**{title}** ({how}):\n"
+
+
+class Rewrite(commands.Cog):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+
+    async def _run(
+        self, interaction: discord.Interaction, kind: RewriteKind, text: str, to: str | None
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        params = settings.generation_params(
+            max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap, given={"temperature": 0}
+        )
+        request = RewriteRequest(
+            kind,
+            text,
+            to=to,
+            params=params,
+            model=getattr(settings, f"{kind}_model"),
+            channel_model=settings.model,
+        )
+        async with self.bot.models.command(interaction, text) as call:
+            stream = await replies.answer_soon(interaction, call.rewrite(request))
+            await stream_reply(
+                interaction,
+                stream,
+                header=call.redact(header(kind, text, stream)),
+                interval=self.bot.config.stream_edit_interval_s,
+                transform=call.redact,
+            )
+
+    @app_commands.command(name="summarize", description="A short summary of your text")
+    @app_commands.describe(text="The text to summarize")
+    async def summarize(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
+    ) -> None:
+        await self._run(interaction, "summarize", text, None)
+
+    @app_commands.command(name="translate", description="Your text in another language")
+    @app_commands.describe(
+        text="The text to translate", to="The language to translate into, e.g. German (default: French)"
+    )
+    async def translate(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+        to: app_commands.Range[str, 1, MAX_LANGUAGE_CHARS] | None = None,
+    ) -> None:
+        await self._run(interaction, "translate", text, to)
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(Rewrite(bot))

@@ -1,0 +1,169 @@
+"""/classify, /entities, /answer, /similar: the source document's encoder heads, one answer each.
+
+Each command asks the channel's model for its task (``/config set classify_model`` and friends),
+or the service's first model of that kind, or (``/classify``) the channel's causal model zero-shot;
+the reply's last line says which model answered, and how.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.utils import replies
+from cogs.utils.options import TEXT_OPTION_LIMIT
+from cogs.utils.render import QUOTE_CHARS, bar, escape, quote
+from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
+    SimilarRequest,
+    SimilarResult,
+    parse_labels,
+)
+
+if TYPE_CHECKING:
+    from cogs.utils.bot import Transcord
+
+EXCERPT_CHARS = 200  # context shown on each side of an answer
+
+METHODS = {
+    "classifier": "a text classifier, its own labels",
+    "nli": "zero-shot: each label as a hypothesis the text entails (NLI)",
+    "causal-zero-shot": "zero-shot: the likelihood of each label after the text, calibrated (no classifier here)",
+}
+
+
+def render_classify(text: str, result: ClassifyResult) -> str:
+    lines = [quote(text)]
+    for score in result.scores:
+        lines.append(f"`{bar(score.score)}` {score.score:6.1%}  **{escape(score.label)}**")
+    note = METHODS[result.method] + (" (each label scored on its own)" if result.multi_label else "")
+    lines.append(f"-# {result.model} · {note} · {result.elapsed_s:.1f} s")
+    return "\n".join(lines)
+
+
+def render_entities(result: EntitiesResult) -> str:
+    text, parts, at = result.text, [], 0
+    for entity in result.entities:
+        parts.append(escape(text[at : entity.start]))
+        parts.append(f"**{escape(text[entity.start : entity.end])}**`{entity.group}`")
+        at = entity.end
+    parts.append(escape(text[at:]))
+    lines = ["".join(parts)]
+    if not result.entities:
+        lines.append("*(no entities found)*")
+    for entity in result.entities:
+        lines.append(f"`{entity.group:<5}` {entity.score:6.1%}  {escape(text[entity.start : entity.end])}")
+    lines.append(f"-# {result.model} · token classification, word pieces grouped · {result.elapsed_s:.1f} s")
+    return "\n".join(lines)
+
+
+def render_answer(question: str, context: str, result: AnswerResult) -> str:
+    start = max(0, result.start - EXCERPT_CHARS)
+    end = min(len(context), result.end + EXCERPT_CHARS)
+    before = ("…" if start else "") + escape(context[start : result.start])
+    after = escape(context[result.end : end]) + ("…" if end < len(context) else "")
+    shown = f"__**{escape(result.answer)}**__" if result.answer.strip() else "*(empty span)*"
+    excerpt = (before + shown + after).replace("\n", " ")
+    return "\n".join(
+        [
+            f"**Q:** {escape(question)}",
+            f"**A:** {escape(result.answer) or '*(no answer)*'} · {result.score:.1%}",
+            f"> {excerpt}",
+            f"-# {result.model} · extractive QA: the span with the best start and end scores · "
+            f"{result.elapsed_s:.1f} s",
+        ]
+    )
+
+
+def render_similar(text_a: str, text_b: str, result: SimilarResult) -> str:
+    return "\n".join(
+        [
+            quote(text_a, QUOTE_CHARS // 2),
+            quote(text_b, QUOTE_CHARS // 2),
+            f"**Cosine similarity: {result.cosine:.3f}** `{bar(result.cosine, 20)}`",
+            f"-# {result.model} · mean-pooled AutoModel features · {result.tokens[0]} + {result.tokens[1]} "
+            f"tokens · {result.elapsed_s:.1f} s",
+        ]
+    )
+
+
+class Tasks(commands.Cog):
+    def __init__(self, bot: Transcord) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="classify", description="Sort your text into labels, with a score for each")
+    @app_commands.describe(
+        text="The text to classify, e.g. 'I loved this movie!'",
+        labels="Labels to choose from, comma-separated, e.g. 'positive, negative' (zero-shot)",
+    )
+    async def classify(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+        labels: app_commands.Range[str, 1, 600] | None = None,
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        request = ClassifyRequest(
+            text, parse_labels(labels), model=settings.classify_model, channel_model=settings.model
+        )
+        async with self.bot.models.command(interaction, text, *request.labels) as call:
+            result = await replies.answer_soon(interaction, call.classify(request))
+            await replies.send_long(interaction, call.redact(render_classify(text, result)))
+
+    @app_commands.command(
+        name="entities", description="Find the names of people, places and more in your text"
+    )
+    @app_commands.describe(text="The text, e.g. 'My name is Clara and I live in Berkeley, California.'")
+    async def entities(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        request = EntitiesRequest(text, model=settings.entities_model)
+        async with self.bot.models.command(interaction, text) as call:
+            result = await replies.answer_soon(interaction, call.entities(request))
+            await replies.send_long(interaction, call.redact(render_entities(result)))
+
+    @app_commands.command(name="answer", description="Answer a question with a span of the text you give")
+    @app_commands.describe(
+        question="The question, e.g. 'Where does Clara live?'",
+        context="The text that holds the answer",
+    )
+    async def answer(
+        self,
+        interaction: discord.Interaction,
+        question: app_commands.Range[str, 1, 1000],
+        context: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        request = AnswerRequest(question, context, model=settings.answer_model)
+        async with self.bot.models.command(interaction, question, context) as call:
+            result = await replies.answer_soon(interaction, call.answer(request))
+            await replies.send_long(interaction, call.redact(render_answer(question, context, result)))
+
+    @app_commands.command(
+        name="similar", description="How alike two texts are in meaning (cosine similarity)"
+    )
+    @app_commands.describe(text_a="The first text", text_b="The second text")
+    async def similar(
+        self,
+        interaction: discord.Interaction,
+        text_a: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+        text_b: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+    ) -> None:
+        settings = await self.bot.settings_for(interaction)
+        request = SimilarRequest(text_a, text_b, model=settings.similar_model)
+        async with self.bot.models.command(interaction, text_a, text_b) as call:
+            result = await replies.answer_soon(interaction, call.similar(request))
+            await replies.send_long(interaction, call.redact(render_similar(text_a, text_b, result)))
+
+
+async def setup(bot: Transcord) -> None:
+    await bot.add_cog(Tasks(bot))
