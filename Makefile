@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check lint test bench clean-venv
+.PHONY: setup run check lint test bench bench-shards clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ check: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
+
+# Two bot processes on two shards, one PostgreSQL, one llama-server: their throughput vs the server's.
+bench-shards: setup
+	scripts/test-postgres $(BIN)/python -m benchmarks.shards $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

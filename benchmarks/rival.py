@@ -10,11 +10,14 @@ the bot's workloads, so neither competes with the other for the cores or the mem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,37 @@ def run(gguf: Path, *, slots: int = 8, threads: int = 2, max_new_tokens: int = 6
         tokens_together=tokens_together,
         tokens_alone=tokens_alone,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def http_server(
+    gguf: Path, *, slots: int = 4, context: int = 512, threads: int = 2, port: int | None = None
+) -> Iterator[str]:
+    """llama-server on ``gguf`` over HTTP, as a user runs it beside the bot: yields its
+    ``http://127.0.0.1:<port>/v1`` (``slots`` x ``context`` tokens, continuous batching)."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf)
+    params.n_parallel = slots
+    params.n_ctx = slots * context
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.port = port or free_port()
+    params.hostnames = ["127.0.0.1"]
+    params.verbosity = 0
+    params.fit_params = False
+    server = xllamacpp.Server(params)
+    try:
+        yield f"http://127.0.0.1:{params.port}/v1"
+    finally:
+        del server  # its destructor stops the HTTP server and the model's loop
 
 
 def unavailable() -> str | None:

@@ -14,7 +14,7 @@ import pytest
 from benchmarks import memory, rival, throughput
 from benchmarks.measure import Summary
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(180)
 
 
 async def test_benchmark_runs_both_paths_and_ends_with_the_json_line(tiny_gpt2_dir: Path) -> None:
@@ -145,3 +145,19 @@ def test_the_rival_says_in_a_line_why_it_could_not_run(tmp_path: Path) -> None:
         assert found == "xllamacpp is not installed (`make setup` installs it)"
     else:
         assert isinstance(found, str) and found.startswith("llama-server failed (exit 1): "), found
+
+
+async def test_the_shards_benchmark_runs_both_paths_and_checks_what_they_share() -> None:
+    from benchmarks import shards
+    from benchmarks.workloads import DEFAULT_MODEL_DIR
+    from tests.cogs.utils.storage.backends import postgres_server
+
+    if not DEFAULT_MODEL_DIR.exists():
+        pytest.skip(f"the default model is not set up ({DEFAULT_MODEL_DIR}); make setup does it")
+    addresses = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    report = await shards.run(2, 4, 2, postgres_server())
+    assert report["engine_tokens"] > 0 and report["bots_tokens"] > 0 and report["bots_vs_engine"] > 0
+    assert report["answered_by_shard"] == {"0": 1, "1": 1}
+    assert report["settings_agree"] and report["limit_held"]
+    assert json.loads(shards.render(report).splitlines()[-1]) == report
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == addresses
