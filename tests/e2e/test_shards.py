@@ -1,6 +1,7 @@
-"""Two bot processes (``python bot.py``) on the two shards of one Discord, sharing one PostgreSQL:
-each guild's commands reach the process of its shard, a setting made through one is the other's
-too, and a channel's limit holds across both."""
+"""Two bot processes (``python bot.py``) on the two shards of one Discord, sharing one PostgreSQL
+and one inference server (llama-server over HTTP, the default model): each guild's commands reach
+the process of its shard, a setting made through one is the other's too, and a channel's limit
+holds across both."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.workloads import DEFAULT_MODEL_DIR
+from cogs.utils.config import DEFAULT_MODEL_GGUF
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.cogs.utils.storage.backends import fresh_schema, postgres_server
 from tests.e2e.reliability import GENERATION_FOOTER, settled
 from tests.fixtures.bot_process import START_S, BotProcess
+from tests.fixtures.openai_servers import llama_server
 
 pytestmark = pytest.mark.timeout(240)
 
 TOKEN = "MTIzNDU2Nzg5MDEy.Shard-Token.tw0-pr0cesses"
 
 
-def shard_env(server: LoopbackDiscord, url: str, models: str, shard: int) -> dict[str, str]:
+def shard_env(server: LoopbackDiscord, url: str, model_url: str, shard: int) -> dict[str, str]:
     return {
         "DISCORD_TOKEN": TOKEN,
         "DISCORD_API_BASE": server.api_base,
@@ -27,13 +31,12 @@ def shard_env(server: LoopbackDiscord, url: str, models: str, shard: int) -> dic
         "DATABASE_URL": url,
         "SHARD_COUNT": "2",
         "SHARD_IDS": str(shard),
-        "MODELS": models,
-        "MODEL_DEVICE": "cpu",
-        "MODEL_DTYPE": "float32",
+        "MODELS": f"smollm2={model_url}",
+        "REMOTE_TOKENIZERS": f"smollm2={DEFAULT_MODEL_DIR}",
         "MODEL_OFFLINE": "true",
         "STREAM_EDIT_INTERVAL_S": "0.2",
         "SHUTDOWN_GRACE_S": "0.5",
-        "MAX_NEW_TOKENS_CAP": "1000",
+        "MAX_NEW_TOKENS_CAP": "300",
     }
 
 
@@ -69,10 +72,16 @@ async def both_ready(server: LoopbackDiscord, processes: list[BotProcess]) -> No
     await server.wait_for(ready, START_S, "both shard processes to connect")
 
 
-async def test_two_shard_processes_share_settings_and_a_channel_limit(
-    tmp_path: Path, long_gpt2_dir: Path
-) -> None:
+async def test_two_shard_processes_share_settings_and_a_channel_limit(tmp_path: Path) -> None:
     postgres = postgres_server()  # skips, saying why, where there is none
+    gguf = DEFAULT_MODEL_DIR.parent / DEFAULT_MODEL_GGUF
+    if not gguf.exists():
+        pytest.skip(f"the default model is not set up ({gguf}); make setup does it")
+    with llama_server(gguf, slots=4, context=512) as model_url:
+        await run_two_shards(tmp_path, postgres, model_url)
+
+
+async def run_two_shards(tmp_path: Path, postgres: str, model_url: str) -> None:
     async with (
         fresh_schema(postgres) as url,
         LoopbackDiscord(token=TOKEN, shard_count=2, max_concurrency=2) as server,
@@ -82,8 +91,9 @@ async def test_two_shard_processes_share_settings_and_a_channel_limit(
         second = server.add_guild("Second Guild", shard=1)
         elsewhere = server.add_channel("lobby", guild=second)
         visitor = server.add_member("visitor", guild=second)
-        models = f"long={long_gpt2_dir}"
-        processes = [BotProcess(tmp_path / f"shard-{i}", shard_env(server, url, models, i)) for i in (0, 1)]
+        processes = [
+            BotProcess(tmp_path / f"shard-{i}", shard_env(server, url, model_url, i)) for i in (0, 1)
+        ]
         try:
             for process in processes:
                 await process.start()
@@ -113,7 +123,7 @@ async def test_two_shard_processes_share_settings_and_a_channel_limit(
             # A channel's limit holds across both: one request in flight here, through either process.
             limited = await server.invoke("mod limit", {"n": 1}, user=server.moderator)
             await limited.wait_for(settled, 30)
-            long = await server.invoke("generate", {"prompt": "Once upon a time", "max_new_tokens": 1000})
+            long = await server.invoke("generate", {"prompt": "Once upon a time", "max_new_tokens": 300})
             await long.wait_for(lambda r: bool(r.content) and " …" in (r.content or ""), 60)
             refused = await server.invoke("generate", {"prompt": "Another"}, shard=1)
             await refused.wait_for(settled, 30)
