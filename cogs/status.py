@@ -90,10 +90,8 @@ class Status(commands.Cog):
         s = self.bot.models.status()
         lines = ["**Status**"]
         for m in s.models:
-            lines.append(
-                f"• **{m.name}** on {m.engine}, `{m.device}` ({m.dtype}, {m.parameters / 1e6:.1f}M params):"
-                f" {m.task}"
-            )
+            size = f"{m.parameters / 1e6:.1f}M params" if m.parameters else "size not reported"
+            lines.append(f"• **{m.name}** on {m.engine}, `{m.device}` ({m.dtype}, {size}): {m.task}")
         if not s.models:
             lines.append("• no model loaded yet (the first request loads one)")
         lines.append(

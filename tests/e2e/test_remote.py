@@ -71,7 +71,7 @@ async def test_a_server_that_is_down_gets_a_clear_refusal_and_status_says_so(
     assert no_pings(reply)
     status = await run(server, "status")
     assert re.search(
-        rf"^• \*\*down\*\* on remote server, `{re.escape(url)}` \(\?, 0\.0M params\): unreachable "
+        rf"^• \*\*down\*\* on remote server, `{re.escape(url)}` \(\?, size not reported\): unreachable "
         r"\(connection refused, \d+ s ago\): its requests are refused until it answers$",
         status.content or "",
         re.M,
