@@ -11,6 +11,8 @@ implementing those three calls.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -87,3 +89,28 @@ class Engine(Protocol):
         given tokens after a shared prefix, and of the next token after a prompt.
         """
         ...
+
+
+class TextInbox:
+    """Text a row's reader thread streams in and ``step`` takes out, under the row's ``lock``.
+
+    For rows whose server decodes on its own (llama.cpp in-process, a remote server): the
+    dataclass row declares these fields; this holds what it does with them.
+    """
+
+    lock: threading.Condition
+    pending_text: list[str]
+    text_parts: list[str]
+    first_text_at: float | None
+
+    def take_text(self) -> str:
+        with self.lock:
+            text, self.pending_text = "".join(self.pending_text), []
+        return text
+
+    def emit(self, text: str) -> None:
+        if text:
+            if self.first_text_at is None:
+                self.first_text_at = time.monotonic()
+            self.pending_text.append(text)
+            self.text_parts.append(text)

@@ -33,6 +33,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from model_service import generation
+from model_service.engines.base import TextInbox
 from model_service.engines.transformers import TransformersEngine
 from model_service.errors import InternalError, ModelUnavailableError
 from model_service.fill_mask import FillBatch, FillTask
@@ -203,7 +204,7 @@ class LlamaModels:
 
 
 @dataclass(eq=False)
-class LlamaRow(PromptFacts):
+class LlamaRow(PromptFacts, TextInbox):
     """One generation in a llama.cpp slot; its reader thread writes, ``step`` reads, under ``lock``."""
 
     prompt: PreparedPrompt
@@ -220,18 +221,6 @@ class LlamaRow(PromptFacts):
     error: str | None = None
     ended: bool = False  # the reader returned
     halt: FinishReason | None = None  # set by step: the next streamed token cancels the request
-
-    def take_text(self) -> str:
-        with self.lock:
-            text, self.pending_text = "".join(self.pending_text), []
-        return text
-
-    def emit(self, text: str) -> None:
-        if text:
-            if self.first_text_at is None:
-                self.first_text_at = time.monotonic()
-            self.pending_text.append(text)
-            self.text_parts.append(text)
 
 
 def completion_body(row: LlamaRow, model: LlamaModel) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_service.engines.base import FillWork
+from model_service.engines.base import FillWork, TextInbox
 from model_service.engines.remote_client import (
     ServerFacts,
     ServerSilent,
@@ -54,7 +54,7 @@ RELEASE_WAIT_S = 10.0
 
 
 @dataclass(eq=False)
-class RemoteRow:
+class RemoteRow(TextInbox):
     """One generation streamed from a server; its task on the remote loop writes, ``step`` reads,
     both under ``lock``."""
 
@@ -75,18 +75,6 @@ class RemoteRow:
     halt: FinishReason | None = None  # set by step: the row's task is cancelled
     ended: bool = False
     task: Future[None] | None = None
-
-    def take_text(self) -> str:
-        with self.lock:
-            text, self.pending_text = "".join(self.pending_text), []
-        return text
-
-    def emit(self, text: str) -> None:
-        if text:
-            if self.first_text_at is None:
-                self.first_text_at = time.monotonic()
-            self.pending_text.append(text)
-            self.text_parts.append(text)
 
 
 class RemoteEngine:
