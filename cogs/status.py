@@ -102,6 +102,11 @@ class Status(commands.Cog):
         rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"
         lines.append(f"Recent latency: {latency} · speed: {rate}")
         lines.append(f"Uptime: {_duration(time.monotonic() - self.bot.started_at)}")
+        config = self.bot.config
+        if config.shard_count is not None:
+            here = f" (this server's: {interaction.guild.shard_id})" if interaction.guild else ""
+            ids = ", ".join(map(str, config.shard_ids))
+            lines.append(f"Shards: this process runs {ids} of {config.shard_count}{here}")
         tasks = self.bot.models.tasks()
         if tasks:
             ready = [m.task for m in tasks if m.models] + [

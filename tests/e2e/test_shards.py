@@ -119,6 +119,11 @@ async def run_two_shards(tmp_path: Path, postgres: str, model_url: str) -> None:
             await shown.wait_for(settled, 30)
             assert answered_by(server, shown) == 1
             assert "**temperature**: `0.3`" in (shown.content or ""), shown.summary()
+            status = await server.invoke("status", channel=elsewhere, user=visitor)
+            await status.wait_for(settled, 30)
+            assert "Shards: this process runs 1 of 2 (this server's: 1)" in (status.content or ""), (
+                status.summary()
+            )
 
             # A channel's limit holds across both: one request in flight here, through either process.
             limited = await server.invoke("mod limit", {"n": 1}, user=server.moderator)
