@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GONE = "This reply is no longer stored (it is too old), so it can't be regenerated or continued."
-KEEP_REPLIES_S = 30 * 24 * 3600  # a month of replies keep their buttons and can be replied to
+KEEP_S = 30 * 24 * 3600  # a month: replies keep their buttons, conversations their turns
 
 
 class Controls(commands.Cog):
@@ -42,14 +42,23 @@ class Controls(commands.Cog):
 
     @tasks.loop(hours=6)
     async def prune(self) -> None:
-        """Forget replies untouched for a month, so the table does not grow without end."""
+        """Forget replies untouched for a month, and conversation turns older than that, so the
+        tables do not grow without end (a channel's memory expires sooner, by its setting)."""
+        before = time.time() - KEEP_S
+        store = self.bot.store
         try:
-            removed = await self.bot.store.replies.prune_replies(before=time.time() - KEEP_REPLIES_S)
+            replies_gone = await store.replies.prune_replies(before=before)
+            turns_gone = await store.conversations.prune_turns(before=before)
         except Exception:
-            log.exception("could not prune old replies; trying again later")  # the loop goes on
+            log.exception("could not prune old replies and turns; trying again later")  # the loop goes on
             return
-        if removed:
-            log.info("forgot %d replies older than %d days", removed, KEEP_REPLIES_S // 86400)
+        if replies_gone or turns_gone:
+            log.info(
+                "forgot %d replies and %d conversation turns older than %d days",
+                replies_gone,
+                turns_gone,
+                KEEP_S // 86400,
+            )
 
     async def clicked(self, interaction: discord.Interaction, action: Action, reply_id: int) -> None:
         # Whatever goes wrong keeps the clicked message: errors are told beside it, never over it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -262,3 +263,28 @@ async def test_regenerating_a_chat_reply_revises_the_conversation(
     turns = await transcord.store.conversations.recent_turns(key)
     assert [t.role for t in turns] == ["user", "assistant"]
     assert turns[1].text.strip() == shown
+
+
+async def test_a_month_old_reply_and_its_conversation_are_forgotten_and_its_buttons_say_so(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start()
+    message = await generate(server, max_new_tokens=4)
+    await run(server, "chat say", {"message": "Remember me"}, until=has_footer)
+    assert runner.config is not None
+    database = runner.config.database_path
+    await runner.stop()
+    month = 31 * 24 * 3600
+    with sqlite3.connect(database) as db:  # a month passes
+        db.execute("UPDATE replies SET updated_at = updated_at - ?", (month,))
+        db.execute("UPDATE conversation_turns SET created_at = created_at - ?", (month,))
+
+    await runner.start()  # the pruning runs at start, then every 6 hours
+
+    def count(table: str) -> int:
+        with sqlite3.connect(database) as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    await server.wait_for(lambda: count("replies") == 0 and count("conversation_turns") == 0, 10, "pruning")
+    click = await press(server, message, "Regenerate")
+    assert "no longer stored (it is too old)" in refusal(click)

@@ -221,6 +221,10 @@ class ConversationStore(Protocol):
         """Replace a reply turn's text (regenerated or continued); False if it is gone (reset)."""
         ...
 
+    async def prune_turns(self, *, before: float) -> int:
+        """Forget turns written before ``before`` (Unix time), in every conversation; how many."""
+        ...
+
     async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
         """Drop the channel's or thread's conversations (only ``asker_id``'s exchanges, if given).
 

@@ -57,6 +57,10 @@ class PostgresConversations(Repository):
             )
         return affected(status) > 0
 
+    async def prune_turns(self, *, before: float) -> int:
+        async with self._transaction() as db:
+            return affected(await db.execute("DELETE FROM conversation_turns WHERE created_at < $1", before))
+
     async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
         async with self._transaction() as db:
             if asker_id is None:

@@ -47,6 +47,11 @@ class SQLiteConversations(Repository):
             )
             return cursor.rowcount > 0
 
+    async def prune_turns(self, *, before: float) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM conversation_turns WHERE created_at < ?", (before,))
+            return cursor.rowcount
+
     async def forget(self, channel_id: int, *, asker_id: int | None = None) -> int:
         async with self._transaction() as db:
             if asker_id is None:

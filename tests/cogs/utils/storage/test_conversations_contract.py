@@ -88,3 +88,13 @@ async def test_a_reply_turn_is_revised_in_place_and_a_forgotten_one_is_not(store
     await store.conversations.forget(ADA.channel_id)
     assert not await store.conversations.revise_turn(turn, "gone")
     assert await store.conversations.recent_turns(ADA) == []
+
+
+async def test_old_turns_are_pruned_in_every_conversation(store: Storage) -> None:
+    await say(store, THREAD, 1, "Old news", "Indeed")
+    await say(store, ADA, 1, "Also old", "Yes")
+    assert await store.conversations.prune_turns(before=time.time() - 3600) == 0
+    cutoff = time.time() + 0.001
+    assert await store.conversations.prune_turns(before=cutoff) == 4
+    assert await store.conversations.recent_turns(THREAD) == []
+    assert await store.conversations.recent_turns(ADA) == []
