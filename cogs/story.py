@@ -25,7 +25,7 @@ from discord.ext import commands
 
 from cogs.utils import checks, replies, streaming
 from cogs.utils.models import ModelCall
-from cogs.utils.moderation import LEASE_S
+from cogs.utils.moderation import LEASE_S, renewing
 from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
 from model_service import GenerationParams, GenerationRequest
 
@@ -273,7 +273,8 @@ class StoryMode(
                     waiting = None
                 await asyncio.sleep(LOCK_POLL_S)  # another process is writing this story's turn
             try:
-                yield
+                async with renewing(limits, ticket):
+                    yield
             finally:
                 await asyncio.shield(limits.give_back(ticket))
 

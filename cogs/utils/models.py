@@ -119,8 +119,9 @@ class Moderator:
         scopes = [(channel_id, await self.reload(channel_id)) for channel_id in chain]
         admission = await self.gate.admit(scopes, _user_id(source), texts)
         try:
-            # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
-            yield lambda text: self.blocklist_now(chain).redact(text)
+            async with self.gate.renewing(admission.ticket):
+                # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
+                yield lambda text: self.blocklist_now(chain).redact(text)
         finally:
             await self.gate.release(admission)
 

@@ -10,10 +10,12 @@ both, and counts against both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -31,10 +33,12 @@ MAX_PHRASES = 200
 MAX_COOLDOWN_S = 3600
 MAX_INFLIGHT = 100
 LOCKED_MESSAGE = "This channel is locked by a moderator."
+log = logging.getLogger(__name__)
 REDACTION_CHAR = "█"
-# How long a request's slot is held at most: a process that dies mid-request frees it then.
-# Discord's interaction tokens last 15 minutes, so no reply is written for longer.
-LEASE_S = 15 * 60
+# A request's slot (and a story's turn lock) is a lease that its holder renews while it works: a
+# process that dies mid-request frees its slots within LEASE_S.
+LEASE_S = 60.0
+RENEW_EVERY_S = LEASE_S / 3
 
 
 def normalize_phrase(phrase: str) -> str:
@@ -166,6 +170,10 @@ class Gate:
             ) from None
         return Admission(ticket, blocklist)
 
+    def renewing(self, ticket: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Keep a request's slots alive while it runs (however long a reply takes)."""
+        return renewing(self._limits, ticket, clock=self._clock, lease_s=self._lease_s)
+
     async def release(self, admission: Admission) -> None:
         if admission.released:
             return
@@ -176,3 +184,25 @@ class Gate:
     async def reset_cooldowns(self, scope_id: int) -> None:
         """Forget the channel's cooldowns (its period changed: the new one starts fresh)."""
         await self._limits.reset_cooldowns(scope_id)
+
+
+@contextlib.asynccontextmanager
+async def renewing(
+    limits: LimitStore, ticket: int, *, clock: Callable[[], float] = time.time, lease_s: float = LEASE_S
+) -> AsyncIterator[None]:
+    """Renew a ticket's leases every ``RENEW_EVERY_S`` while the body runs: held while its holder
+    lives, gone within ``lease_s`` once it dies."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            try:
+                await limits.renew(ticket, now=clock(), lease_s=lease_s)
+            except Exception:  # a database that is briefly away: the next renewal may reach it
+                log.warning("could not renew a lease; trying again", exc_info=True)
+
+    task = asyncio.create_task(renew(), name="transcord-lease")
+    try:
+        yield
+    finally:
+        task.cancel()

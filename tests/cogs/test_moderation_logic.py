@@ -265,3 +265,21 @@ def test_a_database_out_of_reach_reads_as_try_again_not_as_a_crash() -> None:
     error = StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
     assert error_message(error).startswith("🗄️ The bot's database can't be reached right now")
     assert "postgresql" not in error_message(error) and not is_unexpected(error)
+
+
+async def test_a_slot_is_kept_while_its_request_runs_and_lapses_once_nothing_renews_it(
+    limits: LimitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import time
+
+    from cogs.utils import moderation
+    from cogs.utils.storage.types import Quota
+
+    monkeypatch.setattr(moderation, "RENEW_EVERY_S", 0.05)
+    ticket = await limits.take([Quota(CHANNEL, max_inflight=1)], ALICE, now=time.time(), lease_s=0.2)
+    async with moderation.renewing(limits, ticket, lease_s=0.2):
+        await asyncio.sleep(0.5)  # longer than the lease: renewed meanwhile
+        assert await limits.inflight(CHANNEL, now=time.time()) == 1
+    await asyncio.sleep(0.3)  # its holder stopped renewing (as a dead process would)
+    assert await limits.inflight(CHANNEL, now=time.time()) == 0

@@ -273,6 +273,10 @@ class LimitStore(Protocol):
         """End a request's leases (twice is harmless)."""
         ...
 
+    async def renew(self, ticket: int, *, now: float, lease_s: float) -> bool:
+        """Extend a ticket's leases to ``now + lease_s`` (its holder is alive); False if gone."""
+        ...
+
     async def inflight(self, scope_id: int, *, now: float) -> int:
         """Requests in flight in the scope (unexpired leases)."""
         ...

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from cogs.utils.storage.postgres.database import Repository
+from cogs.utils.storage.postgres.database import Repository, affected
 from cogs.utils.storage.sqlite.limits import inflight_scope, lock_scope, new_ticket
 from cogs.utils.storage.types import CoolingDown, Quota, ScopeBusy
 
@@ -62,6 +62,16 @@ class PostgresLimits(Repository):
     async def give_back(self, ticket: int) -> None:
         async with self._transaction() as db:
             await db.execute("DELETE FROM leases WHERE ticket = $1", ticket)
+
+    async def renew(self, ticket: int, *, now: float, lease_s: float) -> bool:
+        async with self._transaction() as db:
+            status = await db.execute(
+                "UPDATE leases SET expires_at = $1 WHERE ticket = $2 AND expires_at > $3",
+                now + lease_s,
+                ticket,
+                now,
+            )
+        return affected(status) > 0
 
     async def inflight(self, scope_id: int, *, now: float) -> int:
         count = await self._pool.fetchval(

@@ -66,6 +66,14 @@ class SQLiteLimits(Repository):
         async with self._transaction() as db:
             await db.execute("DELETE FROM leases WHERE ticket = ?", (ticket,))
 
+    async def renew(self, ticket: int, *, now: float, lease_s: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE leases SET expires_at = ? WHERE ticket = ? AND expires_at > ?",
+                (now + lease_s, ticket, now),
+            )
+            return cursor.rowcount > 0
+
     async def inflight(self, scope_id: int, *, now: float) -> int:
         async with self._lock:
             cursor = await self._db.execute(

@@ -101,3 +101,18 @@ async def test_two_processes_never_pass_a_limit_together(store: Storage, open_st
         results = await asyncio.gather(*(one((store, other)[i % 2].limits, i) for i in range(20)))
         assert sum(results) == 3
         assert await other.limits.inflight(CHANNEL, now=T0) == 3
+
+
+async def test_a_renewed_lease_outlives_its_first_term_and_a_lapsed_one_stays_gone(store: Storage) -> None:
+    limits = store.limits
+    quota = [Quota(CHANNEL, max_inflight=1)]
+    ticket = await limits.take(quota, ADA, now=T0, lease_s=60)
+    assert await limits.renew(ticket, now=T0 + 50, lease_s=60)  # its holder is alive
+    with pytest.raises(ScopeBusy):
+        await limits.take(quota, BOB, now=T0 + 100, lease_s=60)  # past the first term, still held
+    assert await limits.inflight(CHANNEL, now=T0 + 111) == 0  # not renewed again: it lapsed
+    assert not await limits.renew(ticket, now=T0 + 111, lease_s=60)  # too late to bring back
+    await limits.take(quota, BOB, now=T0 + 111, lease_s=60)
+    lock = await limits.hold("story:9", now=T0, lease_s=60)
+    assert lock is not None and await limits.renew(lock, now=T0 + 30, lease_s=60)
+    assert await limits.hold("story:9", now=T0 + 80, lease_s=60) is None
