@@ -128,7 +128,7 @@ class Moderation(
         added = await self.bot.store.moderation.add_blocked_phrase(
             channel_id, phrase, actor_id=interaction.user.id
         )
-        rules = await self.moderator.reload(channel_id)
+        rules = await self.moderator.rules(channel_id)
         shown = _quote(" ".join(phrase.split()).lower())
         if not added:
             await replies.send_long(
@@ -151,7 +151,7 @@ class Moderation(
         removed = await self.bot.store.moderation.remove_blocked_phrase(
             channel_id, phrase, actor_id=interaction.user.id
         )
-        await self.moderator.reload(channel_id)
+        await self.moderator.rules(channel_id)  # replies being written here stop redacting it
         shown = _quote(" ".join(phrase.split()).lower())
         text = (
             f"✅ Unblocked {shown} in {_here(interaction)}."

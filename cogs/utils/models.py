@@ -89,20 +89,14 @@ class Moderator:
         await self.store.channel_rules(0)
 
     async def rules(self, channel_id: int) -> ChannelRules:
-        cached = self._rules.get(channel_id)
-        if cached is not None:
-            return cached
-        loaded = await self.store.channel_rules(channel_id)
-        # setdefault: a write that finished while this read was waiting has the newer value.
-        return self._rules.setdefault(channel_id, loaded)
+        """The channel's rules as stored now (another bot process may have changed them); kept
+        for :meth:`blocklist_now`, which redacts replies as they are written."""
+        rules = self._rules[channel_id] = await self.store.channel_rules(channel_id)
+        return rules
 
     async def set_rules(self, channel_id: int, actor_id: int, **changes: int | bool) -> ChannelRules:
         rules = await self.store.set_channel_rules(channel_id, actor_id=actor_id, **changes)  # type: ignore[arg-type]
         self._rules[channel_id] = rules
-        return rules
-
-    async def reload(self, channel_id: int) -> ChannelRules:
-        rules = self._rules[channel_id] = await self.store.channel_rules(channel_id)
         return rules
 
     def blocklist_now(self, chain: list[int]) -> Blocklist:
@@ -115,8 +109,7 @@ class Moderator:
     async def guard(self, source: Source, texts: tuple[str, ...]) -> AsyncIterator[Callable[[str], str]]:
         """Admit the request or raise the refusal; yields the redaction for everything it writes."""
         chain = channel_chain(source)
-        # Read afresh for each request: another bot process may have changed them.
-        scopes = [(channel_id, await self.reload(channel_id)) for channel_id in chain]
+        scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
         admission = await self.gate.admit(scopes, _user_id(source), texts)
         try:
             async with self.gate.renewing(admission.ticket):
