@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from cogs.utils.moderation import MAX_PHRASES, Blocklist, ChannelRules, normalize_phrase
+from cogs.utils.storage.layers import _check_scope
 from cogs.utils.storage.postgres.database import Repository, _audit
 from cogs.utils.storage.sqlite.moderation import _rule_changes
-from cogs.utils.storage.sqlite.settings import _check_scope
 from cogs.utils.storage.types import AuditEntry, LimitReached, Scope
 
 # The first key of the two-key advisory locks taken per channel while counting its phrases.

@@ -1,5 +1,5 @@
-"""Channel settings in Postgres: one row per key per scope, as on SQLite (values are JSON text,
-checked again when read, with the SQLite twin's helpers)."""
+"""Channel settings in Postgres: one row per key per scope, as on SQLite (the layering and the
+checks of stored values are :mod:`cogs.utils.storage.layers`, shared with it)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 
 from cogs.utils.settings import SETTING_KEYS, ChannelSettings, check_setting_key, validate_setting
+from cogs.utils.storage.layers import Row, SettingsLayers, _brief, _check_scope, _encode
 from cogs.utils.storage.postgres.database import Database, Repository, _audit
-from cogs.utils.storage.sqlite.settings import _INVALID, _KEY_ORDER, _brief, _check_scope, _decode, _encode
-from cogs.utils.storage.types import Scope, Source
+from cogs.utils.storage.types import Scope
 
 log = logging.getLogger("cogs.utils.storage")
 
@@ -22,32 +22,10 @@ _UPSERT_SETTING = """
 """
 
 
-class PostgresSettings(Repository):
+class PostgresSettings(SettingsLayers, Repository):
     def __init__(self, database: Database, defaults: ChannelSettings) -> None:
         super().__init__(database)
         self.defaults = defaults
-
-    async def effective(
-        self, guild_id: int | None, channel_id: int, parent_id: int | None = None
-    ) -> ChannelSettings:
-        merged: dict[str, object] = {}
-        for _, values in await self._layers(guild_id, channel_id, parent_id):
-            merged.update(values)
-        return self.defaults.merged(merged)
-
-    async def explain(
-        self, guild_id: int | None, channel_id: int, parent_id: int | None = None
-    ) -> dict[str, tuple[object, Source]]:
-        out: dict[str, tuple[object, Source]] = {
-            key: (getattr(self.defaults, key), "default") for key in SETTING_KEYS
-        }
-        for source, values in await self._layers(guild_id, channel_id, parent_id):
-            out.update({key: (value, source) for key, value in values.items()})
-        return out
-
-    async def scope_values(self, scope: Scope, scope_id: int) -> dict[str, object]:
-        _check_scope(scope)
-        return (await self._rows([(scope, scope_id)])).get((scope, scope_id), {})
 
     async def set_values(
         self,
@@ -100,29 +78,9 @@ class PostgresSettings(Repository):
             log.info("%s %s: %s reset %s", scope, scope_id, actor_id, ", ".join(sorted(removed)))
         return [key for key in SETTING_KEYS if key in removed]
 
-    async def _layers(
-        self, guild_id: int | None, channel_id: int, parent_id: int | None
-    ) -> list[tuple[Source, dict[str, object]]]:
-        """The scopes that apply, least specific first."""
-        chain: list[tuple[Source, Scope, int]] = []
-        if guild_id is not None:
-            chain.append(("guild", "guild", guild_id))
-        if parent_id is not None and parent_id != channel_id:
-            chain += [("channel", "channel", parent_id), ("thread", "channel", channel_id)]
-        else:
-            chain.append(("channel", "channel", channel_id))
-        rows = await self._rows([(scope, scope_id) for _, scope, scope_id in chain])
-        return [(source, rows.get((scope, scope_id), {})) for source, scope, scope_id in chain]
-
-    async def _rows(self, scopes: list[tuple[Scope, int]]) -> dict[tuple[str, int], dict[str, object]]:
+    async def _fetch(self, scopes: list[tuple[Scope, int]]) -> Iterable[Row]:
         where = " OR ".join(f"(scope = ${2 * i + 1} AND scope_id = ${2 * i + 2})" for i in range(len(scopes)))
         params = [part for pair in scopes for part in pair]
-        rows = await self._pool.fetch(
+        return await self._pool.fetch(
             f"SELECT scope, scope_id, key, value FROM settings WHERE {where}", *params
         )
-        out: dict[tuple[str, int], dict[str, object]] = {}
-        for scope, scope_id, key, raw in sorted(rows, key=lambda row: _KEY_ORDER.get(row[2], 0)):
-            value = _decode(scope, scope_id, key, raw)
-            if value is not _INVALID:
-                out.setdefault((scope, scope_id), {})[key] = value
-        return out

@@ -15,8 +15,8 @@ from cogs.utils.moderation import (
     ChannelRules,
     normalize_phrase,
 )
+from cogs.utils.storage.layers import _check_scope
 from cogs.utils.storage.sqlite.database import Repository, _audit
-from cogs.utils.storage.sqlite.settings import _check_scope
 from cogs.utils.storage.types import AuditEntry, LimitReached, Scope
 from model_service.errors import ValidationError
 
