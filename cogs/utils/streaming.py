@@ -31,6 +31,7 @@ from cogs.utils.replies import (
 from model_service import GenerationResult, TextStream
 
 log = logging.getLogger(__name__)
+WRITING = "✍️ …"  # a reply to a member's message, before its first words
 
 # (still writing?, the result once done) -> the buttons to show
 ViewFor = Callable[[bool, GenerationResult | None], discord.ui.View | None]
@@ -84,7 +85,7 @@ class MessageSurface:
 
     async def begin(self) -> None:
         if self.message is None:
-            self.message = await self.to.reply("✍️ …", mention_author=False, allowed_mentions=NO_MENTIONS)
+            self.message = await self.to.reply(WRITING, mention_author=False, allowed_mentions=NO_MENTIONS)
 
     async def show(self, content: str, view: discord.ui.View | None) -> None:
         await self.begin()
@@ -113,7 +114,7 @@ class MessageSurface:
             if self.message is None:
                 await self.to.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
             else:
-                shown = self.message.content if self.message.content != "✍️ …" else ""
+                shown = self.message.content if self.message.content != WRITING else ""
                 await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
         except discord.HTTPException:
             log.warning("could not deliver an error reply to a message", exc_info=True)
