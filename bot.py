@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cogs.utils.config import ConfigError, load_config
+from app.environment import ConfigError, load_config
 
 log = logging.getLogger("transcord")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.core import App, build_service, close_service, open_store
 from app.failures import StartFailure
-from cogs.utils.bot import EXTENSIONS, Transcord
+from app.root import App, build_service, close_service, open_store
+from core.transcord import EXTENSIONS, Transcord
 
 __all__ = ["EXTENSIONS", "App", "StartFailure", "Transcord", "build_service", "close_service", "open_store"]

@@ -11,7 +11,7 @@ import aiohttp
 import discord
 import yarl
 
-from cogs.utils.config import BotConfig
+from core.config import BotConfig
 
 STATUS_PAGE = "https://discordstatus.com"
 # Exit statuses a restart policy can tell apart (systemd: Restart=on-failure, RestartPreventExitStatus=2).

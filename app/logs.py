@@ -7,7 +7,8 @@ import logging
 import aiohttp
 import discord
 
-from cogs.utils.config import BotConfig, log_level_number
+from app.environment import log_level_number
+from core.config import BotConfig
 
 RECONNECT_MESSAGE = "Attempting a reconnect in %.2fs"  # discord.Client.connect logs it with a traceback
 

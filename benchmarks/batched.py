@@ -19,9 +19,10 @@ from typing import Any
 import discord
 
 from app import App
+from app.environment import load_config
 from benchmarks.measure import RequestTiming
 from benchmarks.workloads import Arrival, Sampling
-from cogs.utils.config import BotConfig, load_config
+from core.config import BotConfig
 from loopback import Channel, InteractionRecord, LoopbackDiscord
 
 FOOTER = re.compile(r"^-# (\d+) tokens", re.MULTILINE)

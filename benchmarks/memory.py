@@ -46,13 +46,7 @@ def _import_everything(model_dir: Path) -> None:
     from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
     import bot  # noqa: F401
-    import cogs.fill_mask
-    import cogs.generate
-    import cogs.moderation
-    import cogs.settings
-    import cogs.status
-    import cogs.story
-    import cogs.utils.bot  # noqa: F401  (the bot, its cogs' imports, discord.py)
+    import core.transcord  # noqa: F401  (the bot, its cogs' imports, discord.py)
     from model_service import service  # noqa: F401
 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)

@@ -33,10 +33,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from app.environment import DEFAULT_MODEL_GGUF
 from benchmarks.measure import cpu, loadavg
 from benchmarks.rival import http_server
 from benchmarks.workloads import DEFAULT_MODEL_DIR, PROMPTS
-from cogs.utils.config import DEFAULT_MODEL_GGUF
 from loopback import InteractionRecord, LoopbackDiscord
 
 ROOT = Path(__file__).resolve().parents[1]

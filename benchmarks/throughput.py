@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.environment import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
 from benchmarks import rival
 from benchmarks.batched import BotBench
 from benchmarks.measure import (
@@ -59,7 +60,6 @@ from benchmarks.workloads import (
     simultaneous,
     staggered,
 )
-from cogs.utils.config import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
 from model_service import fetch
 
 DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down

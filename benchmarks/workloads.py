@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cogs.utils.config import DEFAULT_MODEL_FOLDER
+from app.environment import DEFAULT_MODEL_FOLDER
 
 # The default model as `make setup` leaves it, which every benchmark measures unless told otherwise.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_FOLDER

@@ -22,17 +22,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.answers import decode_request
-from cogs.utils.options import TEXT_OPTION_LIMIT
-from cogs.utils.storage.types import ConversationKey, ReplyRecord
-from cogs.utils.streaming import InteractionSurface, MessageSurface
+from core import replies
+from core.answers import decode_request
+from core.options import TEXT_OPTION_LIMIT
+from core.streaming import InteractionSurface, MessageSurface
 from model_service import ChatTurn, GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
+from storage.types import ConversationKey, ReplyRecord
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The buttons on generated replies: Stop, Regenerate, Continue (see cogs/utils/answers.py).
+"""The buttons on generated replies: Stop, Regenerate, Continue (see core/answers.py).
 
 The requester or a moderator may use them; anyone else gets an ephemeral refusal. A click is
 answered within Discord's 3 s whatever happens: refused, or deferred and then written into the
@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands, tasks
 
-from cogs.utils import replies
-from cogs.utils.answers import BEING_WRITTEN, FINISHED, Action, ReplyButton, controls, decode_request
-from cogs.utils.replies import NO_MENTIONS, UserFacingError
-from cogs.utils.storage.types import ReplyRecord
-from cogs.utils.streaming import InteractionSurface
+from core import replies
+from core.answers import BEING_WRITTEN, FINISHED, Action, ReplyButton, controls, decode_request
+from core.replies import NO_MENTIONS
+from core.streaming import InteractionSurface
+from domain.errors import UserFacingError
+from storage.types import ReplyRecord
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 log = logging.getLogger(__name__)
 

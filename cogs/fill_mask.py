@@ -8,13 +8,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.options import TEXT_OPTION_LIMIT, param_options
+from core import replies
+from core.options import TEXT_OPTION_LIMIT, param_options
 from model_service import MASK, FillMaskRequest, FillMaskResult
 from model_service.types import FILL_PARAMS
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 BAR_WIDTH = 12
 

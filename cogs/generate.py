@@ -8,16 +8,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils.options import TEXT_OPTION_LIMIT, param_options
-from cogs.utils.settings import COMMAND_PARAMS
-from cogs.utils.storage.types import ReplyRecord
-from cogs.utils.streaming import InteractionSurface
+from core.options import TEXT_OPTION_LIMIT, param_options
+from core.streaming import InteractionSurface
+from domain.settings import COMMAND_PARAMS
 from model_service import GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_PROMPT_CHARS
+from storage.types import ReplyRecord
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 
 class Generate(commands.Cog):

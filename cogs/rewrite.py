@@ -14,15 +14,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.options import TEXT_OPTION_LIMIT
-from cogs.utils.render import quote
-from cogs.utils.streaming import stream_reply
+from core import replies
+from core.options import TEXT_OPTION_LIMIT
+from core.render import quote
+from core.streaming import stream_reply
 from model_service.api import TaskStream
 from model_service.types import MAX_LANGUAGE_CHARS, RewriteKind, RewriteRequest
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 TITLES = {"summarize": "Summary", "translate": "Translation"}
 

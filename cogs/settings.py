@@ -13,14 +13,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import checks, replies
-from cogs.utils.options import name_options, param_options
-from cogs.utils.settings import CHANNEL_PARAMS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
-from cogs.utils.storage import Scope as StoreScope
+from core import checks, replies
+from core.options import name_options, param_options
+from domain.settings import CHANNEL_PARAMS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS
+from storage import Scope as StoreScope
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 
 class Scope(enum.Enum):

@@ -9,15 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.settings import CHANNEL_PARAMS, COMMAND_PARAMS
+from core import replies
+from domain.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec
 from model_service.tasks.names import CHECKPOINTS, SHORT_NAMES, Task
 from model_service.types import FILL_PARAMS, TaskModels
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 
 def _options(specs: tuple[ParamSpec, ...]) -> str:

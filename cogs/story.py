@@ -23,14 +23,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import checks, replies, streaming
-from cogs.utils.models import ModelCall
-from cogs.utils.moderation import LEASE_S, renewing
-from cogs.utils.storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
+from core import checks, replies, streaming
+from core.facade import ModelCall
+from core.gate import LEASE_S, renewing
 from model_service import GenerationParams, GenerationRequest
+from storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 # How players take turns (an Enum: discord.py refuses any other value on arrival).
 Turns = enum.Enum("Turns", {"free": "free", "round-robin": "round-robin"})

@@ -13,9 +13,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.options import TEXT_OPTION_LIMIT
-from cogs.utils.render import QUOTE_CHARS, bar, escape, quote
+from core import replies
+from core.options import TEXT_OPTION_LIMIT
+from core.render import QUOTE_CHARS, bar, escape, quote
 from model_service.types import (
     AnswerRequest,
     AnswerResult,
@@ -29,7 +29,7 @@ from model_service.types import (
 )
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 EXCERPT_CHARS = 200  # context shown on each side of an answer
 

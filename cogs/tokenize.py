@@ -13,12 +13,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils import replies
-from cogs.utils.options import TEXT_OPTION_LIMIT
+from core import replies
+from core.options import TEXT_OPTION_LIMIT
 from model_service.types import TokenizeRequest, TokenizeResult, TokenPiece
 
 if TYPE_CHECKING:
-    from cogs.utils.bot import Transcord
+    from core.transcord import Transcord
 
 MAX_ROWS = 40  # tokens shown in the table; the lists and the count cover them all
 TABLE_CHARS = 1500  # the table stays within one message (a code block split in two breaks)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import discord
 
-from app.core import App
 from app.playground.input import CommandCompleter, LineSource, open_source
 from app.playground.parse import ParseError, parse_command
 from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_body
+from app.root import App
 from loopback.commands import InvalidInvocation
 from loopback.interactions import InteractionRecord
 from loopback.records import BotStopped, MessageRecord
@@ -35,7 +35,7 @@ from loopback.server import LoopbackDiscord
 from loopback.world import Channel, Member, Role
 
 if TYPE_CHECKING:
-    from cogs.utils.config import BotConfig
+    from core.config import BotConfig
 
 log = logging.getLogger("transcord.playground")
 

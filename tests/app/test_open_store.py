@@ -7,10 +7,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from app.core import open_store
+from app.environment import load_config
 from app.failures import FIX_SETTINGS, TRY_AGAIN, StartFailure
-from cogs.utils.config import load_config
-from tests.cogs.utils.storage.backends import fresh_schema, postgres_server
+from app.root import open_store
+from tests.storage.backends import fresh_schema, postgres_server
 
 SECRET = "pg-Secret-42"
 

@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from cogs.utils.models import MODERATION_DOWN
+from core.facade import MODERATION_DOWN
 from loopback import LoopbackDiscord
 from tests.cogs.fakes import FakeService
 from tests.e2e.harness import BotRunner, has_footer, run
@@ -52,7 +52,7 @@ async def test_with_its_tables_broken_every_model_command_refuses_and_the_model_
     assert "🛡️ Moderation could not be loaded: model commands are refused until it is." in (
         status.content or ""
     )
-    assert "cogs.moderation" in (status.content or "")  # /mod itself could not load either
+    assert "cogs.mod" in (status.content or "")  # /mod itself could not load either
     assert any(
         r.levelno == logging.ERROR and r.getMessage().startswith("moderation could not be loaded")
         for r in caplog.records

@@ -14,7 +14,7 @@ import re
 import pytest
 
 import app as bot_module
-from cogs.utils.replies import GENERIC_ERROR, RESTARTING
+from core.replies import GENERIC_ERROR, RESTARTING
 from loopback import LoopbackDiscord
 from model_service import (
     GenerationParams,

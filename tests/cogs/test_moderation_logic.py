@@ -6,20 +6,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from discord import app_commands
 
-from cogs.utils.moderation import (
-    LOCKED_MESSAGE,
-    MAX_PHRASE_CHARS,
-    Blocklist,
-    ChannelRules,
-    Gate,
-    normalize_phrase,
-)
-from cogs.utils.replies import UserFacingError, error_message
-from cogs.utils.settings import ChannelSettings
-from cogs.utils.storage.protocols import LimitStore
-from cogs.utils.storage.sqlite import open_sqlite
+from core.gate import LOCKED_MESSAGE, Gate
+from core.replies import error_message
+from domain.errors import UserFacingError
+from domain.rules import MAX_PHRASE_CHARS, Blocklist, ChannelRules, normalize_phrase
+from domain.settings import ChannelSettings
+from storage.protocols import LimitStore
+from storage.sqlite import open_sqlite
 
 CHANNEL, THREAD, OTHER = 20, 30, 40
 ALICE, BOB = 1, 2
@@ -195,7 +189,7 @@ async def test_cooldown_is_per_user_and_says_how_long_to_wait(limits: LimitStore
     rules = [(CHANNEL, ChannelRules(cooldown_s=30))]
     await gate.release(await gate.admit(rules, ALICE, ["one"]))
     clock.now += 10.2
-    with pytest.raises(app_commands.CommandOnCooldown) as info:
+    with pytest.raises(UserFacingError) as info:
         await gate.admit(rules, ALICE, ["two"])
     assert info.value.retry_after == 20  # 19.8 s, rounded up
     assert error_message(info.value) == "⏳ Slow down: you can use this again in 20 s."
@@ -220,7 +214,7 @@ async def test_changing_the_cooldown_starts_afresh(limits: LimitStore) -> None:
     await gate.admit([(CHANNEL, ChannelRules(cooldown_s=60))], ALICE, ["one"])
     clock.now += 6
     await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["new period"])
-    with pytest.raises(app_commands.CommandOnCooldown):
+    with pytest.raises(UserFacingError):
         await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["too soon"])
     await gate.reset_cooldowns(CHANNEL)
     await gate.admit([(CHANNEL, ChannelRules(cooldown_s=5))], ALICE, ["after a reset"])
@@ -259,8 +253,8 @@ async def test_requests_in_a_thread_count_against_the_parents_limit(limits: Limi
 
 
 def test_a_database_out_of_reach_reads_as_try_again_not_as_a_crash() -> None:
-    from cogs.utils.replies import is_unexpected
-    from cogs.utils.storage.types import StoreUnavailable
+    from core.replies import is_unexpected
+    from storage.types import StoreUnavailable
 
     error = StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
     assert error_message(error).startswith("🗄️ The bot's database can't be reached right now")
@@ -273,8 +267,8 @@ async def test_a_slot_is_kept_while_its_request_runs_and_lapses_once_nothing_ren
     import asyncio
     import time
 
-    from cogs.utils import moderation
-    from cogs.utils.storage.types import Quota
+    from core import gate as moderation
+    from storage.types import Quota
 
     monkeypatch.setattr(moderation, "RENEW_EVERY_S", 0.05)
     ticket = await limits.take([Quota(CHANNEL, max_inflight=1)], ALICE, now=time.time(), lease_s=0.2)

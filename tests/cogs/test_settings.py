@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cogs.utils.settings import SETTING_KEYS, ChannelSettings, validate_setting
+from domain.settings import SETTING_KEYS, ChannelSettings, validate_setting
 from model_service.errors import ValidationError
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS, GenerationParams
 

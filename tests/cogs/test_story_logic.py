@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript, turn_started_at
-from cogs.utils.storage import Story, StoryPlayer, StorySkip, StoryTurn
 from model_service.types import MAX_PROMPT_CHARS
+from storage import Story, StoryPlayer, StorySkip, StoryTurn
 
 ALICE, BOB, CAROL = StoryPlayer(1, "alice", 1.0), StoryPlayer(2, "bob", 2.0), StoryPlayer(3, "carol", 3.0)
 

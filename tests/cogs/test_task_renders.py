@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from app.environment import ConfigError, load_config
 from cogs import tasks as task_cog
 from cogs import tokenize as tokenize_cog
-from cogs.utils.config import ConfigError, load_config
-from cogs.utils.replies import split_message
+from core.replies import split_message
 from model_service.types import (
     EntitiesResult,
     Entity,

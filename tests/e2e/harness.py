@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import app as bot_module
-from cogs.utils.config import BotConfig, load_config
+from app.environment import load_config
+from core.config import BotConfig
 from loopback import InteractionRecord, LoopbackDiscord
 from model_service import ModelServiceAPI
 

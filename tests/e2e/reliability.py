@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from cogs.utils.replies import GENERIC_ERROR, RESTARTING
+from core.replies import GENERIC_ERROR, RESTARTING
 from loopback import Channel, InteractionRecord, LoopbackDiscord
 from tests.e2e.conftest import TOKEN
 from tests.e2e.harness import BotRunner, base_env

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import app as bot_module
-from cogs.utils.storage.types import ConversationKey
 from loopback import LoopbackDiscord
 from loopback.records import MessageRecord
+from storage.types import ConversationKey
 from tests.e2e.harness import BotRunner, has_footer, run
 from tests.e2e.test_chat import Spy, answer, greedy, shown
 from tests.e2e.test_controls import custom_id, enabled, seed, settled

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 import app as bot_module
-from cogs.utils.storage.types import ConversationKey
 from loopback import LoopbackDiscord
 from loopback.commands import InvalidInvocation
 from loopback.interactions import InteractionRecord
 from loopback.records import MessageRecord
 from model_service import GenerationRequest, GenerationResult, TextStream
+from storage.types import ConversationKey
 from tests.e2e.harness import BotRunner, has_footer, run
 
 pytestmark = pytest.mark.timeout(120)

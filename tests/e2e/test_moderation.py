@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cogs.utils.moderation import Blocklist
+from domain.rules import Blocklist
 from loopback import InteractionRecord, InvalidInvocation, LoopbackDiscord
 from model_service import GenerationParams, GenerationRequest, GenerationResult
 from tests.e2e.harness import BotRunner

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from cogs.utils.replies import GENERIC_ERROR, split_message
+from core.replies import GENERIC_ERROR, split_message
 from loopback import Change, FaultRule, InteractionRecord, LoopbackDiscord
 from tests.e2e.harness import BotRunner
 from tests.e2e.reliability import (

@@ -15,7 +15,7 @@ import discord
 import pytest
 import pytest_asyncio
 
-from cogs.utils.replies import GENERIC_ERROR
+from core.replies import GENERIC_ERROR
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.harness import BotRunner
 from tests.e2e.reliability import (

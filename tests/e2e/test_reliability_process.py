@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cogs.utils.replies import RESTARTING
+from core.replies import RESTARTING
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.reliability import GENERATION_FOOTER, settled, shown_text
 from tests.fixtures.bot_process import START_S, BotProcess, connected_anew

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cogs.utils.replies import RESTARTING
+from core.replies import RESTARTING
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
 

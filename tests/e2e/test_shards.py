@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from app.environment import DEFAULT_MODEL_GGUF
 from benchmarks.workloads import DEFAULT_MODEL_DIR
-from cogs.utils.config import DEFAULT_MODEL_GGUF
 from loopback import InteractionRecord, LoopbackDiscord
-from tests.cogs.utils.storage.backends import fresh_schema, postgres_server
 from tests.e2e.reliability import GENERATION_FOOTER, settled
 from tests.fixtures.bot_process import START_S, BotProcess
 from tests.fixtures.openai_servers import llama_server
+from tests.storage.backends import fresh_schema, postgres_server
 
 pytestmark = pytest.mark.timeout(240)
 

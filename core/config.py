@@ -1,0 +1,36 @@
+"""What the bot runs with: one frozen dataclass, built once by :func:`app.environment.load_config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model_service.config import ServiceConfig
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    token: str | None = field(default=None, repr=False)  # never printed
+    guild_ids: tuple[int, ...] = ()
+    api_base: str | None = None
+    gateway_url: str | None = None
+    database_path: Path = Path("data/transcord.sqlite3")
+    database_url: str | None = field(default=None, repr=False)  # Postgres; it may hold a password
+    models_dir: Path = Path("models")
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    default_max_new_tokens: int = 128
+    stream_edit_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    log_level: str = "INFO"
+    force_sync: bool = False
+    shard_count: int | None = None  # None: one unsharded connection
+    shard_ids: tuple[int, ...] = ()  # this process's shards (all of them when sharded and unset)
+
+    @property
+    def token_set(self) -> bool:
+        return bool(self.token)
+
+    @property
+    def elsewhere(self) -> bool:
+        """True: a Discord-compatible server of its own (both addresses set); False: Discord itself."""
+        return self.api_base is not None and self.gateway_url is not None

@@ -1,0 +1,205 @@
+"""The only way cogs reach a model: :class:`ModeratedModels`, which puts every call through moderation.
+
+A cog opens a model command with ``async with bot.models.command(source, *texts) as model``
+and calls ``model.stream``, ``model.fill_mask`` or a task (``tokenize``, ``classify``,
+``entities``, ``answer``, ``similar``, ``rewrite``); there is no other handle on the service that
+runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
+every model command is refused (fail closed) with a message saying so.
+
+:class:`Moderator` is that layer: each channel's rules, cached and written through to the store,
+and the :class:`Gate` that admits or refuses a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import discord
+
+from core.gate import Gate
+from domain.errors import UserFacingError
+from domain.rules import Blocklist, ChannelRules
+from model_service import (
+    FillMaskRequest,
+    FillMaskResult,
+    GenerationRequest,
+    ModelServiceAPI,
+    ServiceStatus,
+    TextStream,
+)
+from model_service.api import TaskStream
+from model_service.types import (
+    AnswerRequest,
+    AnswerResult,
+    ClassifyRequest,
+    ClassifyResult,
+    EntitiesRequest,
+    EntitiesResult,
+    RewriteRequest,
+    SimilarRequest,
+    SimilarResult,
+    TaskModels,
+    TokenizeRequest,
+    TokenizeResult,
+)
+
+if TYPE_CHECKING:
+    from storage import ModerationStore
+    from storage.protocols import LimitStore
+
+log = logging.getLogger("transcord.moderation")
+
+RESTARTING_REFUSAL = "The bot is restarting; please try again in a minute."
+MODERATION_DOWN = (
+    "Moderation could not be loaded, so model commands are off here until a server admin "
+    "fixes it (the bot's log says why)."
+)
+
+
+# Where a model command comes from: a slash command or button, or a member's message (a reply).
+Source = discord.Interaction | discord.Message
+
+
+def _user_id(source: Source) -> int:
+    return source.user.id if isinstance(source, discord.Interaction) else source.author.id
+
+
+def channel_chain(source: Source) -> list[int]:
+    """The channels whose rules apply here: the parent channel first, then the thread itself."""
+    channel_id = (source.channel_id if isinstance(source, discord.Interaction) else source.channel.id) or 0
+    parent_id = getattr(source.channel, "parent_id", None)
+    if parent_id is not None and parent_id != channel_id:
+        return [parent_id, channel_id]
+    return [channel_id]
+
+
+class Moderator:
+    """Channel rules (a write-through cache of the store) and the gate model commands pass."""
+
+    def __init__(self, store: ModerationStore, limits: LimitStore) -> None:
+        self.store = store
+        self.gate = Gate(limits)
+        self._rules: dict[int, ChannelRules] = {}
+
+    async def check(self) -> None:
+        """Read the rules once: raises if the moderation tables cannot be read."""
+        await self.store.channel_rules(0)
+
+    async def rules(self, channel_id: int) -> ChannelRules:
+        """The channel's rules as stored now (another bot process may have changed them); kept
+        for :meth:`blocklist_now`, which redacts replies as they are written."""
+        rules = self._rules[channel_id] = await self.store.channel_rules(channel_id)
+        return rules
+
+    async def set_rules(self, channel_id: int, actor_id: int, **changes: int | bool) -> ChannelRules:
+        rules = await self.store.set_channel_rules(channel_id, actor_id=actor_id, **changes)  # type: ignore[arg-type]
+        self._rules[channel_id] = rules
+        return rules
+
+    def blocklist_now(self, chain: list[int]) -> Blocklist:
+        blocklist = Blocklist()
+        for channel_id in chain:
+            blocklist |= self._rules.get(channel_id, ChannelRules()).blocklist
+        return blocklist
+
+    @contextlib.asynccontextmanager
+    async def guard(self, source: Source, texts: tuple[str, ...]) -> AsyncIterator[Callable[[str], str]]:
+        """Admit the request or raise the refusal; yields the redaction for everything it writes."""
+        chain = channel_chain(source)
+        scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
+        admission = await self.gate.admit(scopes, _user_id(source), texts)
+        try:
+            async with self.gate.renewing(admission.ticket):
+                # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
+                yield lambda text: self.blocklist_now(chain).redact(text)
+        finally:
+            await self.gate.release(admission)
+
+
+class ModelCall:
+    """One admitted model command: the model calls it may make, and the redaction of their output."""
+
+    def __init__(self, service: ModelServiceAPI, redact: Callable[[str], str]) -> None:
+        self._service = service
+        self.redact = redact
+
+    def stream(self, request: GenerationRequest) -> TextStream:
+        return self._service.stream(request)
+
+    async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
+        return await self._service.fill_mask(request)
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        return await self._service.tokenize(request)
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        return await self._service.classify(request)
+
+    async def entities(self, request: EntitiesRequest) -> EntitiesResult:
+        return await self._service.entities(request)
+
+    async def answer(self, request: AnswerRequest) -> AnswerResult:
+        return await self._service.answer(request)
+
+    async def similar(self, request: SimilarRequest) -> SimilarResult:
+        return await self._service.similar(request)
+
+    async def rewrite(self, request: RewriteRequest) -> TaskStream:
+        return await self._service.rewrite(request)
+
+
+class ModeratedModels:
+    """The moderated model facade cogs get: model commands pass moderation, or do not run."""
+
+    def __init__(self, service: ModelServiceAPI) -> None:
+        self._service = service
+        self.moderator: Moderator | None = None
+        self.moderation_error: str | None = "moderation has not been loaded yet"
+        self.closing = False
+        self.inflight: set[asyncio.Task[object]] = set()
+
+    async def load_moderation(self, store: ModerationStore, limits: LimitStore) -> None:
+        """Build the moderation layer; if it cannot load, model commands stay refused (and say why)."""
+        moderator = Moderator(store, limits)
+        try:
+            await moderator.check()
+        except Exception as exc:
+            self.moderator, self.moderation_error = None, f"{type(exc).__name__}: {exc}"
+            log.exception("moderation could not be loaded: every model command is refused until it is")
+            return
+        self.moderator, self.moderation_error = moderator, None
+
+    @contextlib.asynccontextmanager
+    async def command(self, source: Source, *texts: str) -> AsyncIterator[ModelCall]:
+        """Run a model command: refused while restarting or unmoderated, guarded, tracked for shutdown.
+
+        ``source`` is the interaction or message that asked; ``texts`` are what the user sent
+        (prompts); moderation may refuse them by raising.
+        """
+        if self.closing:
+            raise UserFacingError(RESTARTING_REFUSAL)
+        if self.moderator is None:
+            raise UserFacingError(MODERATION_DOWN, icon="🛡️")
+        task = asyncio.current_task()
+        assert task is not None
+        async with self.moderator.guard(source, texts) as redact:
+            self.inflight.add(task)  # type: ignore[arg-type]
+            try:
+                yield ModelCall(self._service, redact)
+            finally:
+                self.inflight.discard(task)  # type: ignore[arg-type]
+
+    # -- what runs no model: no moderation needed --------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return self._service.model_names()
+
+    def status(self) -> ServiceStatus:
+        return self._service.status()
+
+    def tasks(self) -> tuple[TaskModels, ...]:
+        return self._service.tasks()

@@ -1,0 +1,168 @@
+"""Streaming a generation into Discord: where the text goes (a :class:`Surface`) and how it grows.
+
+A reply is written into one of two surfaces: the interaction's own message (a slash command's
+reply, or the message whose button was clicked) or a reply the bot posts to a member's message
+(a Discord reply to one of its answers). Both show the text as it arrives, at most once per
+``interval``, then the whole text, split across messages when it is longer than one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+import discord
+
+from core.replies import (
+    NO_MENTIONS,
+    RESTARTING,
+    error_message,
+    fit,
+    footer,
+    notify_restart,
+    send_long,
+    show,
+    split_message,
+)
+from model_service import GenerationResult, TextStream
+
+log = logging.getLogger(__name__)
+WRITING = "✍️ …"  # a reply to a member's message, before its first words
+
+# (still writing?, the result once done) -> the buttons to show
+ViewFor = Callable[[bool, GenerationResult | None], discord.ui.View | None]
+
+
+class Surface(Protocol):
+    """Where a reply is written."""
+
+    async def begin(self) -> None:
+        """Show that a reply is coming ("thinking…"), if nothing shows it yet."""
+
+    async def show(self, content: str, view: discord.ui.View | None) -> None:
+        """Replace the visible text (a preview that fits one message)."""
+
+    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
+        """The whole text, split where needed; returns the id of the message holding its start."""
+
+    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
+        """The bot is shutting down mid-reply: keep what was shown and say why it stopped."""
+
+
+class InteractionSurface:
+    """The interaction's message: a command's reply, or the clicked message after a deferred update."""
+
+    def __init__(self, interaction: discord.Interaction, *, in_place: bool = False) -> None:
+        self.interaction = interaction
+        self.in_place = in_place  # a button's click: write into the clicked message itself
+
+    async def begin(self) -> None:
+        if not self.interaction.response.is_done():
+            await self.interaction.response.defer(thinking=not self.in_place)
+
+    async def show(self, content: str, view: discord.ui.View | None) -> None:
+        await show(self.interaction, content, view)
+
+    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
+        message = await send_long(self.interaction, content, view=view)
+        self.interaction.extras["visible_text"] = fit(content)
+        return message.id if message is not None else None
+
+    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
+        await notify_restart(self.interaction, shown, view)
+
+
+class MessageSurface:
+    """A reply the bot posts to a member's message, then edits as the text grows."""
+
+    def __init__(self, to: discord.Message) -> None:
+        self.to = to
+        self.message: discord.Message | None = None
+
+    async def begin(self) -> None:
+        if self.message is None:
+            self.message = await self.to.reply(WRITING, mention_author=False, allowed_mentions=NO_MENTIONS)
+
+    async def show(self, content: str, view: discord.ui.View | None) -> None:
+        await self.begin()
+        assert self.message is not None
+        self.message = await self.message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+
+    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
+        first, *more = split_message(content)
+        await self.show(first, view)
+        assert self.message is not None
+        for part in more:
+            await self.message.channel.send(part, allowed_mentions=NO_MENTIONS)
+        return self.message.id
+
+    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
+        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+        try:
+            await asyncio.shield(self.show(content, view))
+        except (discord.HTTPException, asyncio.CancelledError):
+            log.warning("could not tell a member that the bot is restarting")
+
+    async def fail(self, error: BaseException) -> None:
+        """Say what went wrong, in the reply if one was posted, else as one."""
+        text = error_message(error)
+        try:
+            if self.message is None:
+                await self.to.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            else:
+                shown = self.message.content if self.message.content != WRITING else ""
+                await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
+        except discord.HTTPException:
+            log.warning("could not deliver an error reply to a message", exc_info=True)
+
+
+async def stream_reply(
+    surface: Surface | discord.Interaction,
+    stream: TextStream,
+    *,
+    header: str,
+    interval: float,
+    transform: Callable[[str], str] = lambda text: text,
+    before: str = "",
+    before_tokens: int = 0,
+    view_for: ViewFor = lambda writing, result: None,
+    note: Callable[[GenerationResult], str | None] = lambda result: None,
+) -> tuple[GenerationResult, int | None]:
+    """Show "thinking…", then the text as it arrives, then the whole text with its footer.
+
+    ``transform`` is applied to the visible text (the place to redact). ``before`` is text a
+    continued reply already had (``before_tokens`` its tokens): the new text is appended to it.
+    ``view_for(writing, result)`` gives the buttons while writing, once done, and when cut off; ``note`` an extra word
+    for the footer. Returns the result, its text including ``before``, and the id of the message
+    holding the reply.
+    """
+    if isinstance(surface, discord.Interaction):
+        surface = InteractionSurface(surface)
+    text = ""
+    last_edit = 0.0
+    try:
+        await surface.begin()
+        async for delta in stream:
+            text += delta
+            now = time.monotonic()
+            if now - last_edit >= interval and text.strip():
+                last_edit = now
+                await surface.show(fit(header + transform(before + text) + " …"), view_for(True, None))
+    except asyncio.CancelledError:
+        await surface.interrupted(header + transform(before + text), view_for(False, None))
+        raise
+    finally:
+        await stream.aclose()
+    result = stream.result
+    assert result is not None
+    whole = replace(
+        result, text=before + result.text, generated_tokens=before_tokens + result.generated_tokens
+    )
+    body = transform(whole.text) if whole.text.strip() else "*(the model produced no text)*"
+    notes = footer(whole, note(whole))
+    message_id = await surface.finish(header + body + "\n" + notes, view_for(False, whole))
+    return whole, message_id
