@@ -24,12 +24,13 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/python bot.py $(ARGS)
 
-# Every check CI runs: lint, format, tests. The storage tests run on SQLite and on PostgreSQL:
+# Every check CI runs: lint, format, the import layers (pyproject's import-linter contracts), tests. The storage tests run on SQLite and on PostgreSQL:
 # scripts/test-postgres finds a server (or installs and starts Debian's, as root) and exports
 # TEST_DATABASE_URL; without one, pytest's summary says why the Postgres tests were skipped.
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 	scripts/test-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -20,8 +20,7 @@ from core.transcord import EXTENSIONS, Transcord, build_bot
 from domain.settings import ChannelSettings
 from model_service import ModelServiceAPI, ServiceError
 from storage import SchemaError, Storage
-from storage.postgres import DatabaseUnavailable, open_postgres
-from storage.sqlite import open_sqlite
+from storage.connect import DatabaseUnavailable, open_postgres, open_sqlite
 
 log = logging.getLogger("transcord")
 

@@ -182,7 +182,7 @@ class Chat(
                 )
             removed = await self.bot.store.conversations.forget(channel_id)
             where = "thread" if isinstance(interaction.channel, discord.Thread) else "channel"
-            await self.bot.store.moderation.record_action(
+            await self.bot.store.rules.record_action(
                 "channel",
                 channel_id,
                 actor_id=interaction.user.id,

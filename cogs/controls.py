@@ -36,9 +36,11 @@ class Controls(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
+        self.bot.answers.on_click = self.clicked
         self.prune.start()
 
     async def cog_unload(self) -> None:
+        self.bot.answers.on_click = None
         self.prune.cancel()
 
     @tasks.loop(hours=6)

@@ -4,7 +4,7 @@ The rules are enforced by the moderation layer every model command passes
 (:class:`core.facade.Moderator`, inside ``bot.models``): it refuses a request (locked,
 blocked phrase, cooling down, busy) before the model is asked, and redacts blocked phrases from
 everything the model writes, streamed edits included. This cog changes and shows the rules of
-that same layer. Rules are per channel (a thread also answers to its parent's), kept in SQLite.
+that same layer. Rules are per channel (a thread also answers to its parent's), kept in the database.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Moderation(
         self, interaction: discord.Interaction, phrase: app_commands.Range[str, 1, MAX_PHRASE_CHARS]
     ) -> None:
         channel_id = interaction.channel_id or 0
-        added = await self.bot.store.moderation.add_blocked_phrase(
+        added = await self.bot.store.rules.add_blocked_phrase(
             channel_id, phrase, actor_id=interaction.user.id
         )
         rules = await self.moderator.rules(channel_id)
@@ -148,7 +148,7 @@ class Moderation(
         self, interaction: discord.Interaction, phrase: app_commands.Range[str, 1, MAX_PHRASE_CHARS]
     ) -> None:
         channel_id = interaction.channel_id or 0
-        removed = await self.bot.store.moderation.remove_blocked_phrase(
+        removed = await self.bot.store.rules.remove_blocked_phrase(
             channel_id, phrase, actor_id=interaction.user.id
         )
         await self.moderator.rules(channel_id)  # replies being written here stop redacting it
@@ -193,7 +193,7 @@ class Moderation(
     @app_commands.command(name="log", description="Recent moderator actions and settings changes here")
     @app_commands.describe(count="How many entries to show, newest first")
     async def log(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 50] = 15) -> None:
-        entries = await self.bot.store.moderation.audit_log(
+        entries = await self.bot.store.rules.audit_log(
             interaction.guild_id, channel_chain(interaction), limit=count
         )
         lines = [f"**Moderation log for {_here(interaction)}** (newest first)"]

@@ -13,7 +13,7 @@ from core import replies
 from domain.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec
-from model_service.tasks.names import CHECKPOINTS, SHORT_NAMES, Task
+from model_service.task_names import CHECKPOINTS, SHORT_NAMES, Task
 from model_service.types import FILL_PARAMS, TaskModels
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """/story: collaborative storytelling. Players take turns; the model continues after each one.
 
-Stories, players and turns live in SQLite, so a story survives a restart. Additions to one
+Stories, players and turns live in the database, so a story survives a restart. Additions to one
 story are serialised by a per-story lock (and numbered inside a write transaction), so two
 ``/story add`` at the same moment are both kept, in order, each with its own continuation.
 The model parts run inside ``bot.models.command``: lock, blocklist, cooldown and limit apply.

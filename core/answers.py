@@ -11,20 +11,19 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 import discord
 
+from core.facade import ModeratedModels, Source
 from core.replies import NO_MENTIONS
 from core.streaming import Surface, stream_reply
 from domain.errors import UserFacingError
 from model_service import ChatTurn, GenerationParams, GenerationRequest, GenerationResult, TextStream
+from storage.protocols import ReplyStore
 from storage.types import ReplyRecord
-
-if TYPE_CHECKING:
-    from core.facade import Source
-    from core.transcord import Transcord
 
 FINISHED = ("eos", "stop")  # the model ended the reply itself: nothing to continue
 
@@ -69,15 +68,16 @@ class ReplyButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], te
         return cls(Action(match["action"]), int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        controls = interaction.client.get_cog("Controls")  # type: ignore[attr-defined]
-        if controls is None:
+        answers = getattr(cast(_HasAnswers, interaction.client), "answers", None)
+        clicked = answers.on_click if answers is not None else None
+        if clicked is None:
             await interaction.response.send_message(
                 "❌ Reply buttons are off on this bot right now.",
                 ephemeral=True,
                 allowed_mentions=NO_MENTIONS,
             )
             return
-        await controls.clicked(interaction, self.action, self.reply_id)
+        await clicked(interaction, self.action, self.reply_id)
 
 
 def controls(reply: ReplyRecord, *, writing: bool, cap: int) -> discord.ui.View:
@@ -126,16 +126,22 @@ class Writing:
 BEING_WRITTEN = "This reply is being written right now; wait for it to finish, or Stop it."
 
 
+# What a click on a reply's button runs (the Controls cog registers it while loaded).
+ClickHandler = Callable[[discord.Interaction, Action, int], Awaitable[None]]
+
+
 class Answers:
     """Writes replies with their buttons and keeps them in the store."""
 
-    def __init__(self, bot: Transcord) -> None:
-        self.bot = bot
+    def __init__(
+        self, models: ModeratedModels, replies: ReplyStore, *, cap: int, edit_interval_s: float
+    ) -> None:
+        self.models = models
+        self.replies = replies
+        self.cap = cap  # the most tokens a reply may have, Continue included
+        self.edit_interval_s = edit_interval_s
         self.writing: dict[int, Writing] = {}
-
-    @property
-    def cap(self) -> int:
-        return self.bot.config.service.max_new_tokens_cap
+        self.on_click: ClickHandler | None = None
 
     async def write(
         self,
@@ -153,9 +159,9 @@ class Answers:
             raise UserFacingError(BEING_WRITTEN, icon="⏳")
         writing = self.writing[reply.id] = Writing(reply.requester_id)  # claimed before any await
         try:
-            async with self.bot.models.command(source, *texts) as model:
+            async with self.models.command(source, *texts) as model:
                 before = reply.text if continuing else ""
-                await self.bot.store.replies.save_reply(
+                await self.replies.save_reply(
                     replace(reply, request=encode_request(request), finish_reason=None)
                 )
                 writing.stream = model.stream(request)
@@ -179,7 +185,7 @@ class Answers:
                     surface,
                     writing.stream,
                     header=model.redact(reply.header),
-                    interval=self.bot.config.stream_edit_interval_s,
+                    interval=self.edit_interval_s,
                     transform=model.redact,
                     before=before,
                     before_tokens=reply.generated_tokens if continuing else 0,
@@ -197,5 +203,11 @@ class Answers:
             finish_reason=result.finish_reason,
             message_id=message_id or reply.message_id,
         )
-        await self.bot.store.replies.save_reply(done)
+        await self.replies.save_reply(done)
         return done
+
+
+class _HasAnswers(Protocol):
+    """The bot, as a button sees it: what writes its replies."""
+
+    answers: Answers

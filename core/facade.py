@@ -48,7 +48,7 @@ from model_service.types import (
 )
 
 if TYPE_CHECKING:
-    from storage import ModerationStore
+    from storage import RulesStore
     from storage.protocols import LimitStore
 
 log = logging.getLogger("transcord.moderation")
@@ -80,7 +80,7 @@ def channel_chain(source: Source) -> list[int]:
 class Moderator:
     """Channel rules (a write-through cache of the store) and the gate model commands pass."""
 
-    def __init__(self, store: ModerationStore, limits: LimitStore) -> None:
+    def __init__(self, store: RulesStore, limits: LimitStore) -> None:
         self.store = store
         self.gate = Gate(limits)
         self._rules: dict[int, ChannelRules] = {}
@@ -162,7 +162,7 @@ class ModeratedModels:
         self.closing = False
         self.inflight: set[asyncio.Task[object]] = set()
 
-    async def load_moderation(self, store: ModerationStore, limits: LimitStore) -> None:
+    async def load_moderation(self, store: RulesStore, limits: LimitStore) -> None:
         """Build the moderation layer; if it cannot load, model commands stay refused (and say why)."""
         moderator = Moderator(store, limits)
         try:

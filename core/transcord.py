@@ -81,7 +81,12 @@ class Transcord(commands.Bot):
         self.config = config
         self.models = ModeratedModels(service)  # cogs reach the model through this alone
         self.store = store
-        self.answers = Answers(self)  # generated replies with their buttons
+        self.answers = Answers(  # generated replies with their buttons
+            self.models,
+            store.replies,
+            cap=config.service.max_new_tokens_cap,
+            edit_interval_s=config.stream_edit_interval_s,
+        )
         self.started_at = time.monotonic()
         self.extension_names = tuple(extensions)
         self.failed_extensions: dict[str, str] = {}
@@ -92,7 +97,7 @@ class Transcord(commands.Bot):
     async def setup_hook(self) -> None:
         # Before any cog: model commands are refused until moderation is in place, and stay
         # refused if it cannot load.
-        await self.models.load_moderation(self.store.moderation, self.store.limits)
+        await self.models.load_moderation(self.store.rules, self.store.limits)
         for name in self.extension_names:
             try:
                 await self.load_extension(name)

@@ -19,7 +19,7 @@ from typing import Any
 
 from model_service.errors import ValidationError
 from model_service.params import ParamSpec, check_text
-from model_service.tasks.names import HEAD_TASKS, setting_key
+from model_service.task_names import HEAD_TASKS, setting_key
 from model_service.types import (
     GENERATION_PARAMS,
     MAX_NEW_TOKENS_LIMIT,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from model_service.remote_source import FLAVOURS, is_remote, parse_remote
-from model_service.tasks.names import split_task
+from model_service.task_names import split_task
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

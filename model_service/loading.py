@@ -2,7 +2,7 @@
 
 A source is a local folder (loaded with ``local_files_only``), a hub id (the cache first,
 the network only when allowed), or a ``.gguf`` file; a catalog entry may force a task with a
-``:task`` suffix (``tasks.names.split_task``). Every head of the source document's Auto classes
+``:task`` suffix (``task_names.split_task``). Every head of the source document's Auto classes
 loads here (``load_head``); a head the task needs but the weights lack is refused rather than
 initialised at random. Everything here is blocking and runs on the service's executor.
 """
@@ -35,13 +35,13 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from model_service import checkpoint_kinds as kinds
 from model_service.config import is_gguf
 from model_service.errors import ModelUnavailableError
 from model_service.fetch import dequantized_twin
 from model_service.remote_source import is_remote
-from model_service.tasks import kinds
-from model_service.tasks.names import AUTO_CLASS, CHECKPOINTS, KIND_WORDS, NATIVE_KIND, Kind, split_task
-from model_service.tasks.names import Task as AnyTask
+from model_service.task_names import AUTO_CLASS, CHECKPOINTS, KIND_WORDS, NATIVE_KIND, Kind, split_task
+from model_service.task_names import Task as AnyTask
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from model_service import checkpoint_kinds as kinds
 from model_service.config import ServiceConfig, is_gguf
 from model_service.engine_core import DONE, EngineCore, FillJob, Job
 from model_service.engines import Engine, TransformersEngine, llamacpp
@@ -37,7 +38,6 @@ from model_service.errors import (
 )
 from model_service.loading import LoadedModel, ModelRegistry, Task
 from model_service.remote_source import is_remote
-from model_service.tasks import kinds
 from model_service.tasks.desk import TaskDesk, TaskTextStream
 from model_service.tasks.seq2seq import Seq2SeqEngine
 from model_service.types import (

@@ -1,14 +1,15 @@
-"""Storage behind protocols: settings, meta, moderation, stories, conversations and replies.
+"""Storage behind protocols: settings, meta, channel rules, stories, conversations, replies, limits.
 
-Cogs depend on :mod:`storage.protocols`; :func:`storage.sqlite.open_sqlite`
-builds the SQLite implementation and :func:`storage.postgres.open_postgres` the
-PostgreSQL one. Migrations are numbered SQL files in ``migrations/``, written in SQLite's SQL and
-translated for Postgres by :mod:`storage.postgres.dialect`.
+Cogs and the kernel depend on :mod:`storage.protocols` and :mod:`storage.types` (what this
+package exports). Each repository is written once (:mod:`storage.repositories`) over a small
+driver interface (:mod:`storage.driver`); :mod:`storage.drivers` holds SQLite and PostgreSQL.
+:mod:`storage.connect` opens either. The schema is the numbered SQL files in ``migrations/``
+(:mod:`storage.migrations`), translated for PostgreSQL by :mod:`storage.drivers.dialect`.
 """
 
 from __future__ import annotations
 
-from storage.protocols import MetaStore, ModerationStore, SettingsStore, Storage, StoryStore
+from storage.protocols import MetaStore, RulesStore, SettingsStore, Storage, StoryStore
 from storage.types import (
     AuditEntry,
     JoinResult,
@@ -30,8 +31,8 @@ __all__ = [
     "JoinResult",
     "LimitReached",
     "MetaStore",
-    "ModerationStore",
     "NewTurn",
+    "RulesStore",
     "SchemaError",
     "Scope",
     "SettingsStore",

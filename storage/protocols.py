@@ -1,15 +1,18 @@
 """The storage the cogs depend on: seven small repositories, each a Protocol.
 
-Implementations: SQLite (``storage.sqlite``). Every implementation passes the same
-contract tests (``tests/storage``). A cog never sees a driver.
+One implementation of each (``storage.repositories``) serves SQLite and PostgreSQL alike, over a
+driver (``storage.drivers``); the contract tests (``tests/storage``) run on both. A cog never
+sees a driver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from domain.rules import ChannelRules
+from domain.settings import ChannelSettings
 from storage.types import (
     AuditEntry,
     ConversationKey,
@@ -26,10 +29,6 @@ from storage.types import (
     StoryTurn,
     TurnMode,
 )
-
-if TYPE_CHECKING:  # annotations only: the stores sit below the rules and settings they return
-    from domain.rules import ChannelRules
-    from domain.settings import ChannelSettings
 
 
 @runtime_checkable
@@ -84,7 +83,7 @@ class MetaStore(Protocol):
 
 
 @runtime_checkable
-class ModerationStore(Protocol):
+class RulesStore(Protocol):
     """Channel rules, blocked phrases, and the audit log of moderator actions and settings changes."""
 
     async def channel_rules(self, channel_id: int) -> ChannelRules:
@@ -296,7 +295,7 @@ class Storage:
 
     settings: SettingsStore
     meta: MetaStore
-    moderation: ModerationStore
+    rules: RulesStore
     stories: StoryStore
     conversations: ConversationStore
     replies: ReplyStore

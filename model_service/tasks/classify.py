@@ -23,11 +23,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from model_service import checkpoint_kinds as kinds
 from model_service.engines.transformers import TransformersScorer
 from model_service.errors import ServiceError, ValidationError
 from model_service.fill_mask import chunks
 from model_service.loading import LoadedModel
-from model_service.tasks import kinds
 from model_service.tasks.batcher import TaskItem
 from model_service.tasks.forward import EncoderBatch, Encoding, check_fits, encoding
 from model_service.types import ClassifyRequest, ClassifyResult, LabelScore, TaskMethod

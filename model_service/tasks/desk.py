@@ -19,13 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from model_service import checkpoint_kinds as kinds
 from model_service.api import TextStream
 from model_service.config import ServiceConfig
 from model_service.errors import ModelUnavailableError, ServiceError, ValidationError
 from model_service.loading import Checkpoint, LoadedModel, ModelRegistry
-from model_service.tasks import answer, classify, entities, kinds, seq2seq, similar
-from model_service.tasks.batcher import Batcher, MakeBatch
-from model_service.tasks.names import (
+from model_service.task_names import (
     CAUSAL_FALLBACK,
     HEAD_TASKS,
     KIND_WORDS,
@@ -35,6 +34,8 @@ from model_service.tasks.names import (
     missing,
     setting_key,
 )
+from model_service.tasks import answer, classify, entities, seq2seq, similar
+from model_service.tasks.batcher import Batcher, MakeBatch
 from model_service.tasks.tokenize import tokenize
 from model_service.types import (
     AnswerRequest,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from model_service import checkpoint_kinds as kinds
 from model_service.loading import LoadedModel
-from model_service.tasks import kinds
 from model_service.tasks.batcher import TaskItem
 from model_service.tasks.forward import EncoderBatch, Encoding, check_fits
 from model_service.types import EntitiesRequest, EntitiesResult, Entity

@@ -26,14 +26,14 @@ from transformers import (
     pipeline,
 )
 
+from model_service.checkpoint_kinds import detect_kind
 from model_service.config import ServiceConfig
 from model_service.errors import ModelUnavailableError, ServiceError, ValidationError
 from model_service.loading import read_checkpoint
 from model_service.service import ModelService
+from model_service.task_names import split_task
 from model_service.tasks import answer as answer_task
 from model_service.tasks import classify as classify_task
-from model_service.tasks.kinds import detect_kind
-from model_service.tasks.names import split_task
 from model_service.types import (
     AnswerRequest,
     ClassifyRequest,

@@ -25,8 +25,7 @@ import pytest
 
 from domain.settings import ChannelSettings
 from storage import Storage
-from storage.postgres import open_postgres, redact
-from storage.sqlite import open_sqlite
+from storage.connect import open_postgres, open_sqlite, redact
 
 Location = Path | str  # a SQLite file, or a Postgres URL
 

@@ -33,71 +33,69 @@ async def new_story(store: Storage, channel: int = CHANNEL, mode: str = "round-r
 
 
 async def test_a_channel_without_rules_is_unmoderated(store: Storage) -> None:
-    assert await store.moderation.channel_rules(CHANNEL) == ChannelRules()
+    assert await store.rules.channel_rules(CHANNEL) == ChannelRules()
 
 
 async def test_rules_change_one_at_a_time_and_survive_a_reopen(store: Storage, open_storage: Opener) -> None:
-    assert await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True) == ChannelRules(
+    assert await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=True) == ChannelRules(
         locked=True
     )
-    await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, cooldown_s=30)
-    rules = await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, max_inflight=2)
+    await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, cooldown_s=30)
+    rules = await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, max_inflight=2)
     assert rules == ChannelRules(locked=True, cooldown_s=30, max_inflight=2)
-    assert await store.moderation.channel_rules(OTHER) == ChannelRules()
+    assert await store.rules.channel_rules(OTHER) == ChannelRules()
     await store.close()
     async with await open_storage(CONFIG) as reopened:
-        assert await reopened.moderation.channel_rules(CHANNEL) == rules
-        unlocked = await reopened.moderation.set_channel_rules(
-            CHANNEL, actor_id=MOD, locked=False, cooldown_s=0
-        )
+        assert await reopened.rules.channel_rules(CHANNEL) == rules
+        unlocked = await reopened.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=False, cooldown_s=0)
         assert unlocked == ChannelRules(max_inflight=2)
 
 
 async def test_out_of_range_rules_are_refused_and_nothing_is_written(store: Storage) -> None:
     with pytest.raises(ValidationError, match=r"`seconds` must be in \[0, 3600\], got 5000"):
-        await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True, cooldown_s=5000)
+        await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=True, cooldown_s=5000)
     with pytest.raises(ValidationError, match="`n` must be in"):
-        await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, max_inflight=-1)
-    assert await store.moderation.channel_rules(CHANNEL) == ChannelRules()
-    assert await store.moderation.audit_log(GUILD, [CHANNEL]) == []
+        await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, max_inflight=-1)
+    assert await store.rules.channel_rules(CHANNEL) == ChannelRules()
+    assert await store.rules.audit_log(GUILD, [CHANNEL]) == []
 
 
 async def test_blocked_phrases_are_normalised_per_channel_and_persist(
     store: Storage, open_storage: Opener
 ) -> None:
-    assert await store.moderation.add_blocked_phrase(CHANNEL, "  Dark   LORD ", actor_id=MOD)
-    assert not await store.moderation.add_blocked_phrase(CHANNEL, "dark lord", actor_id=MOD)  # already there
-    assert await store.moderation.add_blocked_phrase(CHANNEL, "c++", actor_id=MOD)
-    assert await store.moderation.add_blocked_phrase(OTHER, "elf", actor_id=MOD)
+    assert await store.rules.add_blocked_phrase(CHANNEL, "  Dark   LORD ", actor_id=MOD)
+    assert not await store.rules.add_blocked_phrase(CHANNEL, "dark lord", actor_id=MOD)  # already there
+    assert await store.rules.add_blocked_phrase(CHANNEL, "c++", actor_id=MOD)
+    assert await store.rules.add_blocked_phrase(OTHER, "elf", actor_id=MOD)
     await store.close()
     async with await open_storage(CONFIG) as reopened:
-        rules = await reopened.moderation.channel_rules(CHANNEL)
+        rules = await reopened.rules.channel_rules(CHANNEL)
         assert rules.blocklist == Blocklist(("c++", "dark lord"))
         assert rules.blocklist.find("hail the Dark Lord") == "dark lord"
-        assert await reopened.moderation.remove_blocked_phrase(CHANNEL, "DARK LORD", actor_id=MOD)
-        assert not await reopened.moderation.remove_blocked_phrase(CHANNEL, "dark lord", actor_id=MOD)
-        assert (await reopened.moderation.channel_rules(CHANNEL)).blocklist.phrases == ("c++",)
-        assert (await reopened.moderation.channel_rules(OTHER)).blocklist.phrases == ("elf",)
+        assert await reopened.rules.remove_blocked_phrase(CHANNEL, "DARK LORD", actor_id=MOD)
+        assert not await reopened.rules.remove_blocked_phrase(CHANNEL, "dark lord", actor_id=MOD)
+        assert (await reopened.rules.channel_rules(CHANNEL)).blocklist.phrases == ("c++",)
+        assert (await reopened.rules.channel_rules(OTHER)).blocklist.phrases == ("elf",)
 
 
 async def test_a_channel_holds_at_most_max_phrases(store: Storage) -> None:
     for i in range(MAX_PHRASES):
-        await store.moderation.add_blocked_phrase(CHANNEL, f"word{i}", actor_id=MOD)
+        await store.rules.add_blocked_phrase(CHANNEL, f"word{i}", actor_id=MOD)
     with pytest.raises(LimitReached) as info:
-        await store.moderation.add_blocked_phrase(CHANNEL, "one more", actor_id=MOD)
+        await store.rules.add_blocked_phrase(CHANNEL, "one more", actor_id=MOD)
     assert (info.value.what, info.value.limit) == ("blocked phrases", MAX_PHRASES)
-    assert len((await store.moderation.channel_rules(CHANNEL)).blocklist.phrases) == MAX_PHRASES
-    assert await store.moderation.add_blocked_phrase(OTHER, "one more", actor_id=MOD)
+    assert len((await store.rules.channel_rules(CHANNEL)).blocklist.phrases) == MAX_PHRASES
+    assert await store.rules.add_blocked_phrase(OTHER, "one more", actor_id=MOD)
 
 
 # --- the audit log ----------------------------------------------------------------------
 
 
 async def test_every_rule_change_and_settings_change_is_logged_newest_first(store: Storage) -> None:
-    await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
-    await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, cooldown_s=15, max_inflight=3)
-    await store.moderation.add_blocked_phrase(CHANNEL, "orc", actor_id=MOD)
-    await store.moderation.remove_blocked_phrase(CHANNEL, "orc", actor_id=MOD)
+    await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
+    await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, cooldown_s=15, max_inflight=3)
+    await store.rules.add_blocked_phrase(CHANNEL, "orc", actor_id=MOD)
+    await store.rules.remove_blocked_phrase(CHANNEL, "orc", actor_id=MOD)
     await store.settings.set_values(
         "channel", CHANNEL, {"temperature": 0.3}, actor_id=ALICE, max_new_tokens_cap=256, model_names=None
     )
@@ -106,10 +104,10 @@ async def test_every_rule_change_and_settings_change_is_logged_newest_first(stor
     await store.settings.set_values(
         "guild", GUILD, {"persona": "x" * 100}, actor_id=MOD, max_new_tokens_cap=256, model_names=None
     )
-    await store.moderation.set_channel_rules(OTHER, actor_id=MOD, locked=True)  # another channel
-    await store.moderation.record_action("channel", CHANNEL, actor_id=MOD, action="note", detail="hello")
+    await store.rules.set_channel_rules(OTHER, actor_id=MOD, locked=True)  # another channel
+    await store.rules.record_action("channel", CHANNEL, actor_id=MOD, action="note", detail="hello")
 
-    entries = await store.moderation.audit_log(GUILD, [CHANNEL])
+    entries = await store.rules.audit_log(GUILD, [CHANNEL])
     assert [(e.actor_id, e.action, e.detail) for e in entries] == [
         (MOD, "note", "hello"),
         (MOD, "config set", "persona=" + "x" * 59 + "…"),
@@ -122,17 +120,17 @@ async def test_every_rule_change_and_settings_change_is_logged_newest_first(stor
         (MOD, "lock", "model commands paused"),
     ]
     assert entries[0].at >= entries[-1].at > 0
-    assert [e.action for e in await store.moderation.audit_log(GUILD, [CHANNEL], limit=2)] == [
+    assert [e.action for e in await store.rules.audit_log(GUILD, [CHANNEL], limit=2)] == [
         "note",
         "config set",
     ]
-    assert [e.action for e in await store.moderation.audit_log(None, [OTHER])] == ["lock"]
+    assert [e.action for e in await store.rules.audit_log(None, [OTHER])] == ["lock"]
 
 
 async def test_a_thread_log_shows_the_thread_and_its_parent(store: Storage) -> None:
-    await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
-    await store.moderation.set_channel_rules(THREAD, actor_id=MOD, cooldown_s=5)
-    entries = await store.moderation.audit_log(GUILD, [CHANNEL, THREAD])
+    await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
+    await store.rules.set_channel_rules(THREAD, actor_id=MOD, cooldown_s=5)
+    entries = await store.rules.audit_log(GUILD, [CHANNEL, THREAD])
     assert [(e.scope_id, e.action) for e in entries] == [(THREAD, "cooldown"), (CHANNEL, "lock")]
 
 
@@ -211,7 +209,7 @@ async def test_undo_removes_the_last_contribution_and_its_continuation(
     async with await open_storage(CONFIG) as reopened:
         turns = await reopened.stories.story_turns(story.id)
         assert [(t.seq, t.text) for t in turns] == [(1, "Opening."), (2, "A1"), (3, "B1"), (6, "A2'")]
-        [entry] = await reopened.moderation.audit_log(GUILD, [CHANNEL])
+        [entry] = await reopened.rules.audit_log(GUILD, [CHANNEL])
         assert entry.action == "story undo" and "bob" in entry.detail
     # The undone turns are kept, marked, for the record.
     assert await sql("SELECT COUNT(*) FROM story_turns WHERE undone_by = ?", MOD) == [(2,)]
@@ -248,7 +246,7 @@ async def test_skips_and_the_turn_timer_are_kept_for_open_stories_only(store: St
         (ALICE, None),
         (BOB, MOD),
     ]
-    log = await store.moderation.audit_log(GUILD, [CHANNEL])
+    log = await store.rules.audit_log(GUILD, [CHANNEL])
     assert [e.action for e in log][:2] == ["story skip", "story timer"]
 
     assert await store.stories.end_story(story.id, actor_id=MOD)

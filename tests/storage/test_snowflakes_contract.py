@@ -20,9 +20,9 @@ async def test_snowflakes_round_trip_through_every_store(store: Storage) -> None
     in_thread = await store.settings.explain(GUILD, THREAD, CHANNEL)
     assert (in_thread["top_k"], in_thread["top_p"]) == ((5, "guild"), (0.5, "thread"))
 
-    await store.moderation.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
-    assert (await store.moderation.channel_rules(CHANNEL)).locked
-    entries = await store.moderation.audit_log(GUILD, [CHANNEL, THREAD])
+    await store.rules.set_channel_rules(CHANNEL, actor_id=MOD, locked=True)
+    assert (await store.rules.channel_rules(CHANNEL)).locked
+    entries = await store.rules.audit_log(GUILD, [CHANNEL, THREAD])
     assert [(e.scope_id, e.actor_id) for e in entries] == [(CHANNEL, MOD), (THREAD, BOB), (GUILD, MOD)]
 
     story = await store.stories.create_story(

@@ -87,7 +87,7 @@ async def test_the_last_blocked_phrase_goes_to_one_of_two_racing_adds(
         )
     added = await asyncio.gather(
         *(
-            store.moderation.add_blocked_phrase(channel, phrase, actor_id=MOD)
+            store.rules.add_blocked_phrase(channel, phrase, actor_id=MOD)
             for channel in CHANNELS
             for store, phrase in ((one, "x"), (two, "y"))
         ),
@@ -96,7 +96,7 @@ async def test_the_last_blocked_phrase_goes_to_one_of_two_racing_adds(
     assert added.count(True) == len(CHANNELS)
     assert all(isinstance(result, LimitReached) for result in added if result is not True)
     for channel in CHANNELS:
-        assert len((await one.moderation.channel_rules(channel)).blocklist.phrases) == MAX_PHRASES
+        assert len((await one.rules.channel_rules(channel)).blocklist.phrases) == MAX_PHRASES
 
 
 async def test_racing_exchanges_in_one_thread_never_interleave(stores: tuple[Storage, Storage]) -> None:

@@ -1,43 +1,18 @@
-"""The Postgres implementation itself: the migrations translated, recorded and locked, and errors
+"""The PostgreSQL driver itself: the migrations translated, recorded and locked, and errors
 that name the server but never its password."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from storage import SchemaError, Storage
-from storage.postgres import DatabaseUnavailable, open_postgres, redact
-from storage.postgres import database as pg_database
-from storage.postgres.conversations import PostgresConversations
-from storage.postgres.dialect import ROWID_COLUMN, to_postgres
-from storage.postgres.limits import PostgresLimits
-from storage.postgres.meta import PostgresMeta
-from storage.postgres.moderation import PostgresModeration
-from storage.postgres.replies import PostgresReplies
-from storage.postgres.settings import PostgresSettings
-from storage.postgres.stories import PostgresStories
-from storage.protocols import (
-    ConversationStore,
-    LimitStore,
-    MetaStore,
-    ModerationStore,
-    ReplyStore,
-    SettingsStore,
-    StoryStore,
-)
-from storage.sqlite import database as sqlite_database
-from storage.sqlite.conversations import SQLiteConversations
-from storage.sqlite.limits import SQLiteLimits
-from storage.sqlite.meta import SQLiteMeta
-from storage.sqlite.moderation import SQLiteModeration
-from storage.sqlite.replies import SQLiteReplies
-from storage.sqlite.settings import SQLiteSettings
-from storage.sqlite.stories import SQLiteStories
+from storage import SchemaError
+from storage import migrations as schema
+from storage.connect import DatabaseUnavailable, open_postgres, redact
+from storage.drivers import postgres as pg_driver
+from storage.drivers.dialect import ROWID_COLUMN, to_postgres
 from storage.types import StoreUnavailable
 from tests.storage.conftest import Opener, Sql
 from tests.storage.test_settings_contract import CHANNEL, CONFIG, GUILD, put
@@ -55,8 +30,8 @@ def backend() -> str:
 
 
 def test_every_migration_translates_to_the_same_number_of_statements() -> None:
-    sqlite_steps = sqlite_database.migrations()
-    steps = pg_database.migrations()
+    sqlite_steps = schema.migrations()
+    steps = pg_driver.migrations()
     assert [len(step) for step in steps] == [len(step) for step in sqlite_steps]
     for statement in (s for step in steps for s in step):
         code = statement.replace(ROWID_COLUMN, "")
@@ -124,7 +99,7 @@ async def test_each_migration_is_recorded_and_snowflakes_and_times_are_wide(
 ) -> None:
     async with await open_storage(CONFIG):
         pass
-    assert await versions(sql) == list(range(1, len(pg_database.migrations()) + 1))
+    assert await versions(sql) == list(range(1, len(pg_driver.migrations()) + 1))
     types = dict(
         await sql(
             "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
@@ -140,10 +115,10 @@ async def test_an_older_database_gets_only_the_missing_migrations(
 ) -> None:
     async with await open_storage(CONFIG) as store:
         await put(store, "channel", CHANNEL, top_k=9)
-    current = len(pg_database.migrations())
+    current = len(pg_driver.migrations())
     later = ("CREATE TABLE blocklist (guild_id INTEGER, word TEXT)", "CREATE INDEX bl ON blocklist (word)")
-    steps = sqlite_database.migrations()
-    monkeypatch.setattr(sqlite_database, "migrations", lambda: [*steps, later])  # the files both read
+    steps = schema.migrations()
+    monkeypatch.setattr(schema, "migrations", lambda: [*steps, later])  # the files both read
     async with await open_storage(CONFIG) as store:
         assert (await store.settings.effective(GUILD, CHANNEL)).top_k == 9  # data kept
     assert await versions(sql) == list(range(1, current + 2))
@@ -158,9 +133,9 @@ async def test_a_failing_migration_leaves_the_database_as_it_was(
 ) -> None:
     async with await open_storage(CONFIG):
         pass
-    steps = sqlite_database.migrations()
+    steps = schema.migrations()
     broken = ("CREATE TABLE half_done (x INTEGER)", "CREATE TABLE oops (")
-    monkeypatch.setattr(sqlite_database, "migrations", lambda: [*steps, broken])
+    monkeypatch.setattr(schema, "migrations", lambda: [*steps, broken])
     with pytest.raises(DatabaseUnavailable, match="could not migrate the database") as info:
         await open_storage(CONFIG)
     assert not info.value.transient
@@ -177,7 +152,7 @@ async def test_a_database_from_a_newer_version_is_refused(
     with pytest.raises(SchemaError) as info:
         await open_storage(CONFIG)
     message = str(info.value)
-    assert "schema version 99" in message and f"knows ({len(pg_database.migrations())})" in message
+    assert "schema version 99" in message and f"knows ({len(pg_driver.migrations())})" in message
     assert redact(database) in message  # the server, without the password
     password = urlsplit(database).password
     assert not password or password not in message
@@ -192,7 +167,7 @@ async def test_processes_starting_together_migrate_once(open_storage: Opener, sq
     finally:
         for store in stores:
             await store.close()
-    assert await versions(sql) == list(range(1, len(pg_database.migrations()) + 1))
+    assert await versions(sql) == list(range(1, len(pg_driver.migrations()) + 1))
 
 
 async def test_a_wrong_password_is_a_setting_to_fix_and_is_not_printed(database: str) -> None:
@@ -276,28 +251,3 @@ async def test_a_server_gone_mid_run_is_unavailable_then_the_store_recovers(data
 
 
 # --- the twins ------------------------------------------------------------------------------------
-
-TWINS = {
-    "settings": (SettingsStore, SQLiteSettings, PostgresSettings),
-    "meta": (MetaStore, SQLiteMeta, PostgresMeta),
-    "moderation": (ModerationStore, SQLiteModeration, PostgresModeration),
-    "stories": (StoryStore, SQLiteStories, PostgresStories),
-    "conversations": (ConversationStore, SQLiteConversations, PostgresConversations),
-    "replies": (ReplyStore, SQLiteReplies, PostgresReplies),
-    "limits": (LimitStore, SQLiteLimits, PostgresLimits),
-}
-
-
-def test_every_store_of_storage_has_a_postgres_twin() -> None:
-    stores = {f.name for f in dataclasses.fields(Storage)} - {"close"}
-    assert stores == set(TWINS), "a new store needs its Postgres twin (and a line here)"
-
-
-@pytest.mark.parametrize("name", sorted(TWINS))
-def test_the_postgres_twin_has_every_method_of_the_protocol_with_its_signature(name: str) -> None:
-    protocol, sqlite_store, postgres_store = TWINS[name]
-    wanted = {m for m in vars(protocol) if not m.startswith("_") and callable(getattr(protocol, m))}
-    for method in wanted:
-        assert inspect.signature(getattr(postgres_store, method)) == inspect.signature(
-            getattr(sqlite_store, method)
-        ), f"{postgres_store.__name__}.{method}"

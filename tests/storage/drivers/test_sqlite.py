@@ -1,4 +1,4 @@
-"""The SQLite implementation itself: WAL, the numbered SQL migrations, files of other versions."""
+"""The SQLite driver itself: WAL, the numbered SQL migrations, files of other versions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import SchemaError, Storage
-from storage.sqlite import database
+from storage import migrations as schema
 from tests.storage.conftest import Opener
 from tests.storage.test_settings_contract import CHANNEL, CONFIG, GUILD, put, tables, user_version
 
@@ -20,7 +20,7 @@ def backend() -> str:
 
 
 def test_migrations_are_the_numbered_sql_files_in_order() -> None:
-    names = sorted(p.name for p in database.MIGRATIONS_DIR.glob("*.sql"))
+    names = sorted(p.name for p in schema.MIGRATIONS_DIR.glob("*.sql"))
     assert names == [
         "001_settings_and_meta.sql",
         "002_moderation.sql",
@@ -31,12 +31,12 @@ def test_migrations_are_the_numbered_sql_files_in_order() -> None:
         "007_story_turn_length.sql",
         "008_limits.sql",
     ]
-    assert [len(statements) for statements in database.migrations()] == [2, 4, 4, 2, 2, 2, 1, 3]
+    assert [len(statements) for statements in schema.migrations()] == [2, 4, 4, 2, 2, 2, 1, 3]
 
 
 def test_statements_split_where_sqlite_says_they_end() -> None:
     script = "-- a comment; with a semicolon\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nCREATE TABLE b (y);\n"
-    assert database.split_statements(script) == (
+    assert schema.split_statements(script) == (
         "-- a comment; with a semicolon\nCREATE TABLE a (x TEXT DEFAULT ';');",
         "CREATE TABLE b (y);",
     )
@@ -60,7 +60,7 @@ async def test_a_version_0_file_is_migrated(db_path: Path, open_storage: Opener)
     async with await open_storage(CONFIG) as store:
         await put(store, "channel", CHANNEL, top_k=9)
         assert (await store.settings.effective(GUILD, CHANNEL)).top_k == 9
-    assert user_version(db_path) == len(database.migrations())
+    assert user_version(db_path) == len(schema.migrations())
     assert {"settings", "meta", "unrelated"} <= tables(db_path)
 
 
@@ -69,12 +69,12 @@ async def test_an_older_version_gets_only_the_missing_migrations(
 ) -> None:
     async with await open_storage(CONFIG) as store:
         await put(store, "channel", CHANNEL, top_k=9)
-    current = len(database.migrations())
+    current = len(schema.migrations())
     assert user_version(db_path) == current
 
     later = ("CREATE TABLE blocklist (guild_id INTEGER, word TEXT)", "CREATE INDEX bl ON blocklist (word)")
-    steps = database.migrations()
-    monkeypatch.setattr(database, "migrations", lambda: [*steps, later])
+    steps = schema.migrations()
+    monkeypatch.setattr(schema, "migrations", lambda: [*steps, later])
     async with await open_storage(CONFIG) as store:
         assert (await store.settings.effective(GUILD, CHANNEL)).top_k == 9  # data kept
     assert user_version(db_path) == current + 1
@@ -87,8 +87,8 @@ async def test_a_failing_migration_leaves_the_file_as_it_was(
     async with await open_storage(CONFIG):
         pass
     broken = ("CREATE TABLE half_done (x)", "CREATE TABLE oops (")
-    steps = database.migrations()
-    monkeypatch.setattr(database, "migrations", lambda: [*steps, broken])
+    steps = schema.migrations()
+    monkeypatch.setattr(schema, "migrations", lambda: [*steps, broken])
     with pytest.raises(sqlite3.OperationalError):
         await open_storage(CONFIG)
     assert user_version(db_path) == len(steps)
@@ -103,7 +103,7 @@ async def test_a_file_from_a_newer_version_is_refused(db_path: Path, open_storag
     message = str(info.value)
     assert (
         "schema version 99" in message
-        and f"knows ({len(database.migrations())})" in message
+        and f"knows ({len(schema.migrations())})" in message
         and str(db_path) in message
     )
     assert user_version(db_path) == 99  # untouched

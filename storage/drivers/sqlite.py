@@ -1,66 +1,81 @@
-"""The SQLite database under the repositories: one connection, its lock, transactions, migrations.
+"""SQLite under the repositories: one connection, its lock, transactions, migrations.
 
 One aiosqlite connection per database; an asyncio lock keeps its transactions from
 interleaving, and ``BEGIN IMMEDIATE`` plus the busy timeout serialise writers across
-processes. Migrations are the numbered SQL files in ``storage/migrations``.
+processes. Since a write transaction holds the whole database, row locks and named locks are
+not needed here (``for_update`` is empty, ``lock`` does nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import os
+import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
+from storage import migrations as schema
+from storage.driver import Row
 from storage.types import SchemaError
 
 log = logging.getLogger("storage")
 
 BUSY_TIMEOUT_MS = 5000
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+_NUMBERED = re.compile(r"\$(\d+)")
 
 
-def migrations() -> list[tuple[str, ...]]:
-    """The statements of each numbered migration file, in order (001_… takes version 0 to 1)."""
-    out = []
-    for number, path in enumerate(sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")), 1):
-        if int(path.name[:3]) != number:
-            raise RuntimeError(f"migration {path.name} is out of sequence (expected {number:03d}_…)")
-        out.append(split_statements(path.read_text(encoding="utf-8")))
-    return out
+@functools.lru_cache(maxsize=512)
+def placeholders(sql: str) -> str:
+    """The repositories' ``$1`` as SQLite's numbered ``?1`` (a number may be used twice)."""
+    return _NUMBERED.sub(r"?\1", sql)
 
 
-def split_statements(script: str) -> tuple[str, ...]:
-    """A script's statements (SQLite decides where each ends, comments and strings included)."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip() and not all(
-        part.strip().startswith("--") or not part.strip() for part in current.splitlines()
-    ):
-        raise ValueError(f"an unfinished statement at the end of a migration: {current.strip()[:80]!r}")
-    return tuple(statements)
+class SQLiteConnection:
+    for_update = ""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> int:
+        cursor = await self._conn.execute(placeholders(sql), args)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._conn.executemany(placeholders(sql), rows)
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        async with self._conn.execute(placeholders(sql), args) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetch(sql, *args)  # all of them: a RETURNING statement runs to its end
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+    async def lock(self, namespace: int, key: int | str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already runs write transactions one at a time."""
 
 
-class Database:
-    """Open with ``await Database.open(path)``; the repositories share it."""
+class SQLiteDriver:
+    """Open with ``await SQLiteDriver.open(path)``; the repositories share it."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.conn = db
-        self.lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
+        self._connection = SQLiteConnection(db)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> Database:
+    async def open(cls, path: str | os.PathLike[str]) -> SQLiteDriver:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
@@ -75,43 +90,22 @@ class Database:
         await self.conn.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self.lock:
+    async def reading(self) -> AsyncIterator[SQLiteConnection]:
+        async with self._lock:
+            yield self._connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLiteConnection]:
+        async with self._lock:
             try:
                 # IMMEDIATE takes the write lock up front, so a second process waits
                 # (busy timeout) instead of failing halfway through.
                 await self.conn.execute("BEGIN IMMEDIATE")
-                yield self.conn
+                yield self._connection
                 await self.conn.commit()
             except BaseException:
                 await asyncio.shield(self.conn.rollback())  # a no-op if BEGIN never ran
                 raise
-
-
-class Repository:
-    """What each SQLite repository shares: the connection, its lock, and transactions."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._db = database.conn
-        self._lock = database.lock
-
-    def _transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
-        return self._database.transaction()
-
-
-async def _audit(
-    db: aiosqlite.Connection, scope: str, scope_id: int, actor_id: int, action: str, detail: str, at: float
-) -> None:
-    await db.execute(
-        "INSERT INTO audit_log (scope, scope_id, actor_id, action, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
-        (scope, scope_id, actor_id, action, detail, at),
-    )
-
-
-def _brief(value: object, limit: int = 60) -> str:
-    text = "default" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _configure(db: aiosqlite.Connection) -> None:
@@ -147,7 +141,7 @@ async def _migrate(db: aiosqlite.Connection, path: str | os.PathLike[str]) -> No
     The version is read inside the write transaction, so two processes opening the same
     old file never apply a migration twice.
     """
-    steps = migrations()
+    steps = schema.migrations()
     target = len(steps)
     while True:
         await db.execute("BEGIN IMMEDIATE")

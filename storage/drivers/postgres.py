@@ -1,27 +1,30 @@
-"""The Postgres database under the repositories: the pool, transactions, migrations.
+"""PostgreSQL under the repositories: the pool, transactions, named locks, migrations, errors.
 
 Reads run on any pooled connection. Writes of one process run one at a time, in the order they
-were called, as they do on SQLite: the last ``/settings set`` a moderator sends is the one that
-stays. Across processes, Postgres orders them: upserts wait on the row they change, and the
+were called, as they do on SQLite: the last ``/config set`` a moderator sends is the one that
+stays. Across processes, PostgreSQL orders them: upserts wait on the row they change, and the
 read-then-write transactions lock what they read first (``FOR UPDATE``, advisory locks).
 
-The migrations are SQLite's numbered files, translated by :mod:`.dialect`, applied one
-transaction each under an advisory lock, so two processes starting together never race. The
-versions applied are rows of ``schema_migrations``.
+The migrations are the numbered files, translated by :mod:`storage.drivers.dialect`, applied
+one transaction each under an advisory lock, so two processes starting together never race.
+The versions applied are rows of ``schema_migrations``. A server that goes away mid-run is
+:class:`~storage.types.StoreUnavailable`; messages name the server without its password.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
-from storage.postgres.dialect import to_postgres
-from storage.postgres.url import redact, scrub
-from storage.sqlite import database as sqlite_database  # the files, read one way for both
+from storage import migrations as schema
+from storage.driver import Row
+from storage.drivers.dialect import to_postgres
+from storage.drivers.url import redact, scrub
 from storage.types import SchemaError, StoreUnavailable
 
 log = logging.getLogger("storage")
@@ -61,20 +64,53 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def migrations() -> list[tuple[str, ...]]:
-    """The migrations, in Postgres's SQL: the same numbered files SQLite applies."""
-    return [tuple(to_postgres(s) for s in step) for step in sqlite_database.migrations()]
+    """The migrations, in PostgreSQL's SQL: the same numbered files SQLite applies."""
+    return [tuple(to_postgres(s) for s in step) for step in schema.migrations()]
 
 
-class Database:
-    """Open with ``await Database.open(url)``; the repositories share it."""
+def affected(status: str) -> int:
+    """The row count of a command's status, e.g. 3 for ``DELETE 3``."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresConnection:
+    for_update = " FOR UPDATE"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> int:
+        return affected(await self._conn.execute(sql, *args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        return list(await self._conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        return await self._conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        return await self._conn.fetchval(sql, *args)
+
+    async def lock(self, namespace: int, key: int | str) -> None:
+        # Two-key advisory locks, held until the transaction ends; the key hashed to 32 bits.
+        hashed = "hashtext($2)" if isinstance(key, str) else "hashint8($2)"
+        await self._conn.execute(f"SELECT pg_advisory_xact_lock($1, {hashed})", namespace, key)
+
+
+class PostgresDriver:
+    """Open with ``await PostgresDriver.open(url)``; the repositories share it."""
 
     def __init__(self, pool: asyncpg.Pool, where: str) -> None:
         self.pool = pool
         self.where = where  # the URL without its password, for messages
-        self.write_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str) -> Database:
+    async def open(cls, url: str) -> PostgresDriver:
         where = redact(url)
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S)
@@ -100,10 +136,15 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with unreachable_is_unavailable(self.where), self.write_lock:
+    async def reading(self) -> AsyncIterator[PostgresConnection]:
+        async with unreachable_is_unavailable(self.where), self.pool.acquire() as conn:
+            yield PostgresConnection(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        async with unreachable_is_unavailable(self.where), self._write_lock:
             async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
+                yield PostgresConnection(conn)
 
 
 @asynccontextmanager
@@ -116,67 +157,11 @@ async def unreachable_is_unavailable(where: str) -> AsyncIterator[None]:
         raise StoreUnavailable(f"the database {where} is unreachable ({_reason(exc)})") from exc
 
 
-class Reads:
-    """The pool's one-statement calls, each through :func:`unreachable_is_unavailable`."""
-
-    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
-        self._pool, self._where = pool, where
-
-    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async with unreachable_is_unavailable(self._where):
-            return await self._pool.fetch(query, *args)
-
-    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with unreachable_is_unavailable(self._where):
-            return await self._pool.fetchrow(query, *args)
-
-    async def fetchval(self, query: str, *args: object) -> object:
-        async with unreachable_is_unavailable(self._where):
-            return await self._pool.fetchval(query, *args)
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection for several reads in a row."""
-        async with unreachable_is_unavailable(self._where), self._pool.acquire() as conn:
-            yield conn
-
-
-class Repository:
-    """What each Postgres repository shares: the pool for reads, transactions for writes."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._pool = Reads(database.pool, database.where)
-
-    def _transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        return self._database.transaction()
-
-
-async def _audit(
-    db: asyncpg.Connection, scope: str, scope_id: int, actor_id: int, action: str, detail: str, at: float
-) -> None:
-    await db.execute(
-        "INSERT INTO audit_log (scope, scope_id, actor_id, action, detail, at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        scope,
-        scope_id,
-        actor_id,
-        action,
-        detail,
-        at,
-    )
-
-
-def affected(status: str) -> int:
-    """The row count of a command's status, e.g. 3 for ``DELETE 3``."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
 async def _migrate(conn: asyncpg.Connection, where: str) -> None:
     """Apply the missing migrations, one transaction each, under the migration lock.
 
     The version is read after taking the lock, so a second process starting at the same time
-    waits, then finds the work done. Postgres's DDL is transactional: a failing migration
+    waits, then finds the work done. PostgreSQL's DDL is transactional: a failing migration
     leaves the database as it was.
     """
     steps = migrations()

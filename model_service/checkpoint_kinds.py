@@ -17,7 +17,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_MAPPING_NAMES,
 )
 
-from model_service.tasks.names import CAUSAL_FALLBACK, NATIVE_KIND, Kind, Task
+from model_service.task_names import CAUSAL_FALLBACK, NATIVE_KIND, Kind, Task
 
 # The model types that have each kind's Auto class (a forced task on another type can't load).
 CLASSES: dict[Kind, dict[str, object]] = {

@@ -1,0 +1,1 @@
+"""The databases under the repositories: SQLite (the default) and PostgreSQL (``DATABASE_URL``)."""
