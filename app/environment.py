@@ -7,8 +7,9 @@ in ``.env.example``; a malformed value fails at start-up with a message naming t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from core.config import BotConfig
 from model_service.config import DEVICES, DTYPES, ENGINES, ServiceConfig
@@ -19,6 +20,7 @@ DEFAULT_MODEL_NAME = "smollm2"
 DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"  # its de-quantized twin, for transformers
 DEFAULT_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # what the default catalog serves
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(ValueError):
@@ -33,28 +35,26 @@ def _text(env: Mapping[str, str], key: str, default: str | None = None) -> str |
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw = _text(env, key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{key} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{key} must be in [{low}, {high}], got {value}")
-    return value
+    return _number(env, key, default, low, high, int, "a whole number")
 
 
 def _float(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    return _number(env, key, default, low, high, float, "a number")
+
+
+def _number(
+    env: Mapping[str, str], key: str, default: N, low: N, high: N, kind: Callable[[str], N], what: str
+) -> N:
     raw = _text(env, key)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{key} must be {what}, got {raw!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{key} must be in [{low:g}, {high:g}], got {value:g}")
+        shown = (lambda x: f"{x:g}") if kind is float else str
+        raise ConfigError(f"{key} must be in [{shown(low)}, {shown(high)}], got {shown(value)}")
     return value
 
 

@@ -8,7 +8,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import replies
 from core.options import TEXT_OPTION_LIMIT, param_options
 from model_service import MASK, FillMaskRequest, FillMaskResult
 from model_service.types import FILL_PARAMS
@@ -52,9 +51,9 @@ class FillMask(commands.Cog):
         model = None if self.bot.config.service.fill_model else settings.model
         given = {k: v for k, v in options.items() if v is not None}
         request = FillMaskRequest(text=text, model=model, **given)  # type: ignore[arg-type]
-        async with self.bot.models.command(interaction, text) as model:
-            result = await replies.answer_soon(interaction, model.fill_mask(request))
-            await replies.send_long(interaction, model.redact(render(text, result)))
+        await self.bot.models.answer(
+            interaction, (text,), lambda s: s.fill_mask(request), lambda result: render(text, result)
+        )
 
 
 async def setup(bot: Transcord) -> None:

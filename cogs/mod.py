@@ -65,30 +65,25 @@ class Moderation(
 
     @app_commands.command(name="lock", description="Pause model commands here (a channel's threads too)")
     async def lock(self, interaction: discord.Interaction) -> None:
-        if (await self.rules(interaction.channel_id or 0)).locked:
-            await replies.send_long(
-                interaction, f"🔒 {_here(interaction).capitalize()} is already locked.", ephemeral=True
-            )
-            return
-        await self._set_rules(interaction, locked=True)
-        await replies.send_long(
-            interaction,
-            f"🔒 {interaction.user.mention} locked {_here(interaction)}: model commands are paused "
-            "until a moderator uses `/mod unlock`.",
-        )
+        await self._set_lock(interaction, True)
 
     @app_commands.command(name="unlock", description="Let model commands run here again")
     async def unlock(self, interaction: discord.Interaction) -> None:
-        if not (await self.rules(interaction.channel_id or 0)).locked:
-            await replies.send_long(
-                interaction, f"🔓 {_here(interaction).capitalize()} is not locked.", ephemeral=True
-            )
+        await self._set_lock(interaction, False)
+
+    async def _set_lock(self, interaction: discord.Interaction, locked: bool) -> None:
+        icon, here = ("🔒" if locked else "🔓"), _here(interaction)
+        if (await self.rules(interaction.channel_id or 0)).locked == locked:
+            state = "already locked" if locked else "not locked"
+            await replies.send_long(interaction, f"{icon} {here.capitalize()} is {state}.", ephemeral=True)
             return
-        await self._set_rules(interaction, locked=False)
-        await replies.send_long(
-            interaction,
-            f"🔓 {interaction.user.mention} unlocked {_here(interaction)}: model commands work again.",
+        await self._set_rules(interaction, locked=locked)
+        done = (
+            f"locked {here}: model commands are paused until a moderator uses `/mod unlock`."
+            if locked
+            else f"unlocked {here}: model commands work again."
         )
+        await replies.send_long(interaction, f"{icon} {interaction.user.mention} {done}")
 
     @app_commands.command(name="cooldown", description="Make each user wait between model commands here")
     @app_commands.describe(seconds="Seconds each user waits between model commands (0 turns it off)")

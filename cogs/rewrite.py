@@ -57,7 +57,7 @@ class Rewrite(commands.Cog):
             channel_model=settings.model,
         )
         async with self.bot.models.command(interaction, text) as call:
-            stream = await replies.answer_soon(interaction, call.rewrite(request))
+            stream = await replies.answer_soon(interaction, call.service.rewrite(request))
             await stream_reply(
                 interaction,
                 stream,

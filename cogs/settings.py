@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import checks, replies
-from core.options import name_options, param_options
+from core.options import matching_choices, name_options, param_options
 from domain.settings import CHANNEL_PARAMS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS
 from storage import Scope as StoreScope
@@ -144,8 +144,7 @@ class Config(
     async def _model_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        names = self.bot.models.model_names()
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return matching_choices(self.bot.models.model_names(), current)
 
     for _key in TASK_MODEL_SETTINGS:  # each task's model completes from the catalog too
         set_.autocomplete(_key)(_model_names)

@@ -295,7 +295,7 @@ class StoryMode(
         )
         result, _ = await streaming.stream_reply(
             interaction,
-            model.stream(request),
+            model.service.stream(request),
             header=model.redact(header),
             interval=self.bot.config.stream_edit_interval_s,
             transform=model.redact,

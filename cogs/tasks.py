@@ -13,7 +13,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import replies
 from core.options import TEXT_OPTION_LIMIT
 from core.render import QUOTE_CHARS, bar, escape, quote
 from model_service.types import (
@@ -30,6 +29,7 @@ from model_service.types import (
 
 if TYPE_CHECKING:
     from core.transcord import Transcord
+
 
 EXCERPT_CHARS = 200  # context shown on each side of an answer
 
@@ -114,9 +114,12 @@ class Tasks(commands.Cog):
         request = ClassifyRequest(
             text, parse_labels(labels), model=settings.classify_model, channel_model=settings.model
         )
-        async with self.bot.models.command(interaction, text, *request.labels) as call:
-            result = await replies.answer_soon(interaction, call.classify(request))
-            await replies.send_long(interaction, call.redact(render_classify(text, result)))
+        await self.bot.models.answer(
+            interaction,
+            (text, *request.labels),
+            lambda s: s.classify(request),
+            lambda r: render_classify(text, r),
+        )
 
     @app_commands.command(
         name="entities", description="Find the names of people, places and more in your text"
@@ -127,9 +130,7 @@ class Tasks(commands.Cog):
     ) -> None:
         settings = await self.bot.settings_for(interaction)
         request = EntitiesRequest(text, model=settings.entities_model)
-        async with self.bot.models.command(interaction, text) as call:
-            result = await replies.answer_soon(interaction, call.entities(request))
-            await replies.send_long(interaction, call.redact(render_entities(result)))
+        await self.bot.models.answer(interaction, (text,), lambda s: s.entities(request), render_entities)
 
     @app_commands.command(name="answer", description="Answer a question with a span of the text you give")
     @app_commands.describe(
@@ -144,9 +145,12 @@ class Tasks(commands.Cog):
     ) -> None:
         settings = await self.bot.settings_for(interaction)
         request = AnswerRequest(question, context, model=settings.answer_model)
-        async with self.bot.models.command(interaction, question, context) as call:
-            result = await replies.answer_soon(interaction, call.answer(request))
-            await replies.send_long(interaction, call.redact(render_answer(question, context, result)))
+        await self.bot.models.answer(
+            interaction,
+            (question, context),
+            lambda s: s.answer(request),
+            lambda r: render_answer(question, context, r),
+        )
 
     @app_commands.command(
         name="similar", description="How alike two texts are in meaning (cosine similarity)"
@@ -160,9 +164,15 @@ class Tasks(commands.Cog):
     ) -> None:
         settings = await self.bot.settings_for(interaction)
         request = SimilarRequest(text_a, text_b, model=settings.similar_model)
-        async with self.bot.models.command(interaction, text_a, text_b) as call:
-            result = await replies.answer_soon(interaction, call.similar(request))
-            await replies.send_long(interaction, call.redact(render_similar(text_a, text_b, result)))
+        await self.bot.models.answer(
+            interaction,
+            (
+                text_a,
+                text_b,
+            ),
+            lambda s: s.similar(request),
+            lambda r: render_similar(text_a, text_b, r),
+        )
 
 
 async def setup(bot: Transcord) -> None:

@@ -13,8 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import replies
-from core.options import TEXT_OPTION_LIMIT
+from core.options import TEXT_OPTION_LIMIT, matching_choices
 from model_service.types import TokenizeRequest, TokenizeResult, TokenPiece
 
 if TYPE_CHECKING:
@@ -111,16 +110,15 @@ class Tokenize(commands.Cog):
         settings = await self.bot.settings_for(interaction)
         request = TokenizeRequest(text=text, pair=pair, model=model or settings.model)
         texts = (text, pair) if pair else (text,)
-        async with self.bot.models.command(interaction, *texts) as call:
-            result = await replies.answer_soon(interaction, call.tokenize(request))
-            await replies.send_long(interaction, call.redact(render(request, result)))
+        await self.bot.models.answer(
+            interaction, texts, lambda s: s.tokenize(request), lambda result: render(request, result)
+        )
 
     @tokenize.autocomplete("model")
     async def _model_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        names = self.bot.models.model_names()
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return matching_choices(self.bot.models.model_names(), current)
 
 
 async def setup(bot: Transcord) -> None:

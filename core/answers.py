@@ -164,7 +164,7 @@ class Answers:
                 await self.replies.save_reply(
                     replace(reply, request=encode_request(request), finish_reason=None)
                 )
-                writing.stream = model.stream(request)
+                writing.stream = model.service.stream(request)
                 if writing.stopped_by is not None:
                     await writing.stream.aclose()
 

@@ -1,9 +1,8 @@
 """The only way cogs reach a model: :class:`ModeratedModels`, which puts every call through moderation.
 
 A cog opens a model command with ``async with bot.models.command(source, *texts) as model``
-and calls ``model.stream``, ``model.fill_mask`` or a task (``tokenize``, ``classify``,
-``entities``, ``answer``, ``similar``, ``rewrite``); there is no other handle on the service that
-runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
+and asks ``model.service`` (``stream``, ``fill_mask`` or a task such as ``classify``); there is
+no other handle on the service that runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
 every model command is refused (fail closed) with a message saying so.
 
 :class:`Moderator` is that layer: each channel's rules, cached and written through to the store,
@@ -15,36 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 
+from core import replies
 from core.gate import Gate
 from domain.errors import UserFacingError
 from domain.rules import Blocklist, ChannelRules
 from model_service import (
-    FillMaskRequest,
-    FillMaskResult,
-    GenerationRequest,
     ModelServiceAPI,
     ServiceStatus,
-    TextStream,
 )
-from model_service.api import TaskStream
 from model_service.types import (
-    AnswerRequest,
-    AnswerResult,
-    ClassifyRequest,
-    ClassifyResult,
-    EntitiesRequest,
-    EntitiesResult,
-    RewriteRequest,
-    SimilarRequest,
-    SimilarResult,
     TaskModels,
-    TokenizeRequest,
-    TokenizeResult,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +37,7 @@ if TYPE_CHECKING:
     from storage.protocols import LimitStore
 
 log = logging.getLogger("transcord.moderation")
+R = TypeVar("R")
 
 RESTARTING_REFUSAL = "The bot is restarting; please try again in a minute."
 MODERATION_DOWN = (
@@ -120,36 +106,12 @@ class Moderator:
             await self.gate.release(admission)
 
 
+@dataclass(frozen=True)
 class ModelCall:
-    """One admitted model command: the model calls it may make, and the redaction of their output."""
+    """One admitted model command: the service to ask, and the redaction of what it writes."""
 
-    def __init__(self, service: ModelServiceAPI, redact: Callable[[str], str]) -> None:
-        self._service = service
-        self.redact = redact
-
-    def stream(self, request: GenerationRequest) -> TextStream:
-        return self._service.stream(request)
-
-    async def fill_mask(self, request: FillMaskRequest) -> FillMaskResult:
-        return await self._service.fill_mask(request)
-
-    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
-        return await self._service.tokenize(request)
-
-    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
-        return await self._service.classify(request)
-
-    async def entities(self, request: EntitiesRequest) -> EntitiesResult:
-        return await self._service.entities(request)
-
-    async def answer(self, request: AnswerRequest) -> AnswerResult:
-        return await self._service.answer(request)
-
-    async def similar(self, request: SimilarRequest) -> SimilarResult:
-        return await self._service.similar(request)
-
-    async def rewrite(self, request: RewriteRequest) -> TaskStream:
-        return await self._service.rewrite(request)
+    service: ModelServiceAPI
+    redact: Callable[[str], str]
 
 
 class ModeratedModels:
@@ -192,6 +154,19 @@ class ModeratedModels:
                 yield ModelCall(self._service, redact)
             finally:
                 self.inflight.discard(task)  # type: ignore[arg-type]
+
+    async def answer(
+        self,
+        interaction: discord.Interaction,
+        texts: tuple[str, ...],
+        ask: Callable[[ModelServiceAPI], Awaitable[R]],
+        render: Callable[[R], str],
+    ) -> None:
+        """A model command answered with one reply: ``ask`` the service through moderation, then
+        show ``render`` of what it said, redacted (split over messages when long)."""
+        async with self.command(interaction, *texts) as call:
+            result = await replies.answer_soon(interaction, ask(call.service))
+            await replies.send_long(interaction, call.redact(render(result)))
 
     # -- what runs no model: no moderation needed --------------------------------------------------
 

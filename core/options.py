@@ -56,3 +56,8 @@ def name_options(described: Mapping[str, str], *, limit: int = 100) -> Callable[
         return app_commands.describe(**described)(func)
 
     return decorator
+
+
+def matching_choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete: the names containing what was typed so far (Discord shows 25 at most)."""
+    return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]

@@ -75,13 +75,14 @@ def new_row(
         decoder=TextDecoder(loaded.tokenizer),
         stops=stops,
         generator=generator,
-        eos_ids=_eos_ids(loaded),
+        eos_ids=eos_ids(loaded),
         ids=list(prompt.input_ids),
     )
     return row
 
 
-def _eos_ids(loaded: LoadedModel) -> frozenset[int]:
+def eos_ids(loaded: LoadedModel) -> frozenset[int]:
+    """The ids that end a reply: the generation config's, else the tokenizer's."""
     eos = loaded.model.generation_config.eos_token_id
     if eos is None:
         eos = loaded.tokenizer.eos_token_id

@@ -96,7 +96,26 @@ class Scorer(Protocol):
         ...
 
 
-class FillBatch:
+class SteppedBatch:
+    """A batch whose work is a generator that yields after each forward pass: ``advance`` runs the
+    next one under the model's lock (fill-mask's batches, and the other heads' after them)."""
+
+    loaded: LoadedModel
+    _steps: Iterator[None]
+    done: bool = False
+
+    def advance(self) -> None:
+        """Run the next forward pass (and whatever bookkeeping follows it)."""
+        if self.done:
+            return
+        with self.loaded.lock, torch.inference_mode():
+            try:
+                next(self._steps)
+            except StopIteration:
+                self.done = True
+
+
+class FillBatch(SteppedBatch):
     """Fill-mask requests on one model, worked through one forward pass per ``advance``."""
 
     def __init__(self, scorer: Scorer, tasks: Sequence[FillTask]) -> None:
@@ -114,16 +133,6 @@ class FillBatch:
     @property
     def method(self) -> FillMethod:
         return "masked_lm" if self.loaded.head == "masked" else "causal_rescore"
-
-    def advance(self) -> None:
-        """Run the next forward pass (and whatever bookkeeping follows it)."""
-        if self.done:
-            return
-        with self.loaded.lock, torch.inference_mode():
-            try:
-                next(self._steps)
-            except StopIteration:
-                self.done = True
 
     def run(self) -> None:
         while not self.done:

@@ -4,7 +4,7 @@ Cogs and the kernel depend on :mod:`storage.protocols` and :mod:`storage.types` 
 package exports). Each repository is written once (:mod:`storage.repositories`) over a small
 driver interface (:mod:`storage.driver`); :mod:`storage.drivers` holds SQLite and PostgreSQL.
 :mod:`storage.connect` opens either. The schema is the numbered SQL files in ``migrations/``
-(:mod:`storage.migrations`), translated for PostgreSQL by :mod:`storage.drivers.dialect`.
+(:mod:`storage.schema`), translated for PostgreSQL by :mod:`storage.drivers.dialect`.
 """
 
 from __future__ import annotations

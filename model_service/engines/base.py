@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from model_service.fill_mask import FillTask
 from model_service.types import FillMethod, FinishReason, GenerationRequest
@@ -114,3 +114,34 @@ class TextInbox:
                 self.first_text_at = time.monotonic()
             self.pending_text.append(text)
             self.text_parts.append(text)
+
+
+class _Streamed(Protocol):
+    ended: bool
+    halt: FinishReason | None
+
+    def should_stop(self) -> FinishReason | None: ...
+
+
+S = TypeVar("S", bound=_Streamed)
+
+
+def gather_news(
+    news: threading.Condition, rows: list[S], halt: Callable[[S, FinishReason], None], wait_s: float
+) -> tuple[list[S], list[S]]:
+    """For engines whose rows are streamed by readers of their own: wait up to ``wait_s`` for
+    news (a reader ``notify``s ``news``), halting each row that should stop (a deadline, its caller
+    gone); returns the rows that ended and those still running."""
+    deadline = time.monotonic() + wait_s
+    with news:
+        while True:
+            for row in rows:
+                if not row.ended and row.halt is None and (reason := row.should_stop()) is not None:
+                    halt(row, reason)
+            if all(row.ended for row in rows):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            news.wait(remaining)
+        return [row for row in rows if row.ended], [row for row in rows if not row.ended]

@@ -33,7 +33,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from model_service import generation
-from model_service.engines.base import TextInbox
+from model_service.engines.base import TextInbox, gather_news
 from model_service.engines.transformers import TransformersEngine
 from model_service.errors import InternalError, ModelUnavailableError
 from model_service.fill_mask import FillBatch, FillTask
@@ -281,20 +281,7 @@ class LlamaCppEngine:
         for row in joining:
             self._rows.append(row)
             self._futures.append(self._readers.submit(self._read, loaded, row))
-        deadline = time.monotonic() + STEP_WAIT_S
-        with self._news:
-            while True:
-                for row in self._rows:
-                    if row.halt is None and (reason := row.should_stop()) is not None:
-                        row.halt = reason
-                if all(row.ended for row in self._rows):
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._news.wait(remaining)
-            done = [row for row in self._rows if row.ended]
-            self._rows = [row for row in self._rows if not row.ended]
+        done, self._rows = gather_news(self._news, self._rows, _halt, STEP_WAIT_S)
         self._futures = [f for f in self._futures if not f.done()]
         failed = next((row.error for row in done if row.error), None)
         if failed is not None:
@@ -362,3 +349,7 @@ class LlamaCppEngine:
 
     def fill(self, tasks: Sequence[FillTask]) -> FillBatch:
         return self._twin().fill(tasks)
+
+
+def _halt(row: LlamaRow, reason: FinishReason) -> None:
+    row.halt = reason  # the row's next streamed token cancels its request

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_service.engines.base import FillWork, TextInbox
+from model_service.engines.base import FillWork, TextInbox, gather_news
 from model_service.engines.remote_client import (
     ServerFacts,
     ServerSilent,
@@ -111,20 +111,7 @@ class RemoteEngine:
                 row.task = self._models.loop.submit(self._stream(row))
                 # A task cancelled before it ran has no `finally`: the callback ends the row then.
                 row.task.add_done_callback(lambda _, row=row: self._end(row))
-        deadline = time.monotonic() + STEP_WAIT_S
-        with self._news:
-            while True:
-                for row in self._rows:
-                    if not row.ended and row.halt is None and (reason := row.should_stop()) is not None:
-                        self._halt(row, reason)
-                if all(row.ended for row in self._rows):
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._news.wait(remaining)
-            done = [row for row in self._rows if row.ended]
-            self._rows = [row for row in self._rows if not row.ended]
+        done, self._rows = gather_news(self._news, self._rows, self._halt, STEP_WAIT_S)
         return done
 
     def _halt(self, row: RemoteRow, reason: FinishReason) -> None:

@@ -26,7 +26,7 @@ import torch
 from model_service import checkpoint_kinds as kinds
 from model_service.engines.transformers import TransformersScorer
 from model_service.errors import ServiceError, ValidationError
-from model_service.fill_mask import chunks
+from model_service.fill_mask import SteppedBatch, chunks
 from model_service.loading import LoadedModel
 from model_service.tasks.batcher import TaskItem
 from model_service.tasks.forward import EncoderBatch, Encoding, check_fits, encoding
@@ -130,7 +130,7 @@ def _result(
     )
 
 
-class ZeroShotBatch:
+class ZeroShotBatch(SteppedBatch):
     """Causal zero-shot: each text's prompt once, each label's tokens after it; and the calibration."""
 
     def __init__(
@@ -165,15 +165,6 @@ class ZeroShotBatch:
         check_fits(self.loaded, len(prompt) + max(len(own) for own in owns))
         self._prompts[id(item)] = prompt
         self._labels[id(item)] = owns
-
-    def advance(self) -> None:
-        if self.done:
-            return
-        with self.loaded.lock, torch.inference_mode():
-            try:
-                next(self._steps)
-            except StopIteration:
-                self.done = True
 
     def _run(self) -> Iterator[None]:
         live = [item for item in self.items if item.live]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from model_service.errors import ServiceError, ValidationError
-from model_service.fill_mask import chunks
+from model_service.fill_mask import SteppedBatch, chunks
 from model_service.loading import LoadedModel
 from model_service.tasks.batcher import TaskItem
 
@@ -51,7 +51,7 @@ Take = Callable[[Any, int, int], Any]  # (model output, row in the forward, row 
 Finish = Callable[[TaskItem, list[Any]], Any]
 
 
-class EncoderBatch:
+class EncoderBatch(SteppedBatch):
     """Items of one encoder task; ``advance`` runs the next chunk of rows."""
 
     def __init__(
@@ -72,15 +72,6 @@ class EncoderBatch:
         self._chunks = chunks(rows, lambda row: len(row[2].input_ids), FORWARD_TOKENS)
         self._steps = self._run()
         self.done = False
-
-    def advance(self) -> None:
-        if self.done:
-            return
-        with self.loaded.lock, torch.inference_mode():
-            try:
-                next(self._steps)
-            except StopIteration:
-                self.done = True
 
     def _run(self) -> Iterator[None]:
         for chunk in self._chunks:

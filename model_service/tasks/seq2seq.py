@@ -29,7 +29,7 @@ import torch
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
-from model_service.batching import Row, pad_rows
+from model_service.batching import Row, eos_ids, pad_rows
 from model_service.errors import ModelUnavailableError, ValidationError
 from model_service.fill_mask import FillBatch, FillTask
 from model_service.generation import PreparedPrompt
@@ -113,15 +113,6 @@ def _cache_arg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _eos_ids(loaded: LoadedModel) -> frozenset[int]:
-    eos = loaded.model.generation_config.eos_token_id
-    if eos is None:
-        eos = loaded.tokenizer.eos_token_id
-    if eos is None:
-        return frozenset()
-    return frozenset(eos if isinstance(eos, list) else [eos])
-
-
 def _decoder_start(loaded: LoadedModel) -> int:
     for source in (loaded.model.generation_config, loaded.model.config):
         start = getattr(source, "decoder_start_token_id", None)
@@ -149,7 +140,7 @@ class Cohort:
         self._arg = _cache_arg(model)
         self._pad = pad
         self._forced = getattr(model.generation_config, "forced_bos_token_id", None)
-        self._eos = _eos_ids(loaded)
+        self._eos = eos_ids(loaded)
         self._next = torch.full((len(rows), 1), _decoder_start(loaded), dtype=torch.long)
         self.step()
 
@@ -244,7 +235,7 @@ class Seq2SeqEngine:
             decoder=TextDecoder(loaded.tokenizer),
             stops=StopFilter(request.params.stop),
             generator=generator,
-            eos_ids=_eos_ids(loaded),
+            eos_ids=eos_ids(loaded),
             ids=[],
         )
 

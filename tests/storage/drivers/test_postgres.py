@@ -8,8 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from storage import SchemaError
-from storage import migrations as schema
+from storage import SchemaError, schema
 from storage.connect import DatabaseUnavailable, open_postgres, redact
 from storage.drivers import postgres as pg_driver
 from storage.drivers.dialect import ROWID_COLUMN, to_postgres

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import SchemaError, Storage
-from storage import migrations as schema
+from storage import SchemaError, Storage, schema
 from tests.storage.conftest import Opener
 from tests.storage.test_settings_contract import CHANNEL, CONFIG, GUILD, put, tables, user_version
 
