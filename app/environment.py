@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from core.config import BotConfig
-from model_service.config import DEVICES, DTYPES, ENGINES, ServiceConfig
+from model_service.config import DEVICES, DTYPES, ENGINES, PRIORITIES, ServiceConfig
 from model_service.remote_source import FLAVOURS, is_remote
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
@@ -254,6 +254,7 @@ def _service_config(
         fill_model=fill_model,
         engines=_engines(env, catalog),
         llama_context=_int(env, "LLAMA_CONTEXT", 1024, 64, 131072),
+        llama_priority=_choice(env, "LLAMA_PRIORITY", "normal", PRIORITIES),
         device=_choice(env, "MODEL_DEVICE", "auto", DEVICES),
         dtype=_choice(env, "MODEL_DTYPE", "auto", DTYPES),
         offline=_bool(env, "MODEL_OFFLINE", False) or _bool(env, "HF_HUB_OFFLINE", False),

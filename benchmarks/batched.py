@@ -77,6 +77,8 @@ class BotBench:
             await app.open()
             self.service = app.service
             self.server.watch(await app.connect(ready_timeout=120))
+            # First at close: let replies still being saved finish, as a real shutdown does.
+            stack.push_async_callback(app.shutdown)
         except BaseException:
             await stack.aclose()
             raise
@@ -95,9 +97,9 @@ class BotBench:
         await self.close()
 
     async def apply_settings(self, settings: Sequence[Sampling]) -> None:
-        """``/config set`` in each channel, as the moderator."""
+        """``/config set`` in the first ``len(settings)`` channels, as the moderator."""
         assert self.server.moderator is not None
-        for channel, sampling in zip(self.channels, settings, strict=True):
+        for channel, sampling in zip(self.channels[: len(settings)], settings, strict=True):
             record = await self.server.invoke(
                 "config set", sampling.as_options(), user=self.server.moderator, channel=channel
             )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import resource
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -169,3 +172,16 @@ def summarize(timings: Sequence[RequestTiming], lag: LoopLag) -> Summary:
         loop_lag_p99_ms=lag.p99_ms(),
         service_mean_s=sum(services) / len(services) if services else None,
     )
+
+
+@contextlib.contextmanager
+def busy_neighbour() -> Iterator[None]:
+    """One other process that never sleeps, at the same priority, for the body's length: what a
+    bot on a small shared machine (or beside its own busy Python) runs next to."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it get going
+        yield
+    finally:
+        hog.kill()
+        hog.wait()

@@ -2,8 +2,10 @@
 
 ``python -m benchmarks.rival --gguf PATH`` runs llama-server in-process through the ``xllamacpp``
 wheel (continuous batching over ``--slots`` slots), sends the benchmark's prompts all at once and
-then one alone, with the bot's sampling (temperature 0.7, top-p 0.95, every token generated),
-and prints one JSON line. ``benchmarks.throughput`` runs it in a fresh process of its own, after
+then one alone, temperature 0.7 and top-p 0.95 with every token generated, and prints one JSON
+line. It measures llama-server twice: on its own defaults for the other samplers (top-k 40,
+min-p 0.05) and on the bot's defaults (top-k 50, min-p 0, as transformers' ``generate``); then the
+latter again beside one busy process (a neighbour that never sleeps, as on a shared machine). ``benchmarks.throughput`` runs it in a fresh process of its own, after
 the bot's workloads, so neither competes with the other for the cores or the memory.
 """
 
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import busy_neighbour
 from benchmarks.workloads import PROMPTS
 
 
@@ -30,31 +33,44 @@ class RivalReport:
     engine: str  # e.g. "llama-server (xllamacpp 2026.10.11549)"
     slots: int
     threads: int
-    together_tok_s: float  # len(PROMPTS[:slots]) requests at once
-    alone_tok_s: float  # one request alone
+    together_tok_s: float  # len(PROMPTS[:slots]) requests at once, on llama-server's defaults
+    alone_tok_s: float  # one request alone, on its defaults
     tokens_together: int
     tokens_alone: int
+    same_together_tok_s: float = 0.0  # at once, with the bot's default sampling (top-k 50, min-p 0)
+    same_alone_tok_s: float = 0.0  # alone, with the bot's default sampling
+    busy_together_tok_s: float = 0.0  # at once, the bot's sampling, beside one busy process
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _complete(server: Any, prompt: str, max_new_tokens: int, out: list[int]) -> None:
+# The bot's defaults for the samplers llama-server would otherwise pick itself (top-k 40, min-p 0.05).
+BOT_SAMPLING = {"top_k": 50, "min_p": 0.0}
+
+
+def _complete(server: Any, prompt: str, max_new_tokens: int, out: list[int], extra: dict[str, Any]) -> None:
     request = {
         "prompt": prompt,
         "max_tokens": max_new_tokens,
         "temperature": 0.7,
         "top_p": 0.95,
         "ignore_eos": True,  # as many tokens as the bot is asked for, so the rates compare
+        **extra,
     }
     result = server.handle_completions(request)
     out.append(int(result.get("usage", {}).get("completion_tokens", 0)))
 
 
-def _timed(server: Any, prompts: list[str], max_new_tokens: int) -> tuple[int, float]:
+def _timed(
+    server: Any, prompts: list[str], max_new_tokens: int, extra: dict[str, Any] | None = None
+) -> tuple[int, float]:
     """(tokens, seconds) for these prompts sent at once (the server runs them in its slots)."""
     counts: list[int] = []
-    threads = [threading.Thread(target=_complete, args=(server, p, max_new_tokens, counts)) for p in prompts]
+    threads = [
+        threading.Thread(target=_complete, args=(server, p, max_new_tokens, counts, extra or {}))
+        for p in prompts
+    ]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -78,6 +94,10 @@ def run(gguf: Path, *, slots: int = 8, threads: int = 2, max_new_tokens: int = 6
     _timed(server, prompts[:1], 4)  # the first call's costs, as the bot's warm-up pays them
     tokens_together, seconds_together = _timed(server, prompts, max_new_tokens)
     tokens_alone, seconds_alone = _timed(server, prompts[:1], max_new_tokens)
+    same_together = _rate(*_timed(server, prompts, max_new_tokens, BOT_SAMPLING))
+    same_alone = _rate(*_timed(server, prompts[:1], max_new_tokens, BOT_SAMPLING))
+    with busy_neighbour():
+        busy_together = _rate(*_timed(server, prompts, max_new_tokens, BOT_SAMPLING))
     version = getattr(xllamacpp, "__version__", "?")
     return RivalReport(
         engine=f"llama-server (xllamacpp {version})",
@@ -87,7 +107,14 @@ def run(gguf: Path, *, slots: int = 8, threads: int = 2, max_new_tokens: int = 6
         alone_tok_s=tokens_alone / seconds_alone,
         tokens_together=tokens_together,
         tokens_alone=tokens_alone,
+        same_together_tok_s=same_together,
+        same_alone_tok_s=same_alone,
+        busy_together_tok_s=busy_together,
     )
+
+
+def _rate(tokens: int, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else 0.0
 
 
 def free_port() -> int:

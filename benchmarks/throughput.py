@@ -1,7 +1,8 @@
 """Throughput of the whole bot against a naive one-at-a-time bot, in one process run.
 
     python -m benchmarks.throughput [--quick] [--engine llama.cpp|transformers] [--model-dir DIR]
-                                    [--gguf FILE] [--dtype D] [--threads N] [--no-rival] [--json-only]
+                                    [--gguf FILE] [--dtype D] [--threads N] [--llama-priority P]
+                                    [--no-rival] [--json-only]
 
 The real bot (config from ``load_config``, ``build_service``, ``open_store``, ``Transcord``)
 runs against the loopback Discord server with 8 channels, each with its own sampling
@@ -41,6 +42,7 @@ from benchmarks.measure import (
     SPEED_FLAGS,
     LoopLag,
     Summary,
+    busy_neighbour,
     cpu,
     loadavg,
     peak_rss_mb,
@@ -57,10 +59,12 @@ from benchmarks.workloads import (
     Sampling,
     channel_sampling,
     fills,
+    prompt_for,
     simultaneous,
     staggered,
 )
 from model_service import fetch
+from model_service.config import PRIORITIES
 
 DEFAULT_BUDGET_S = 270.0  # the whole run, from process start: under 5 minutes with room to shut down
 MEMORY_RESERVE_S = 30.0  # benchmarks.memory's two fresh processes, after the workloads
@@ -95,6 +99,7 @@ class Options:
     rival: bool = True  # llama-server on the same GGUF, after the bot's workloads
     gguf: Path | None = None  # the rival's GGUF; None: the default model's (fetched once)
     engine: str = "llama.cpp"  # the bot's engine: llama.cpp serves the GGUF, transformers the folder
+    llama_priority: str | None = None  # LLAMA_PRIORITY for the bot; None: its default
 
     @property
     def model_name(self) -> str:
@@ -157,14 +162,23 @@ class Report:
     rival_note: str | None = None  # why there is no rival figure
     engine: str = "transformers"  # the bot's
     naive_dtype: str = ""  # the naive bot's (transformers) dtype
+    # The whole bot in channels that set nothing (its defaults): "together" (one request per
+    # channel at once), "alone", and "busy" (together, beside one busy process).
+    defaults: dict[str, Summary] = field(default_factory=dict)
 
     def vs_rival(self) -> dict[str, float] | None:
-        """Whole bot / llama-server: 8 at once (workload A) and one request alone."""
-        if self.rival is None or "A" not in self.workloads or "1" not in self.workloads:
+        """Whole bot on its defaults / llama-server: at once against llama-server on its own
+        defaults and on the same sampling, alone on the same sampling; and each one's throughput
+        beside a busy process over its own idle throughput."""
+        r, d = self.rival, self.defaults
+        if r is None or not {"together", "alone", "busy"} <= set(d):
             return None
         return {
-            "together": self.workloads["A"].batched.tok_s / self.rival.together_tok_s,
-            "alone": self.workloads["1"].batched.tok_s / self.rival.alone_tok_s,
+            "together": d["together"].tok_s / r.together_tok_s,
+            "together_same_sampling": d["together"].tok_s / r.same_together_tok_s,
+            "alone_same_sampling": d["alone"].tok_s / r.same_alone_tok_s,
+            "bot_busy_over_idle": d["busy"].tok_s / d["together"].tok_s,
+            "rival_busy_over_idle": r.busy_together_tok_s / r.same_together_tok_s,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -198,6 +212,7 @@ class Report:
                 "max_new_tokens": self.max_new_tokens,
                 "bot_settings": self.bot_settings,
                 "workloads": {name: w.as_dict() for name, w in self.workloads.items()},
+                "defaults": {name: summary.as_dict() for name, summary in self.defaults.items()},
                 "rival": self.rival.as_dict() if self.rival else None,
                 "rival_note": self.rival_note,
                 "vs_rival": self.vs_rival(),
@@ -272,6 +287,27 @@ async def _workload(
     return WorkloadReport(name, description, batched_summary, naive_summary, planned, load)
 
 
+async def _bot_alone(bench: BotBench, arrivals: Sequence[Arrival], what: str) -> Summary:
+    """The whole bot alone (no naive bot): for the figures against llama-server."""
+    log.info("defaults: %s", what)
+    async with LoopLag() as lag:
+        timings = await bench.run(arrivals, timeout=300)
+    return summarize(timings, lag)
+
+
+async def _defaults(bench: BotBench, options: Options) -> dict[str, Summary]:
+    """The bot in the channels that set nothing: at once, alone, and at once beside a busy process."""
+    first = options.channels  # the second half of the channels: no /config set there
+    together = [
+        Arrival(0.0, first + i, prompt_for(i), options.max_new_tokens) for i in range(options.channels)
+    ]
+    out = {"together": await _bot_alone(bench, together, f"{len(together)} at once")}
+    out["alone"] = await _bot_alone(bench, together[:1], "one alone")
+    with busy_neighbour():
+        out["busy"] = await _bot_alone(bench, together, f"{len(together)} at once beside a busy process")
+    return out
+
+
 def _gguf(options: Options) -> Path | str:
     """The GGUF of the benchmarked model (``--gguf``, else the default model's), or why there is none."""
     if options.gguf is not None:
@@ -330,10 +366,15 @@ async def run_benchmark(options: Options, origin: float) -> Report:
         overrides = {"MODEL_DTYPE": options.dtype} if options.dtype else {}
         if options.torch_threads is not None:
             overrides["MODEL_THREADS"] = str(options.torch_threads)  # llama.cpp's threads too
+        if options.llama_priority is not None:
+            overrides["LLAMA_PRIORITY"] = options.llama_priority
         source = served or options.model_dir
         overrides["MODELS"] = f"{options.model_name}={source}"
         overrides["MODEL_ENGINES"] = f"{options.model_name}={options.engine}"
-        bench = BotBench(options.model_name, options.model_dir, Path(workdir), options.channels, overrides)
+        # Twice the channels: the first half set the workloads' sampling, the second half nothing.
+        bench = BotBench(
+            options.model_name, options.model_dir, Path(workdir), 2 * options.channels, overrides
+        )
         async with bench:
             cold_start = bench.ready_at - origin
             naive, note = _naive_bot(bench, options)
@@ -411,6 +452,8 @@ async def run_benchmark(options: Options, origin: float) -> Report:
             report.workloads["1"] = await _workload(
                 bench, naive, settings, "1", "one /generate alone", alone, 1
             )
+            if options.rival and not isinstance(_gguf(options), str):  # the figures against llama-server
+                report.defaults = await _defaults(bench, options)
     if options.rival:
         log.info("rival: llama-server on the same GGUF, %d slots, in a fresh process", options.channels)
         found = await asyncio.to_thread(_rival, options, report.torch_threads)
@@ -469,14 +512,21 @@ def render_table(report: Report) -> list[str]:
         lines += ["", f"Workload {name}: {w.description} (load average {load})"]
         lines.append(f"{'':<20}{'batched':>14}{'naive':>14}")
         lines += [f"{label:<20}{x:>14}{y:>14}" for label, x, y in rows]
-    if (r := report.rival) is not None:
-        ratios = report.vs_rival() or {}
+    if (r := report.rival) is not None and (ratios := report.vs_rival()) is not None:
+        d = report.defaults
         lines += [
             "",
-            f"Rival: {r.engine}, {r.slots} slots, {r.threads} threads, the same model as a GGUF: "
-            f"{r.together_tok_s:.1f} tok/s for {r.slots} at once, {r.alone_tok_s:.1f} tok/s alone",
-            f"whole bot / llama-server: {ratios.get('together', 0):.2f}x at once (workload A), "
-            f"{ratios.get('alone', 0):.2f}x alone",
+            f"Against {r.engine}, {r.slots} slots, {r.threads} threads, the same model as a GGUF "
+            "(tok/s; the bot in channels that set nothing):",
+            f"{'':<34}{'whole bot':>12}{'llama-server':>14}{'ratio':>8}",
+            _against(f"{r.slots} at once, each on its defaults", d["together"].tok_s, r.together_tok_s),
+            _against(f"{r.slots} at once, the same sampling", d["together"].tok_s, r.same_together_tok_s),
+            _against("one alone, the same sampling", d["alone"].tok_s, r.same_alone_tok_s),
+            _against(f"{r.slots} at once beside a busy process", d["busy"].tok_s, r.busy_together_tok_s),
+            f"beside a busy process / idle: whole bot {ratios['bot_busy_over_idle']:.2f}x, "
+            f"llama-server {ratios['rival_busy_over_idle']:.2f}x",
+            "(the bot's defaults: temperature 0.7, top_p 0.95, top_k 50, min_p 0; llama-server's: "
+            "top_k 40, min_p 0.05)",
         ]
     elif report.rival_note:
         lines += ["", f"Rival: not measured: {report.rival_note}"]
@@ -489,6 +539,11 @@ def render_table(report: Report) -> list[str]:
         ]
     lines += ["", *(f"note: {note}" for note in report.notes)]
     return lines
+
+
+def _against(label: str, bot: float, server: float) -> str:
+    ratio = f"{bot / server:.2f}x" if server > 0 else "—"
+    return f"{label:<34}{_fmt(bot, 1):>12}{_fmt(server, 1):>14}{ratio:>8}"
 
 
 def render(report: Report, *, json_only: bool = False) -> str:
@@ -524,6 +579,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="llama.cpp",
         help="the bot's engine: llama.cpp serves the GGUF (the default model's default), "
         "transformers the folder",
+    )
+    parser.add_argument(
+        "--llama-priority",
+        choices=PRIORITIES,
+        default=None,
+        help="LLAMA_PRIORITY for the bot (default: its own, normal)",
     )
     parser.add_argument("--no-rival", action="store_true", help="skip llama-server (the rival)")
     parser.add_argument(
@@ -563,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rival=not args.no_rival,
         gguf=args.gguf,
         engine=args.engine,
+        llama_priority=args.llama_priority,
     )
     report = asyncio.run(run_benchmark(options, process_started_at()))
     print(render(report, json_only=args.json_only))

@@ -12,7 +12,7 @@ from discord.ext import commands
 from core import replies
 from domain.settings import CHANNEL_PARAMS, COMMAND_PARAMS
 from model_service import MASK
-from model_service.params import ParamSpec
+from model_service.params import ParamSpec, num
 from model_service.task_names import CHECKPOINTS, SHORT_NAMES, Task
 from model_service.types import FILL_PARAMS, TaskModels
 
@@ -27,7 +27,9 @@ def _options(specs: tuple[ParamSpec, ...]) -> str:
 def _parameters() -> str:
     """Each sampling parameter a channel may set: its bounds and what it does."""
     lines = [
-        f"  `{s.name}` {s.bounds()}: {s.description[0].lower()}{s.description[1:]}" for s in CHANNEL_PARAMS
+        f"  `{s.name}` {s.bounds()}, default {num(s.default)}: {s.description[0].lower()}{s.description[1:]}"
+        for s in CHANNEL_PARAMS
+        if s.default is not None
     ]
     return "\n".join(lines)
 
@@ -56,7 +58,7 @@ HELP = f"""**Transcord**: language models in this channel.
   **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
 **/status** shows the models loaded, the queue and recent speed.
--# Temperature 0 always picks the likeliest word; higher values are more surprising."""
+-# Temperature 0 always picks the likeliest word; higher values are more surprising. The defaults sample as transformers' `generate(do_sample=True, temperature=0.7, top_p=0.95)` does (its top_k is 50)."""
 
 
 def task_line(models: TaskModels) -> str:

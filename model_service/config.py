@@ -15,6 +15,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # auto: llama.cpp for a .gguf source when xllamacpp is installed, remote for a server's URL,
 # transformers for the rest.
 ENGINES = ("auto", "transformers", "llama.cpp", "remote")
+# The scheduling of llama.cpp's compute threads (its --prio): normal, or real-time (SCHED_FIFO)
+# at medium, high or realtime level, so a busy neighbour can't stall them (needs CAP_SYS_NICE).
+PRIORITIES = ("normal", "medium", "high", "realtime")
 
 
 def is_gguf(spec: str) -> bool:
@@ -46,6 +49,7 @@ class ServiceConfig:
     request_timeout_s: float = 120.0
     threads: int = 0  # CPU threads for a forward pass (torch and llama.cpp); 0: one per core
     llama_context: int = 1024  # tokens (prompt + reply) each llama.cpp slot holds
+    llama_priority: str = "normal"  # see PRIORITIES; above normal falls back where not permitted
     preload: bool = True  # load the default (and fill) model at start, not on first use
     # Remote models (a source that is a server's http(s) URL; see remote_source):
     remote_flavours: Mapping[str, str] = field(default_factory=dict)  # name -> FLAVOURS; unset: auto
@@ -75,6 +79,8 @@ class ServiceConfig:
                 problems.append(
                     f"engine llama.cpp for `{name}` needs a .gguf source, not `{self.models[name]}`"
                 )
+        if self.llama_priority not in PRIORITIES:
+            problems.append(f"llama_priority must be one of {', '.join(PRIORITIES)}")
         if self.llama_context < 64:
             problems.append("llama_context must be at least 64 tokens")
         if self.default_model not in self.models:

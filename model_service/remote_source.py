@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model_service.errors import ValidationError
-from model_service.types import GenerationParams
+from model_service.types import DEFAULT_TOP_K, GenerationParams
 
 SCHEMES = ("http://", "https://")
 # auto: told by the server's own /v1/models answer (its `owned_by`); the rest name the server.
@@ -84,7 +84,8 @@ def sampling(flavour: Flavour, model: str, params: GenerationParams, context: in
 
     Every sampler is given, so the server's own defaults (vLLM and SGLang apply the model's
     generation_config.json; llama.cpp has top_k 40, min_p 0.05, a 64-token penalty window) do
-    not creep in. A setting the server has no field for is refused, not silently dropped.
+    not creep in. A setting the server has no field for is refused, not silently dropped, except
+    ``top_k`` at its default: a server without it samples from the top-p nucleus alone.
     """
     body: dict[str, Any] = {
         "temperature": params.temperature,
@@ -95,19 +96,19 @@ def sampling(flavour: Flavour, model: str, params: GenerationParams, context: in
     if flavour.top_k_off is not None:
         body["top_k"] = params.top_k or flavour.top_k_off
         body["min_p"] = 0.0
-    elif params.top_k:
-        raise _unsupported(flavour, model, "top_k", "0")
+    elif params.top_k and params.top_k != DEFAULT_TOP_K:
+        raise _unsupported(flavour, model, "top_k", "`/config set top_k: 0`")
     if flavour.penalty is not None:
         body[flavour.penalty] = params.repetition_penalty
         if flavour.name == "llama.cpp" and context:
             body["repeat_last_n"] = context  # the whole context, as on the other engines
     elif params.repetition_penalty != 1.0:
-        raise _unsupported(flavour, model, "repetition_penalty", "1")
+        raise _unsupported(flavour, model, "repetition_penalty", "`/config reset repetition_penalty`")
     return body
 
 
-def _unsupported(flavour: Flavour, model: str, setting: str, off: str) -> ValidationError:
+def _unsupported(flavour: Flavour, model: str, setting: str, fix: str) -> ValidationError:
     return ValidationError(
         f"`{setting}` can't be used with model `{model}`: its {flavour.label} server takes no "
-        f"`{setting}` over the OpenAI API. Set it to {off} (`/config reset {setting}`) for this model"
+        f"`{setting}` over the OpenAI API. Turn it off ({fix}) for this model"
     )

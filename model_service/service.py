@@ -162,6 +162,7 @@ class ModelService:
             slots=config.max_batch_size,
             threads=config.threads,
             context=config.llama_context,
+            priority=config.llama_priority,
         )
         self._remote = RemoteModels(config)
         self._executor: ThreadPoolExecutor | None = None

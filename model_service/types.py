@@ -27,6 +27,7 @@ MAX_FILL_TOP_K = 20
 SEED_MAX = 2**32 - 1
 
 Mode = Literal["completion", "chat"]
+DEFAULT_TOP_K = 50
 FinishReason = Literal["length", "eos", "stop", "timeout", "cancelled"]
 FillMethod = Literal["masked_lm", "causal_rescore"]
 
@@ -55,7 +56,9 @@ class GenerationParams:
         channel=True,
         command=True,
     )
-    top_k: int = param(0, 0, 1000, "Keep only the k likeliest words (0 = off)", channel=True)
+    # 50 as transformers' generate (GenerationConfig) has it, so the seed document's example samples
+    # the same way; 0 turns it off (top-p over the whole vocabulary).
+    top_k: int = param(DEFAULT_TOP_K, 0, 1000, "Keep only the k likeliest words (0 = off)", channel=True)
     repetition_penalty: float = param(1.0, 1, 2, "Above 1 discourages repeating words", channel=True)
     seed: int | None = param(None, 0, SEED_MAX, "The same seed and settings give the same text", command=True)
     stop: tuple[str, ...] = ()

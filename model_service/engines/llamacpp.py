@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 # its threads wait for each other at every op, so a Python thread that takes a core from one of
 # them stalls all. Gathering 40 ms at a time keeps the bot's own work in few, short bursts.
 STEP_WAIT_S = 0.04
+# LLAMA_PRIORITY's words as ggml's scheduling priorities (ggml_sched_priority), and the SCHED_FIFO
+# priority ggml gives the compute threads at each (what the process must be allowed to set).
+PRIORITY_LEVELS = {"normal": 0, "medium": 1, "high": 2, "realtime": 3}
+FIFO_PRIORITY = {"medium": 40, "high": 80, "realtime": 90}
 
 
 def unavailable() -> str | None:
@@ -126,7 +130,43 @@ def _gguf_facts(path: Path) -> tuple[str, int, int]:
     return quantization, parameters, trained
 
 
-def load_llama(name: str, spec: str, *, slots: int, threads: int, context: int) -> LlamaModel:
+def realtime_allowed(fifo_priority: int) -> bool:
+    """Whether this process may give a thread real-time scheduling (SCHED_FIFO), as llama.cpp's
+    priorities above normal do: root, CAP_SYS_NICE, or an RLIMIT_RTPRIO high enough. Tried on a
+    thread of its own, which then ends, so nothing else changes."""
+    if not hasattr(os, "sched_setscheduler"):
+        return False
+    allowed: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo_priority))
+            allowed.append(True)
+        except OSError:
+            allowed.append(False)
+
+    probe = threading.Thread(target=attempt, name="llama-priority-probe")
+    probe.start()
+    probe.join()
+    return allowed[0]
+
+
+def choose_priority(wanted: str) -> str:
+    """``wanted`` (LLAMA_PRIORITY), or normal, said once, where real-time scheduling is not allowed."""
+    if wanted == "normal" or realtime_allowed(FIFO_PRIORITY[wanted]):
+        return wanted
+    log.warning(
+        "LLAMA_PRIORITY=%s needs real-time scheduling, which this process may not use (run as root, "
+        "grant CAP_SYS_NICE, or raise RLIMIT_RTPRIO); llama.cpp runs at normal priority, so beside "
+        "busy processes set MODEL_THREADS=1",
+        wanted,
+    )
+    return "normal"
+
+
+def load_llama(
+    name: str, spec: str, *, slots: int, threads: int, context: int, priority: str = "normal"
+) -> LlamaModel:
     """Start llama-server on the GGUF (blocking; on the service's executor)."""
     reason = unavailable()
     if reason is not None:
@@ -151,17 +191,23 @@ def load_llama(name: str, spec: str, *, slots: int, threads: int, context: int) 
     params.n_batch = min(2048, per_slot * slots)
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
+    # Above normal, the compute threads run real-time: a busy neighbour no longer stalls the threads
+    # that wait for each other at every operation, but while they decode they also keep the bot's
+    # own Python (the event loop) waiting, so the default stays normal (docs/benchmarks.md).
+    level = xllamacpp.ggml_sched_priority(PRIORITY_LEVELS[priority])
+    params.cpuparams.priority = params.cpuparams_batch.priority = level
     params.cache_ram_mib = 0  # slots keep their own prompt cache; no second copy in RAM
     params.verbosity = 0  # llama.cpp logs to stderr itself; errors still show
     params.fit_params = False  # sizes are given; fitting would load the model a second time to try
     params.warmup = True
     log.info(
-        "loading model %s from %s (llama.cpp, %d slots x %d tokens, %d threads)",
+        "loading model %s from %s (llama.cpp, %d slots x %d tokens, %d threads, %s priority)",
         name,
         source.label,
         slots,
         per_slot,
         threads,
+        priority,
     )
     started = time.monotonic()
     try:
@@ -178,19 +224,30 @@ def load_llama(name: str, spec: str, *, slots: int, threads: int, context: int) 
 class LlamaModels:
     """Loads each GGUF's server once, shared by every channel (the registry's llama.cpp half)."""
 
-    def __init__(self, catalog: dict[str, str], *, slots: int, threads: int, context: int) -> None:
+    def __init__(
+        self, catalog: dict[str, str], *, slots: int, threads: int, context: int, priority: str = "normal"
+    ) -> None:
         self._catalog = dict(catalog)
         self._slots = slots
         self._threads = threads or default_threads()
         self._context = context
+        self._priority: str | None = None if priority != "normal" else priority
+        self._wanted_priority = priority
         self._loaded: dict[str, LlamaModel] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> LlamaModel:
         with self._lock:
             if name not in self._loaded:
+                if self._priority is None:  # checked once, at the first load
+                    self._priority = choose_priority(self._wanted_priority)
                 self._loaded[name] = load_llama(
-                    name, self._catalog[name], slots=self._slots, threads=self._threads, context=self._context
+                    name,
+                    self._catalog[name],
+                    slots=self._slots,
+                    threads=self._threads,
+                    context=self._context,
+                    priority=self._priority,
                 )
             return self._loaded[name]
 

@@ -95,9 +95,29 @@ async def test_benchmark_runs_the_bot_on_llama_cpp_against_the_rival(tiny_gguf_p
     assert (
         data["workloads"]["A"]["batched"]["requests"] == 2 and data["workloads"]["A"]["batched"]["tokens"] > 0
     )
-    assert data["rival"] is not None and data["rival"]["together_tok_s"] > 0
-    assert set(data["vs_rival"]) == {"together", "alone"}
-    assert "on llama.cpp (F32" in output and "whole bot / llama-server" in output
+    rival_report = data["rival"]
+    assert rival_report is not None
+    for key in ("together_tok_s", "same_together_tok_s", "same_alone_tok_s", "busy_together_tok_s"):
+        assert rival_report[key] > 0, key
+    # The bot in channels that set nothing, at once, alone, and beside a busy process.
+    assert {name: data["defaults"][name]["requests"] for name in data["defaults"]} == {
+        "together": 2,
+        "alone": 1,
+        "busy": 2,
+    }
+    ratios = data["vs_rival"]
+    assert set(ratios) == {
+        "together",
+        "together_same_sampling",
+        "alone_same_sampling",
+        "bot_busy_over_idle",
+        "rival_busy_over_idle",
+    }
+    assert ratios["together"] == pytest.approx(
+        data["defaults"]["together"]["tok_s"] / rival_report["together_tok_s"], rel=1e-3
+    )
+    assert all(value > 0 for value in ratios.values())
+    assert "on llama.cpp (F32" in output and "2 at once beside a busy process" in output
 
 
 @pytest.mark.timeout(120)

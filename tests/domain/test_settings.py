@@ -104,7 +104,7 @@ def test_merged_applies_overrides_and_refuses_unknown_keys() -> None:
     base = ChannelSettings(temperature=0.2)
     merged = base.merged({"top_k": 40, "persona": "terse"})
     assert (merged.temperature, merged.top_k, merged.persona) == (0.2, 40, "terse")
-    assert base.top_k == 0  # frozen: the original is untouched
+    assert base.top_k == 50  # frozen: the original is untouched (the default, as transformers has it)
     with pytest.raises(ValidationError, match="unknown setting `colour`"):
         base.merged({"colour": "blue"})
     with pytest.raises(ValidationError, match="`temperature` must be in"):
@@ -131,3 +131,18 @@ def test_generation_params_carry_every_sampling_field() -> None:
 def test_generation_params_clamp_a_value_stored_before_the_cap_was_lowered() -> None:
     settings = ChannelSettings(max_new_tokens=512)
     assert settings.generation_params(max_new_tokens_cap=100).max_new_tokens == 100
+
+
+def test_the_defaults_are_transformers_generate_with_the_seed_documents_sampling() -> None:
+    """The seed document's example, ``generate(do_sample=True, top_p=0.95, temperature=0.7)``,
+    runs with GenerationConfig's top_k 50 and no repetition penalty: a channel that sets nothing
+    samples the same way."""
+    from transformers import GenerationConfig
+
+    settings = ChannelSettings()
+    reference = GenerationConfig._get_default_generation_params()  # what generate() fills in when unset
+    assert (settings.temperature, settings.top_p) == (0.7, 0.95)
+    assert (settings.top_k, settings.repetition_penalty) == (
+        reference["top_k"],
+        reference["repetition_penalty"],
+    )

@@ -205,23 +205,25 @@ async def test_the_api_key_is_sent_and_never_shown(
 
 
 @pytest.mark.parametrize(
-    ("flavour", "expected"),
+    ("flavour", "expected", "top_k_off"),
     [
-        ("vllm", {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.3, "seed": 5}),
-        ("sglang", {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.3, "seed": 5}),
-        ("llama.cpp", {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.3, "repeat_last_n": 256, "seed": 5}),
+        ("vllm", {"top_k": 50, "min_p": 0.0, "repetition_penalty": 1.3, "seed": 5}, -1),
+        ("sglang", {"top_k": 50, "min_p": 0.0, "repetition_penalty": 1.3, "seed": 5}, -1),
+        ("llama.cpp", {"top_k": 50, "min_p": 0.0, "repeat_penalty": 1.3, "repeat_last_n": 256, "seed": 5}, 0),
     ],
 )
 async def test_each_flavour_gets_the_samplers_the_way_it_takes_them(
-    fake: FakeServer, flavour: str, expected: dict[str, Any]
+    fake: FakeServer, flavour: str, expected: dict[str, Any], top_k_off: int
 ) -> None:
     service = await started(fake.url, remote_flavours={"remote": flavour})
     try:
-        await service.generate(request("hello", repetition_penalty=1.3, seed=5))
+        await service.generate(request("hello", repetition_penalty=1.3, seed=5))  # top_k: the default, 50
         body = fake.bodies[-1]
         assert {key: body.get(key) for key in expected} == expected
         assert body["model"] == "fake-model" and body["stream"] is True
         assert body["temperature"] == 0 and body["top_p"] == 0.95 and "stop" not in body
+        await service.generate(request("hello", top_k=0))  # off, as this server writes it
+        assert fake.bodies[-1]["top_k"] == top_k_off
     finally:
         await service.close()
 
@@ -239,10 +241,13 @@ async def test_a_setting_the_server_cannot_take_is_refused_for_that_request_only
         label = "TGI" if flavour == "tgi" else "OpenAI-compatible"
         assert caught.value.message == (
             f"`top_k` can't be used with model `remote`: its {label} server takes no `top_k` over the "
-            "OpenAI API. Set it to 0 (`/config reset top_k`) for this model"
+            "OpenAI API. Turn it off (`/config set top_k: 0`) for this model"
         )
         assert (await running).generated_tokens == 10
         assert "top_k" not in fake.bodies[-1] and "repetition_penalty" not in fake.bodies[-1]
+        # The default top_k is not a channel's choice: such a server samples from top-p alone.
+        await service.generate(request("hello"))
+        assert "top_k" not in fake.bodies[-1]
     finally:
         await service.close()
 

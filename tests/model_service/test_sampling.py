@@ -32,11 +32,12 @@ def dense(probs: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
 
 
 SETTINGS = [
-    {"temperature": 0.7, "top_p": 0.95},
+    {"temperature": 0.7, "top_p": 0.95},  # the seed document's example: top_k 50, transformers' default
+    {"temperature": 0.7, "top_p": 0.95, "top_k": 0},  # top_k off: top-p over the whole vocabulary
     {"temperature": 1.0, "top_p": 1.0},
     {"temperature": 1.3, "top_k": 40},
     {"temperature": 0.9, "top_k": 40, "top_p": 0.8},
-    {"temperature": 2.0, "top_p": 0.99},  # flat: the nucleus is wider than the window
+    {"temperature": 2.0, "top_p": 0.99, "top_k": 0},  # flat: the nucleus is wider than the window
     {"temperature": 0.5, "top_k": 1},
     {"temperature": 1.0, "top_k": 600, "top_p": 0.97},  # top-k wider than the window
 ]
@@ -59,7 +60,9 @@ def test_each_row_keeps_what_the_transformers_warpers_keep(peaked: bool) -> None
 
 def test_a_nucleus_wider_than_the_window_is_found_whole() -> None:
     scores = torch.zeros((1, VOCAB))  # every token equally likely
-    ((_probs, ids),) = candidates(scores, [GenerationParams.from_values({"temperature": 1.0, "top_p": 0.9})])
+    ((_probs, ids),) = candidates(
+        scores, [GenerationParams.from_values({"temperature": 1.0, "top_p": 0.9, "top_k": 0})]
+    )
     assert ids is not None and len(ids) > TOP_P_WINDOW
     assert len(ids) == pytest.approx(0.9 * VOCAB, abs=2)
 
