@@ -143,37 +143,26 @@ class Stories(Repository):
     async def end_story(self, story_id: int, *, actor_id: int) -> bool:
         """Archive an open story; False if it was not open (ended meanwhile)."""
         now = time.time()
-        async with self._db.transaction() as tx:
-            story = await _open_story_for_update(tx, story_id)
-            if story is None:
-                return False
-            await tx.execute(
-                "UPDATE stories SET status = 'ended', ended_by = $1, ended_at = $2 WHERE id = $3",
-                actor_id,
-                now,
-                story_id,
-            )
-            await audit(tx, "channel", story.channel_id, actor_id, "story end", f"story #{story_id}", now)
-        return True
+        return await self._if_open(
+            story_id,
+            (actor_id, "story end", f"story #{story_id}"),
+            "UPDATE stories SET status = 'ended', ended_by = $1, ended_at = $2 WHERE id = $3",
+            actor_id,
+            now,
+            story_id,
+        )
 
     async def skip_turn(self, story_id: int, skipped_id: int, *, by_id: int | None) -> bool:
         """Record that ``skipped_id``'s turn passed; False if the story is not open."""
-        now = time.time()
-        async with self._db.transaction() as tx:
-            story = await _open_story_for_update(tx, story_id)
-            if story is None:
-                return False
-            await tx.execute(
-                "INSERT INTO story_skips (story_id, skipped_id, by_id, at) VALUES ($1, $2, $3, $4)",
-                story_id,
-                skipped_id,
-                by_id,
-                now,
-            )
-            if by_id is not None:
-                detail = f"#{story_id}: {skipped_id}"
-                await audit(tx, "channel", story.channel_id, by_id, "story skip", detail, now)
-            return True
+        return await self._if_open(
+            story_id,
+            None if by_id is None else (by_id, "story skip", f"#{story_id}: {skipped_id}"),
+            "INSERT INTO story_skips (story_id, skipped_id, by_id, at) VALUES ($1, $2, $3, $4)",
+            story_id,
+            skipped_id,
+            by_id,
+            time.time(),
+        )
 
     async def story_skips(self, story_id: int) -> list[StorySkip]:
         async with self._db.reading() as db:
@@ -185,14 +174,13 @@ class Stories(Repository):
 
     async def set_turn_timeout(self, story_id: int, seconds: float, *, actor_id: int) -> bool:
         """Set the turn timer (0: none); False if the story is not open."""
-        async with self._db.transaction() as tx:
-            story = await _open_story_for_update(tx, story_id)
-            if story is None:
-                return False
-            await tx.execute("UPDATE stories SET turn_timeout_s = $1 WHERE id = $2", seconds, story_id)
-            detail = f"#{story_id}: {seconds:g} s"
-            await audit(tx, "channel", story.channel_id, actor_id, "story timer", detail, time.time())
-            return True
+        return await self._if_open(
+            story_id,
+            (actor_id, "story timer", f"#{story_id}: {seconds:g} s"),
+            "UPDATE stories SET turn_timeout_s = $1 WHERE id = $2",
+            seconds,
+            story_id,
+        )
 
     async def timed_stories(self) -> list[Story]:
         """Open round-robin stories with a turn timer."""
@@ -202,6 +190,20 @@ class Stories(Repository):
                 " AND turn_timeout_s > 0 ORDER BY id"
             )
         return [Story(*row) for row in rows]
+
+    async def _if_open(
+        self, story_id: int, logged: tuple[int, str, str] | None, sql: str, *args: object
+    ) -> bool:
+        """Run ``sql`` if the story is open (its row locked meanwhile), and log it as ``logged``
+        (who, action, detail) in the same transaction; False if the story is not open."""
+        async with self._db.transaction() as tx:
+            story = await _open_story_for_update(tx, story_id)
+            if story is None:
+                return False
+            await tx.execute(sql, *args)
+            if logged is not None:
+                await audit(tx, "channel", story.channel_id, *logged, time.time())
+            return True
 
 
 async def _read_story(db: Connection, story_id: int, *, suffix: str = "") -> Story | None:
