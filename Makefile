@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check lint test bench bench-shards clean-venv
+.PHONY: setup run check lint test bench bench-scaling bench-shards clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ check: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
+
+# 1 to 64 requests at once through the bot and through llama-server: a table and docs/scaling.png.
+bench-scaling: setup
+	$(BIN)/python -m benchmarks.scaling --plot docs/scaling.png $(ARGS)
 
 # Two bot processes on two shards, one PostgreSQL, one llama-server: their throughput vs the server's.
 bench-shards: setup

@@ -148,12 +148,12 @@ class ModeratedModels:
             raise UserFacingError(MODERATION_DOWN, icon="🛡️")
         task = asyncio.current_task()
         assert task is not None
+        # Tracked until the whole command ends, not just its model call: what it does after (saving
+        # the reply, the conversation, giving its slot back) must finish before the store closes.
+        self.inflight.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self.inflight.discard)  # type: ignore[arg-type]
         async with self.moderator.guard(source, texts) as redact:
-            self.inflight.add(task)  # type: ignore[arg-type]
-            try:
-                yield ModelCall(self._service, redact)
-            finally:
-                self.inflight.discard(task)  # type: ignore[arg-type]
+            yield ModelCall(self._service, redact)
 
     async def answer(
         self,

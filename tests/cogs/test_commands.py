@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import re
+import time
 
 import pytest
 
@@ -25,6 +26,7 @@ from model_service import (
     RequestTimeoutError,
     ValidationError,
 )
+from storage.types import ReplyRecord
 from tests.cogs.fakes import FakeService, Script
 from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
 
@@ -362,6 +364,36 @@ async def test_commands_during_shutdown_are_refused_with_a_reason(
     assert late.ephemeral and late.content == "❌ The bot is restarting; please try again in a minute."
     await stopping
     assert has_footer(first) and RESTARTING not in all_text(first)
+
+
+async def test_shutdown_waits_for_what_a_command_does_after_its_model_call(
+    server: LoopbackDiscord, fake: FakeService, runner: BotRunner
+) -> None:
+    """The last write of a reply (and the release of its slot) comes after the model's last word:
+    a shutdown that starts in between still lets it finish before the store closes."""
+    transcord = await runner.start(extensions=CORE, SHUTDOWN_GRACE_S="5")
+    fake.script = Script(deltas=("a", "b"))
+    saves: list[str | None] = []
+    saving = asyncio.Event()
+    store = transcord.store.replies
+    save = store.save_reply
+
+    async def slow_save(reply: ReplyRecord) -> None:
+        if reply.finish_reason is not None:  # the final save, after the model has finished
+            saving.set()
+            await asyncio.sleep(0.5)
+        await save(reply)
+        saves.append(reply.finish_reason)
+
+    store.save_reply = slow_save  # type: ignore[method-assign]
+    reply = await server.invoke("generate", {"prompt": "Go"})
+    await asyncio.wait_for(saving.wait(), 10)  # the model is done; the reply is being saved
+    await transcord.shutdown()
+    assert saves and saves[-1] is not None, saves  # the final save ran before the store closed
+    stored = await store.reply(reply.id)
+    assert stored is not None and stored.finish_reason is not None and stored.text.endswith("ab")
+    channel_id = int(reply.payload["channel"]["id"])
+    assert await transcord.store.limits.inflight(channel_id, now=time.time()) == 0  # its slot given back
 
 
 async def test_status_reports_the_service_and_help_lists_every_command(
