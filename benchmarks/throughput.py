@@ -323,8 +323,7 @@ def _gguf(options: Options) -> Path | str:
         return f"the default model's GGUF could not be had: {exc}"
 
 
-def _rival(options: Options, threads: int) -> RivalReport | str:
-    gguf = _gguf(options)
+def _rival(options: Options, gguf: Path | str, threads: int) -> RivalReport | str:
     if isinstance(gguf, str):
         return gguf
     return rival.measure(gguf, slots=options.channels, threads=threads, max_new_tokens=options.max_new_tokens)
@@ -356,12 +355,13 @@ async def run_benchmark(options: Options, origin: float) -> Report:
         torch.set_num_threads(options.torch_threads)
     load_start = loadavg()
     settings = channel_sampling(options.channels)
+    # The GGUF (or why there is none), looked up once: the llama.cpp engine serves it, the rival too.
+    gguf = _gguf(options) if options.rival or options.engine == "llama.cpp" else "not asked for"
     served: Path | None = None  # the GGUF the llama.cpp engine serves
     if options.engine == "llama.cpp":
-        found = _gguf(options)
-        if isinstance(found, str):
-            raise SystemExit(f"the llama.cpp engine cannot be benchmarked: {found}")
-        served = found
+        if isinstance(gguf, str):
+            raise SystemExit(f"the llama.cpp engine cannot be benchmarked: {gguf}")
+        served = gguf
     with tempfile.TemporaryDirectory(prefix="transcord-bench-") as workdir:
         overrides = {"MODEL_DTYPE": options.dtype} if options.dtype else {}
         if options.torch_threads is not None:
@@ -452,11 +452,11 @@ async def run_benchmark(options: Options, origin: float) -> Report:
             report.workloads["1"] = await _workload(
                 bench, naive, settings, "1", "one /generate alone", alone, 1
             )
-            if options.rival and not isinstance(_gguf(options), str):  # the figures against llama-server
+            if options.rival and not isinstance(gguf, str):  # the figures against llama-server
                 report.defaults = await _defaults(bench, options)
     if options.rival:
         log.info("rival: llama-server on the same GGUF, %d slots, in a fresh process", options.channels)
-        found = await asyncio.to_thread(_rival, options, report.torch_threads)
+        found = await asyncio.to_thread(_rival, options, gguf, report.torch_threads)
         report.rival, report.rival_note = (found, None) if isinstance(found, RivalReport) else (None, found)
     report.rss_mb = peak_rss_mb()
     if options.memory:

@@ -68,9 +68,8 @@ class ReplyButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], te
         return cls(Action(match["action"]), int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        answers = getattr(cast(_HasAnswers, interaction.client), "answers", None)
-        clicked = answers.on_click if answers is not None else None
-        if clicked is None:
+        clicked = cast(_HasAnswers, interaction.client).answers.on_click
+        if clicked is None:  # the Controls cog is not loaded
             await interaction.response.send_message(
                 "❌ Reply buttons are off on this bot right now.",
                 ephemeral=True,

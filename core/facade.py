@@ -2,8 +2,9 @@
 
 A cog opens a model command with ``async with bot.models.command(source, *texts) as model``
 and asks ``model.service`` (``stream``, ``fill_mask`` or a task such as ``classify``); there is
-no other handle on the service that runs a model, so a new command cannot forget the guard. If the moderation layer could not load,
-every model command is refused (fail closed) with a message saying so.
+no other handle on the service that runs a model, so a new command cannot forget the guard. If
+the moderation layer could not load, every model command is refused (fail closed) with a message
+saying so.
 
 :class:`Moderator` is that layer: each channel's rules, cached and written through to the store,
 and the :class:`Gate` that admits or refuses a request.

@@ -49,9 +49,8 @@ log = logging.getLogger(__name__)
 # its threads wait for each other at every op, so a Python thread that takes a core from one of
 # them stalls all. Gathering 40 ms at a time keeps the bot's own work in few, short bursts.
 STEP_WAIT_S = 0.04
-# LLAMA_PRIORITY's words as ggml's scheduling priorities (ggml_sched_priority), and the SCHED_FIFO
-# priority ggml gives the compute threads at each (what the process must be allowed to set).
-PRIORITY_LEVELS = {"normal": 0, "medium": 1, "high": 2, "realtime": 3}
+# The SCHED_FIFO priority ggml gives the compute threads at each LLAMA_PRIORITY above normal (what
+# the process must be allowed to set).
 FIFO_PRIORITY = {"medium": 40, "high": 80, "realtime": 90}
 
 
@@ -194,7 +193,7 @@ def load_llama(
     # Above normal, the compute threads run real-time: a busy neighbour no longer stalls the threads
     # that wait for each other at every operation, but while they decode they also keep the bot's
     # own Python (the event loop) waiting, so the default stays normal (docs/benchmarks.md).
-    level = xllamacpp.ggml_sched_priority(PRIORITY_LEVELS[priority])
+    level = xllamacpp.ggml_sched_priority[f"GGML_SCHED_PRIO_{priority.upper()}"]
     params.cpuparams.priority = params.cpuparams_batch.priority = level
     params.cache_ram_mib = 0  # slots keep their own prompt cache; no second copy in RAM
     params.verbosity = 0  # llama.cpp logs to stderr itself; errors still show
@@ -231,15 +230,15 @@ class LlamaModels:
         self._slots = slots
         self._threads = threads or default_threads()
         self._context = context
-        self._priority: str | None = None if priority != "normal" else priority
         self._wanted_priority = priority
+        self._priority: str | None = None  # what the process may have: checked at the first load
         self._loaded: dict[str, LlamaModel] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> LlamaModel:
         with self._lock:
             if name not in self._loaded:
-                if self._priority is None:  # checked once, at the first load
+                if self._priority is None:
                     self._priority = choose_priority(self._wanted_priority)
                 self._loaded[name] = load_llama(
                     name,
