@@ -39,6 +39,7 @@ from app.environment import DEFAULT_MODEL_FOLDER, DEFAULT_MODEL_NAME
 from benchmarks import rival
 from benchmarks.batched import BotBench
 from benchmarks.measure import (
+    NEIGHBOUR_LEAD_S,
     SPEED_FLAGS,
     LoopLag,
     Summary,
@@ -303,7 +304,8 @@ async def _defaults(bench: BotBench, options: Options) -> dict[str, Summary]:
     ]
     out = {"together": await _bot_alone(bench, together, f"{len(together)} at once")}
     out["alone"] = await _bot_alone(bench, together[:1], "one alone")
-    with busy_neighbour():
+    with busy_neighbour(lead_s=0.3):
+        await asyncio.sleep(NEIGHBOUR_LEAD_S)  # the loop serves Discord meanwhile
         out["busy"] = await _bot_alone(bench, together, f"{len(together)} at once beside a busy process")
     return out
 

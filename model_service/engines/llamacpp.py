@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from transformers import PreTrainedTokenizerBase
 
 from model_service import generation
 from model_service.engines.base import TextInbox, gather_news
+from model_service.engines.cpu_share import ThreadGovernor
 from model_service.engines.transformers import TransformersEngine
 from model_service.errors import InternalError, ModelUnavailableError
 from model_service.fill_mask import FillBatch, FillTask
@@ -106,6 +107,19 @@ class LlamaModel:
     threads: int
     quantization: str
     parameters: int
+    priority: str = "normal"
+
+    def on_threads(self, threads: int) -> LlamaModel:
+        """The same model on a new server with ``threads`` compute threads (blocking)."""
+        server = _serve(
+            self.name,
+            self.source,
+            slots=self.slots,
+            per_slot=self.context_length,
+            threads=threads,
+            priority=self.priority,
+        )
+        return replace(self, server=server, threads=threads)
 
     @property
     def has_chat_template(self) -> bool:
@@ -156,8 +170,8 @@ def choose_priority(wanted: str) -> str:
         return wanted
     log.warning(
         "LLAMA_PRIORITY=%s needs real-time scheduling, which this process may not use (run as root, "
-        "grant CAP_SYS_NICE, or raise RLIMIT_RTPRIO); llama.cpp runs at normal priority, so beside "
-        "busy processes set MODEL_THREADS=1",
+        "grant CAP_SYS_NICE, or raise RLIMIT_RTPRIO); llama.cpp runs at normal priority, on the cores "
+        "other processes leave free (unless MODEL_THREADS fixes the number)",
         wanted,
     )
     return "normal"
@@ -170,8 +184,6 @@ def load_llama(
     reason = unavailable()
     if reason is not None:
         raise ModelUnavailableError(f"model `{name}`: {reason}, or set its engine to transformers")
-    import xllamacpp
-
     source = parse_source(spec)
     if source.gguf_file is None:
         raise ModelUnavailableError(f"model `{name}`: the llama.cpp engine serves .gguf files, not `{spec}`")
@@ -183,8 +195,22 @@ def load_llama(
             f"model `{name}`: `{source.label}` is not a readable GGUF ({exc})"
         ) from None
     per_slot = min(context, trained) if trained else context
+    started = time.monotonic()
+    server = _serve(name, source, slots=slots, per_slot=per_slot, threads=threads, priority=priority)
+    tokenizer = load_tokenizer(name, source)
+    log.info("model %s ready on llama.cpp in %.1f s", name, time.monotonic() - started)
+    return LlamaModel(
+        name, source, server, tokenizer, per_slot, slots, threads, quantization, parameters, priority
+    )
+
+
+def _serve(name: str, source: ModelSource, *, slots: int, per_slot: int, threads: int, priority: str) -> Any:
+    """llama-server on the GGUF, in this process: ``slots`` slots of ``per_slot`` tokens each."""
+    import xllamacpp
+
+    assert source.gguf_file is not None
     params = xllamacpp.CommonParams()
-    params.model.path = str(path)
+    params.model.path = str(Path(source.location) / source.gguf_file)
     params.n_parallel = slots
     params.n_ctx = per_slot * slots  # each slot gets its share: no request can crowd out another
     params.n_batch = min(2048, per_slot * slots)
@@ -208,20 +234,21 @@ def load_llama(
         threads,
         priority,
     )
-    started = time.monotonic()
     try:
-        server = xllamacpp.Server(params)
+        return xllamacpp.Server(params)
     except RuntimeError as exc:
         raise ModelUnavailableError(
             f"model `{name}`: llama.cpp could not load `{source.label}` ({exc})"
         ) from None
-    tokenizer = load_tokenizer(name, source)
-    log.info("model %s ready on llama.cpp in %.1f s", name, time.monotonic() - started)
-    return LlamaModel(name, source, server, tokenizer, per_slot, slots, threads, quantization, parameters)
 
 
 class LlamaModels:
-    """Loads each GGUF's server once, shared by every channel (the registry's llama.cpp half)."""
+    """Loads each GGUF's server once, shared by every channel (the registry's llama.cpp half).
+
+    With ``threads`` 0 (one per core) at normal priority, the thread count follows the CPU
+    other processes leave free (``ThreadGovernor``): when it changes, the model is served anew on
+    that many threads; rows already running finish on the old server, which ends with them.
+    """
 
     def __init__(
         self, catalog: dict[str, str], *, slots: int, threads: int, context: int, priority: str = "normal"
@@ -229,6 +256,8 @@ class LlamaModels:
         self._catalog = dict(catalog)
         self._slots = slots
         self._threads = threads or default_threads()
+        self._adapt = threads == 0
+        self._governor: ThreadGovernor | None = None
         self._context = context
         self._wanted_priority = priority
         self._priority: str | None = None  # what the process may have: checked at the first load
@@ -237,18 +266,34 @@ class LlamaModels:
 
     def get(self, name: str) -> LlamaModel:
         with self._lock:
-            if name not in self._loaded:
-                if self._priority is None:
-                    self._priority = choose_priority(self._wanted_priority)
-                self._loaded[name] = load_llama(
+            if self._priority is None:
+                self._priority = choose_priority(self._wanted_priority)
+                if self._adapt and self._priority == "normal":  # real-time threads aren't stalled
+                    self._governor = ThreadGovernor(self._threads)
+            threads = self._governor.threads() if self._governor else self._threads
+            model = self._loaded.get(name)
+            if model is None:
+                model = load_llama(
                     name,
                     self._catalog[name],
                     slots=self._slots,
-                    threads=self._threads,
+                    threads=threads,
                     context=self._context,
                     priority=self._priority,
                 )
-            return self._loaded[name]
+            elif model.threads != threads:
+                assert self._governor is not None
+                log.warning(
+                    "other processes are taking %.1f of %d cores: llama.cpp now decodes %s on %d "
+                    "thread(s) (set MODEL_THREADS to keep a fixed number)",
+                    self._governor.others,
+                    self._governor.cores,
+                    name,
+                    threads,
+                )
+                model = model.on_threads(threads)
+            self._loaded[name] = model
+            return model
 
     def loaded(self) -> list[LlamaModel]:
         return list(self._loaded.values())
