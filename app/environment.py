@@ -240,6 +240,7 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
         shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", 10.0, 0.0, 300.0),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
         force_sync=_bool(env, "FORCE_COMMAND_SYNC", False),
+        message_content=_bool(env, "MESSAGE_CONTENT_INTENT", False),
         shard_count=shard_count,
         shard_ids=shard_ids,
     )

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.options import TEXT_OPTION_LIMIT, param_options
+from core.render import escape
 from model_service import MASK, FillMaskRequest, FillMaskResult
 from model_service.types import FILL_PARAMS
 
@@ -20,13 +21,13 @@ BAR_WIDTH = 12
 
 def render(text: str, result: FillMaskResult) -> str:
     """A ranked table: rank, a bar and a percentage per guess, so scores compare at a glance."""
-    lines = [f"**{discord.utils.escape_markdown(text)}**"]
+    lines = [f"**{escape(text)}**"]
     if not result.predictions:
         lines.append("*(no candidates found)*")
     for rank, p in enumerate(result.predictions, 1):
         filled = round(p.score * BAR_WIDTH)
         bar = "█" * filled + "░" * (BAR_WIDTH - filled)
-        word = discord.utils.escape_markdown(p.token.strip()) or "␠"
+        word = escape(p.token.strip()) or "␠"
         lines.append(f"`{rank}.` `{bar}` {p.score:6.1%}  **{word}**")
     method = "masked LM" if result.method == "masked_lm" else "causal LM, sentences rescored"
     lines.append(f"-# {result.model} · {method} · {result.elapsed_s:.1f} s")

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core import render
 from core.options import TEXT_OPTION_LIMIT, param_options
 from core.streaming import InteractionSurface
 from domain.settings import COMMAND_PARAMS
@@ -58,7 +59,7 @@ class Generate(commands.Cog):
     ) -> None:
         request = await self._request(interaction, prompt, options)
         # The prompt in bold, the continuation plain: the user sees which words are theirs.
-        await self._run(interaction, request, header=f"**{discord.utils.escape_markdown(prompt)}**")
+        await self._run(interaction, request, header=f"**{render.escape(prompt)}**")
 
 
 async def setup(bot: Transcord) -> None:

@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import checks, replies
+from core import checks, render, replies
 from core.facade import Moderator, channel_chain
 from domain.rules import MAX_COOLDOWN_S, MAX_INFLIGHT, MAX_PHRASE_CHARS, REDACTION_CHAR, ChannelRules
 from storage import AuditEntry
@@ -29,7 +29,7 @@ def _here(interaction: discord.Interaction) -> str:
 
 
 def _quote(phrase: str) -> str:
-    return f"“{discord.utils.escape_markdown(phrase)}”"
+    return f"“{render.escape(phrase)}”"
 
 
 # Shown to members with Manage Channels (an admin may grant /mod to the moderator role in
@@ -202,7 +202,7 @@ def _log_line(entry: AuditEntry, channel_id: int) -> str:
         where = " · *server-wide*"
     elif entry.scope_id != channel_id:
         where = " · *parent channel*"
-    detail = f": {discord.utils.escape_markdown(entry.detail)}" if entry.detail else ""
+    detail = f": {render.escape(entry.detail)}" if entry.detail else ""
     return f"<t:{int(entry.at)}:R> · <@{entry.actor_id}> · **{entry.action}**{detail}{where}"
 
 

@@ -15,11 +15,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import replies
+from core.attachments import read_files
 from core.options import TEXT_OPTION_LIMIT
 from core.render import quote
 from core.streaming import stream_reply
 from model_service.api import TaskStream
-from model_service.types import MAX_LANGUAGE_CHARS, RewriteKind, RewriteRequest
+from model_service.types import MAX_LANGUAGE_CHARS, MAX_REWRITE_CHARS, RewriteKind, RewriteRequest
 
 if TYPE_CHECKING:
     from core.transcord import Transcord
@@ -42,8 +43,18 @@ class Rewrite(commands.Cog):
         self.bot = bot
 
     async def _run(
-        self, interaction: discord.Interaction, kind: RewriteKind, text: str, to: str | None
+        self,
+        interaction: discord.Interaction,
+        kind: RewriteKind,
+        text: str,
+        to: str | None,
+        file: discord.Attachment | None = None,
     ) -> None:
+        files = await read_files([file] if file else [])
+        text = files.into(text, MAX_REWRITE_CHARS).strip()
+        if not text:
+            reason = files.skipped[0] if files.skipped else "nothing to read"
+            raise replies.UserFacingError(f"Give the `text` to {kind}, or a text file ({reason}).")
         settings = await self.bot.settings_for(interaction)
         params = settings.generation_params(
             max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap, given={"temperature": 0}
@@ -61,17 +72,22 @@ class Rewrite(commands.Cog):
             await stream_reply(
                 interaction,
                 stream,
-                header=call.redact(header(kind, text, stream)),
+                header=call.redact(files.notice() + header(kind, text, stream)),
                 interval=self.bot.config.stream_edit_interval_s,
                 transform=call.redact,
             )
 
     @app_commands.command(name="summarize", description="A short summary of your text")
-    @app_commands.describe(text="The text to summarize")
+    @app_commands.describe(
+        text="The text to summarize", file="A text file to summarize (with the text, or alone)"
+    )
     async def summarize(
-        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT]
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, TEXT_OPTION_LIMIT] | None = None,
+        file: discord.Attachment | None = None,
     ) -> None:
-        await self._run(interaction, "summarize", text, None)
+        await self._run(interaction, "summarize", text or "", None, file)
 
     @app_commands.command(name="translate", description="Your text in another language")
     @app_commands.describe(

@@ -13,9 +13,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import checks, replies
-from core.options import matching_choices, name_options, param_options
-from domain.settings import CHANNEL_PARAMS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
+from core import checks, render, replies
+from core.options import choice_options, matching_choices, name_options, param_options
+from domain.settings import CHANNEL_PARAMS, CHOICE_SETTINGS, SETTING_KEYS, TASK_MODEL_SETTINGS, ResetChoice
 from model_service.types import MAX_SYSTEM_PROMPT_CHARS
 from storage import Scope as StoreScope
 
@@ -45,14 +45,17 @@ def _scope(interaction: discord.Interaction, choice: Scope) -> tuple[StoreScope,
     return "channel", interaction.channel_id or 0
 
 
+NO_CONTENT_INTENT = (
+    "`listen: all` needs Discord's Message Content intent, and this bot runs without it. Its operator "
+    "turns it on in the developer portal (Bot → Privileged Gateway Intents) and sets "
+    "`MESSAGE_CONTENT_INTENT=true`. Meanwhile `listen: mentions` answers every message that @mentions me."
+)
+
+
 def _format_value(key: str, value: object) -> str:
     if key == "persona":
         text = str(value or "")
-        return (
-            f"“{discord.utils.escape_markdown(text[:200])}{'…' if len(text) > 200 else ''}”"
-            if text
-            else "*(none)*"
-        )
+        return f"“{render.escape(text[:200])}{'…' if len(text) > 200 else ''}”" if text else "*(none)*"
     if key == "model" and value is None:
         return "*(the bot's default)*"
     return f"`{value}`"
@@ -113,6 +116,7 @@ class Config(
         persona="The system prompt /chat answers with (empty text clears it)",
     )
     @name_options(TASK_MODEL_SETTINGS)
+    @choice_options(*CHOICE_SETTINGS)
     @param_options(*CHANNEL_PARAMS)
     async def set_(
         self,
@@ -128,6 +132,8 @@ class Config(
         values = {k: v for k, v in given.items() if v is not None}
         if not values:
             raise replies.UserFacingError("Give at least one setting to change, e.g. `temperature: 0.3`.")
+        if values.get("listen") == "all" and not self.bot.intents.message_content:
+            raise replies.UserFacingError(NO_CONTENT_INTENT)
         saved = await self.bot.store.settings.set_values(
             target,
             target_id,

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import replies
-from domain.settings import CHANNEL_PARAMS, COMMAND_PARAMS
+from domain.settings import CHANNEL_PARAMS, CHOICE_SETTINGS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec, num
 from model_service.task_names import CHECKPOINTS, SHORT_NAMES, Task
@@ -34,12 +34,21 @@ def _parameters() -> str:
     return "\n".join(lines)
 
 
+def _choices() -> str:
+    """Each word setting: its choices (the default first) and what it does."""
+    return "\n".join(
+        f"  `{s.name}` {' | '.join(s.choices)}, default {s.default}: {s.description[0].lower()}{s.description[1:]}"
+        for s in CHOICE_SETTINGS
+    )
+
+
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` {_options(COMMAND_PARAMS)} continues your text.
   e.g. `/generate prompt: Once upon a time temperature: 0.7`
 **/chat say** `message` talks in the channel's persona and remembers (a thread's conversation is shared) · **/chat reset**.
   e.g. `/chat say message: Give me three names for a pirate ship`
-  **Reply** to any of my answers (keep the @ mention on) to go on from it, no command needed.
+  **@mention** me in a message to talk without a command (your /chat conversation; text files attached are read),
+  and **reply** to any of my answers (keep the @ mention on) to go on from it.
   Answers carry **Stop** while written, then **Regenerate** (a new seed) and **Continue** (for whoever asked, or a moderator).
 **/fill** `text` {_options(FILL_PARAMS)} guesses the word hidden by `{MASK}`, with scores.
   e.g. `/fill text: The capital of France is {MASK}.`
@@ -50,6 +59,8 @@ HELP = f"""**Transcord**: language models in this channel.
 **/config moderator-role** picks the role that may change settings (Manage Server).
 **Sampling settings** (`/config set`):
 {_parameters()}
+**Conversation settings** (`/config set`):
+{_choices()}
 **/tokenize** `text` `[model]` `[pair]` shows how the tokenizer splits it: tokens, ids, attention mask, token type ids.
 **/classify** `text` `[labels]` sorts text into labels, with scores. e.g. `/classify text: I loved it! labels: positive, negative`
 **/entities** `text` finds names of people, places, organisations · **/answer** `question` `context` answers with a span of the context.

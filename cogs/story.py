@@ -23,7 +23,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import checks, replies, streaming
+from core import checks, render, replies, streaming
 from core.facade import ModelCall
 from core.gate import LEASE_S, renewing
 from model_service import GenerationParams, GenerationRequest
@@ -160,7 +160,7 @@ def _duration(seconds: float) -> str:
 
 
 def _bold_name(name: str) -> str:
-    return f"**{discord.utils.escape_markdown(name)}**"
+    return f"**{render.escape(name)}**"
 
 
 # -- the cog -----------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ class StoryMode(
                 raise _already_open(existing)
             header = (
                 f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · {length.name} turns · "
-                f"started by {interaction.user.mention}\n> {discord.utils.escape_markdown(premise)}\n"
+                f"started by {interaction.user.mention}\n> {render.escape(premise)}\n"
                 "-# join with `/story join`, then add your part with `/story add`\n\n"
             )
             try:
@@ -400,7 +400,7 @@ class StoryMode(
                     interaction.user, current, players, turns, await store.stories.story_skips(story.id)
                 )
                 name = interaction.user.display_name
-                header = f"✍️ {_bold_name(name)}: {discord.utils.escape_markdown(text)}\n"
+                header = f"✍️ {_bold_name(name)}: {render.escape(text)}\n"
                 texts = [*(t.text for t in turns), text]
                 continuation = await self._continue(interaction, current, texts, header, model)
                 added: list[NewTurn] = [
@@ -418,7 +418,7 @@ class StoryMode(
         lines = [
             f"📖 **Story #{story.id}** · {story.turn_mode} · {_length_name(story.turn_tokens)} turns · "
             f"{len(players)}/{story.max_players} players: " + ", ".join(_bold_name(p.name) for p in players),
-            f"> {discord.utils.escape_markdown(story.premise)}",
+            f"> {render.escape(story.premise)}",
             "",
         ]
         for turn in turns:
@@ -426,7 +426,7 @@ class StoryMode(
             lines.append(f"{_bold_name(turn.author_name)}: {body}" if turn.kind == "player" else body)
         skips = await self.bot.store.stories.story_skips(story.id)
         if (nxt := next_player(story, players, turns, skips)) is not None:
-            lines += ["", f"-# next turn: {discord.utils.escape_markdown(nxt.name)}"]
+            lines += ["", f"-# next turn: {render.escape(nxt.name)}"]
         await replies.send_long(interaction, "\n".join(lines), ephemeral=not public)
 
     @app_commands.command(

@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 import discord
 
 from core.facade import ModeratedModels, Source
+from core.render import split_thinking, with_thinking
 from core.replies import NO_MENTIONS
 from core.streaming import Surface, stream_reply
 from domain.errors import UserFacingError
@@ -151,9 +152,11 @@ class Answers:
         *,
         texts: tuple[str, ...],
         continuing: bool = False,
+        show_thinking: bool = False,
     ) -> ReplyRecord:
         """Generate ``request`` into ``surface`` as ``reply`` (appending to its text when
-        ``continuing``); returns the reply as stored once written."""
+        ``continuing``); returns the reply as stored once written. A reasoning model's thinking is
+        left out, or shown first as a spoiler (``show_thinking``); it is never stored."""
         if reply.id in self.writing:
             raise UserFacingError(BEING_WRITTEN, icon="⏳")
         writing = self.writing[reply.id] = Writing(reply.requester_id)  # claimed before any await
@@ -185,13 +188,13 @@ class Answers:
                     writing.stream,
                     header=model.redact(reply.header),
                     interval=self.edit_interval_s,
-                    transform=model.redact,
+                    transform=lambda text: model.redact(with_thinking(text, show=show_thinking)),
                     before=before,
                     before_tokens=reply.generated_tokens if continuing else 0,
                     view_for=view_for,
                     note=note,
                 )
-                shown = model.redact(result.text)
+                shown = model.redact(split_thinking(result.text)[0])
         finally:
             self.writing.pop(reply.id, None)
         done = replace(

@@ -23,6 +23,9 @@ class BotConfig:
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
     force_sync: bool = False
+    # Discord's Message Content intent (privileged; enabled in the developer portal first): the
+    # text of every message, for channels that `listen: all`. Without it, mentions and replies only.
+    message_content: bool = False
     shard_count: int | None = None  # None: one unsharded connection
     shard_ids: tuple[int, ...] = ()  # this process's shards (all of them when sharded and unset)
 

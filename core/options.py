@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 from discord import app_commands
 
+from domain.settings import ChoiceSpec
 from model_service.params import ParamSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +34,27 @@ def param_options(*specs: ParamSpec) -> Callable[[F], F]:
         written = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         added = [
             inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_type(s))
+            for s in specs
+        ]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        return app_commands.describe(**{s.name: s.description for s in specs})(func)
+
+    return decorator
+
+
+def choice_options(*specs: ChoiceSpec) -> Callable[[F], F]:
+    """Append one optional option per choice setting, its words as Discord's choices."""
+
+    def decorator(func: F) -> F:
+        signature = inspect.signature(func)
+        written = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        added = [
+            inspect.Parameter(
+                s.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Optional[Literal[s.choices]],  # noqa: UP045  (a runtime typing object)
+            )
             for s in specs
         ]
         func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]

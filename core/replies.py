@@ -151,20 +151,47 @@ def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+FENCE = "```"
+
+
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split at line or word boundaries into parts that each fit one message; nothing dropped."""
+    """Split at line or word boundaries into parts that each fit one message; nothing dropped.
+
+    A code block cut in two is closed at the end of one part and opened again, with its language,
+    at the start of the next, so both parts show as code.
+    """
     parts: list[str] = []
     rest = text
-    while len(rest) > limit:
-        cut = rest.rfind("\n", limit // 2, limit)
+    reopen = ""  # the fence the previous part closed, to open again
+    room = limit - len(FENCE) - 1 - 16  # a closing fence, and a reopened one with a short language
+    while len(reopen) + len(rest) > limit:
+        rest = reopen + rest
+        cut = rest.rfind("\n", room // 2, room)
         if cut < 0:
-            cut = rest.rfind(" ", limit // 2, limit)
+            cut = rest.rfind(" ", room // 2, room)
         if cut < 0:
-            cut = limit
-        parts.append(rest[:cut])
-        rest = rest[cut:]
-    parts.append(rest)
+            cut = room
+        part, rest = rest[:cut], rest[cut:]
+        open_fence = _open_fence(part)
+        if open_fence is not None:
+            part += "\n" + FENCE
+            reopen = open_fence + "\n"
+            rest = rest.removeprefix("\n")
+        else:
+            reopen = ""
+        parts.append(part)
+    parts.append(reopen + rest)
     return [p for p in parts if p] or [""]
+
+
+def _open_fence(text: str) -> str | None:
+    """The fence line (with its language) of a code block ``text`` leaves open, if any."""
+    opened: str | None = None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(FENCE):
+            opened = None if opened is not None else stripped[: len(FENCE) + 16].split()[0]
+    return opened
 
 
 async def send_long(

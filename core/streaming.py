@@ -77,15 +77,26 @@ class InteractionSurface:
 
 
 class MessageSurface:
-    """A reply the bot posts to a member's message, then edits as the text grows."""
+    """The bot's answer to a member's message: a reply to it, or (``post_in``) a message in a
+    thread opened from it; then edited as the text grows."""
 
     def __init__(self, to: discord.Message) -> None:
         self.to = to
+        self.post_in: discord.Thread | None = None
         self.message: discord.Message | None = None
+
+    @property
+    def channel_id(self) -> int:
+        return (self.post_in or self.to.channel).id
+
+    async def _post(self, text: str) -> discord.Message:
+        if self.post_in is not None:
+            return await self.post_in.send(text, allowed_mentions=NO_MENTIONS)
+        return await self.to.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
 
     async def begin(self) -> None:
         if self.message is None:
-            self.message = await self.to.reply(WRITING, mention_author=False, allowed_mentions=NO_MENTIONS)
+            self.message = await self._post(WRITING)
 
     async def show(self, content: str, view: discord.ui.View | None) -> None:
         await self.begin()
@@ -112,7 +123,7 @@ class MessageSurface:
         text = error_message(error)
         try:
             if self.message is None:
-                await self.to.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+                await self._post(text)
             else:
                 shown = self.message.content if self.message.content != WRITING else ""
                 await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
@@ -162,7 +173,8 @@ async def stream_reply(
     whole = replace(
         result, text=before + result.text, generated_tokens=before_tokens + result.generated_tokens
     )
-    body = transform(whole.text) if whole.text.strip() else "*(the model produced no text)*"
+    shown = transform(whole.text)
+    body = shown if shown.strip() else "*(the model produced no text)*"
     notes = footer(whole, note(whole))
     message_id = await surface.finish(header + body + "\n" + notes, view_for(False, whole))
     return whole, message_id

@@ -30,6 +30,7 @@ log = logging.getLogger("transcord")
 EXTENSIONS = (
     "cogs.generate",
     "cogs.chat",
+    "cogs.talk",
     "cogs.controls",
     "cogs.fill_mask",
     "cogs.settings",
@@ -41,9 +42,14 @@ EXTENSIONS = (
     "cogs.rewrite",
 )
 # Command replies and follow-ups go through the interaction's webhook, which needs no channel
-# permission; answering a Discord reply to one of its answers is a message of its own, which does.
+# permission; answering a mention or a Discord reply is a message of its own, which does, and
+# opening a thread from a mention (the `threads` setting) needs Create Public Threads.
 INVITE_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    read_message_history=True,
+    create_public_threads=True,
 )
 
 
@@ -62,9 +68,11 @@ class Transcord(commands.Bot):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels and threads, so a thread finds its parent's settings
-        # Messages, for replies to the bot's answers. Not message_content (privileged): Discord
-        # still gives the bot the text of messages that mention it, and a reply mentions it.
+        # Messages, for @mentions and replies to the bot's answers. Message content is privileged
+        # (MESSAGE_CONTENT_INTENT): without it Discord still gives the bot the text of messages
+        # that mention it, and a reply mentions it; channels that `listen: all` need it.
         intents.guild_messages = True
+        intents.message_content = config.message_content
         # Sharded (ShardedTranscord): this process's range of Discord's shards.
         sharding = (
             {"shard_count": config.shard_count, "shard_ids": list(config.shard_ids)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from model_service.errors import ValidationError
@@ -39,7 +40,46 @@ CHAT_MEMORY = ParamSpec(
     "Minutes /chat remembers a member's exchange here (0: none)",
     channel=True,
 )
-CHANNEL_PARAMS: tuple[ParamSpec, ...] = (*SAMPLING_PARAMS, CHAT_MEMORY)  # the numeric channel settings
+# How many other bots' messages in a row the bot answers here, so two bots never talk forever.
+BOT_TURNS = ParamSpec(
+    "bot_turns",
+    int,
+    0,
+    0,
+    20,
+    "Other bots' messages answered in a row here (0: bots are ignored)",
+    channel=True,
+)
+CHANNEL_PARAMS: tuple[ParamSpec, ...] = (*SAMPLING_PARAMS, CHAT_MEMORY, BOT_TURNS)  # the numeric ones
+
+
+@dataclass(frozen=True)
+class ChoiceSpec:
+    """A channel setting that is one of a few words (a ``/config set`` option with choices)."""
+
+    name: str
+    choices: tuple[str, ...]  # the first is the default
+    description: str  # at most 100 characters (Discord's limit)
+
+    @property
+    def default(self) -> str:
+        return self.choices[0]
+
+    def validate(self, value: object) -> str:
+        if value not in self.choices:
+            raise ValidationError(f"`{self.name}` must be one of {', '.join(self.choices)}, got {value!r}")
+        return str(value)
+
+
+# Which members' messages are for the bot, with no command (``all`` needs the Message Content intent).
+LISTEN = ChoiceSpec("listen", ("mentions", "all", "off"), "Messages here for the bot: @mentions, all, or off")
+# An @mention in a text channel opens a thread from the message, where the bot answers every message.
+THREADS = ChoiceSpec("threads", ("off", "on"), "on: an @mention opens a thread where the bot answers")
+# A reasoning model's <think>…</think> text: left out of the answer, or shown as a spoiler.
+THINKING = ChoiceSpec(
+    "thinking", ("hidden", "spoiler"), "A reasoning model's thinking: hidden, or as a spoiler"
+)
+CHOICE_SETTINGS: tuple[ChoiceSpec, ...] = (LISTEN, THREADS, THINKING)
 COMMAND_PARAMS: tuple[ParamSpec, ...] = tuple(
     spec for spec in GENERATION_PARAMS if spec.command
 )  # /generate's
@@ -53,15 +93,17 @@ SETTING_KEYS: tuple[str, ...] = (
     "model",
     *(spec.name for spec in CHANNEL_PARAMS),
     "persona",
+    *(spec.name for spec in CHOICE_SETTINGS),
     *TASK_MODEL_SETTINGS,
 )
 _DEFAULTS: dict[str, object] = {
     "model": None,
     **{s.name: s.default for s in CHANNEL_PARAMS},
     "persona": "",
+    **{spec.name: spec.default for spec in CHOICE_SETTINGS},
     **dict.fromkeys(TASK_MODEL_SETTINGS),
 }
-_SPECS = {spec.name: spec for spec in CHANNEL_PARAMS}
+_SPECS: dict[str, ParamSpec | ChoiceSpec] = {spec.name: spec for spec in (*CHANNEL_PARAMS, *CHOICE_SETTINGS)}
 
 # /config reset's choices: every setting, or all of them (an Enum: discord.py checks it on arrival).
 ResetChoice = enum.Enum("ResetChoice", {"all": "all", **{key: key for key in SETTING_KEYS}})  # type: ignore[misc]
@@ -71,8 +113,8 @@ class ChannelSettings:
     """What a channel uses when a command doesn't say otherwise; immutable, always valid.
 
     Attributes are the :data:`SETTING_KEYS`: ``model`` (a catalog name; None means the
-    service's default), each channel parameter, and ``persona`` (the chat system prompt; empty
-    means none).
+    service's default), each channel parameter, ``persona`` (the chat system prompt; empty
+    means none), and each choice (``listen``, ``threads``, ``thinking``).
     """
 
     __slots__ = ("_values",)
@@ -146,8 +188,11 @@ def validate_setting(
     if value is None:
         # from_values reads None as "not given" and would quietly return the default.
         raise ValidationError(f"`{key}` needs a value, got None")
+    spec = _SPECS[key]
+    if isinstance(spec, ChoiceSpec):
+        return spec.validate(value)
     high = min(max_new_tokens_cap, MAX_NEW_TOKENS_LIMIT) if key == "max_new_tokens" else None
-    return _SPECS[key].validate(value, high=high)
+    return spec.validate(value, high=high)
 
 
 def check_setting_key(key: str) -> None:

@@ -19,6 +19,8 @@ MASK = "[MASK]"
 MASK_FORMS = ("[MASK]", "<mask>")
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_PROMPT_CHARS = 8000
+# How a reasoning model's thinking is marked in its text (a remote server's reasoning_content too).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 MAX_SYSTEM_PROMPT_CHARS = 2000
 MAX_CONTINUATION_CHARS = 16000  # a reply continued up to the token cap, with room to spare
 MAX_STOP_SEQUENCES = 4

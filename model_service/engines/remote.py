@@ -40,7 +40,7 @@ from model_service.engines.transformers import TransformersEngine
 from model_service.errors import InternalError, ModelUnavailableError, ServiceError
 from model_service.fill_mask import FillTask
 from model_service.output import StopFilter
-from model_service.types import FinishReason, GenerationRequest
+from model_service.types import THINK_CLOSE, THINK_OPEN, FinishReason, GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class RemoteRow(TextInbox):
     halt: FinishReason | None = None  # set by step: the row's task is cancelled
     ended: bool = False
     task: Future[None] | None = None
+    reasoning: bool = False  # inside the server's reasoning_content (shown as <think> text)
 
 
 class RemoteEngine:
@@ -167,7 +168,18 @@ class RemoteEngine:
         for choice in event.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
-            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            delta = (choice.get("delta") or {}) if chat else {}
+            text = delta.get("content") if chat else choice.get("text")
+            thought = delta.get("reasoning_content") if chat else None
+            # A reasoning server's thinking comes apart from the answer: it joins the text as the
+            # <think> block a local reasoning model writes, which the bot hides or folds away.
+            if isinstance(thought, str) and thought:
+                row.generated += 1
+                row.emit(thought if row.reasoning else THINK_OPEN + thought)
+                row.reasoning = True
+            if isinstance(text, str) and text and row.reasoning:
+                row.emit(THINK_CLOSE)
+                row.reasoning = False
             if isinstance(text, str) and text:
                 row.generated += 1  # one event a token, near enough; the usage at the end counts
                 row.emit(row.stops.feed(text))
@@ -182,6 +194,9 @@ class RemoteEngine:
         with self._news:
             if row.ended:
                 return
+            if row.reasoning:  # the server stopped while thinking
+                row.emit(THINK_CLOSE)
+                row.reasoning = False
             if row.finish_reason is None:
                 row.finish_reason = row.halt or row.seen_end or ("cancelled" if row.failure else "eos")
             if row.finish_reason != "stop":

@@ -20,6 +20,20 @@ def test_defaults_are_the_services_sampling_defaults() -> None:
     assert settings.generation_params() == GenerationParams()
     assert settings.model is None
     assert settings.persona == ""
+    assert (settings.listen, settings.threads, settings.thinking, settings.bot_turns) == (
+        "mentions",
+        "off",
+        "hidden",
+        0,
+    )
+
+
+def test_a_choice_setting_takes_only_its_words() -> None:
+    assert check("listen", "all") == "all" and check("thinking", "spoiler") == "spoiler"
+    with pytest.raises(ValidationError, match="`listen` must be one of mentions, all, off, got 'everything'"):
+        check("listen", "everything")
+    with pytest.raises(ValidationError, match="`bot_turns` must be"):
+        check("bot_turns", 21)
 
 
 def test_setting_keys_are_the_declared_fields() -> None:
@@ -31,7 +45,11 @@ def test_setting_keys_are_the_declared_fields() -> None:
         "top_k",
         "repetition_penalty",
         "chat_memory_minutes",
+        "bot_turns",
         "persona",
+        "listen",
+        "threads",
+        "thinking",
         "classify_model",
         "entities_model",
         "answer_model",

@@ -80,7 +80,7 @@ async def test_a_reply_to_a_generate_answer_is_a_chat_about_it(
     assert spy.last.history[1].role == "assistant" and spy.last.history[1].text
 
 
-async def test_a_reply_without_the_mention_gets_a_hint_and_other_replies_are_ignored(
+async def test_a_reply_without_the_mention_gets_a_hint_and_replies_to_others_are_ignored(
     server: LoopbackDiscord, transcord: bot_module.Transcord
 ) -> None:
     first = await chat(server, "Hello")
@@ -89,7 +89,7 @@ async def test_a_reply_without_the_mention_gets_a_hint_and_other_replies_are_ign
     assert "mention" in hint.content and "/chat say" in hint.content
 
     someone = await server.post_message(server.general, "a plain message")  # type: ignore[arg-type]
-    to_them = await server.post_message(server.general, f"<@{server.bot_user.id}> hi", reply_to=someone)  # type: ignore[arg-type]
+    to_them = await server.post_message(server.general, "I agree", reply_to=someone)  # type: ignore[arg-type]
     await server.wait_idle(quiet=1.0, timeout=10)
     assert server.replies_to(to_them) == [] and server.replies_to(someone) == [to_them]
 

@@ -56,6 +56,16 @@ async def test_a_stream_writes_the_words_back_and_ends(service: ModelService) ->
     assert stream.result.prompt_tokens == 5  # from the server's usage: no tokenizer here
 
 
+async def test_a_servers_reasoning_content_arrives_as_a_think_block_before_the_answer(
+    service: ModelService,
+) -> None:
+    asked = GenerationRequest(
+        "[think] weigh options then answer plainly", GenerationParams.from_values({"max_new_tokens": 16}), mode="chat"
+    )
+    result = await service.generate(asked)
+    assert result.text == "<think>weigh options </think>then answer plainly "
+
+
 async def test_429_is_overloaded_with_the_servers_retry_after(service: ModelService) -> None:
     with pytest.raises(OverloadedError) as caught:
         await service.generate(request("[429] hello"))
