@@ -260,7 +260,7 @@ def _service_config(
         dtype=_choice(env, "MODEL_DTYPE", "auto", DTYPES),
         offline=_bool(env, "MODEL_OFFLINE", False) or _bool(env, "HF_HUB_OFFLINE", False),
         max_new_tokens_cap=cap,
-        queue_limit=_int(env, "QUEUE_LIMIT", 8, 1, 1000),
+        queue_limit=_int(env, "QUEUE_LIMIT", 256, 1, 4096),
         max_batch_size=_int(env, "MAX_BATCH_SIZE", 8, 1, 64),
         threads=_int(env, "MODEL_THREADS", 0, 0, 1024),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 120.0, 1.0, 3600.0),

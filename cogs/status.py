@@ -111,6 +111,15 @@ class Status(commands.Cog):
             f"Queue: {s.queue_depth}/{s.queue_limit} requests · generating {s.batch_size} together"
             f" · filling {s.filling} together"
         )
+        if s.waiting:
+            channels = ", ".join(
+                f"<#{group}> {count}" if group.isdigit() else f"other {count}" for group, count in s.shares[:5]
+            )
+            more = f" and {len(s.shares) - 5} more channels" if len(s.shares) > 5 else ""
+            lines.append(
+                f"Waiting: {s.waiting} (the longest for {s.oldest_wait_s:.0f} s), taking turns by channel: "
+                f"{channels}{more}"
+            )
         latency = f"{s.recent_latency_s:.1f} s" if s.recent_latency_s is not None else "n/a"
         rate = f"{s.tokens_per_s:.1f} tokens/s" if s.tokens_per_s is not None else "n/a"
         lines.append(f"Recent latency: {latency} · speed: {rate}")

@@ -131,6 +131,37 @@ class MessageSurface:
             log.warning("could not deliver an error reply to a message", exc_info=True)
 
 
+QUEUE_POLL_S = 0.25  # how soon a waiting reply first shows its place
+QUEUE_EDIT_S = 3.0  # at least this long between two edits of a waiting reply's place
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queue_line(place: int, wait_s: float) -> str:
+    about = f"about {wait_s:.0f} s" if wait_s < 90 else f"about {wait_s / 60:.0f} min"
+    return f"⏳ {ordinal(place)} in the queue, {about}"
+
+
+async def _show_place(
+    surface: Surface, stream: TextStream, header: str, view: discord.ui.View | None, interval: float
+) -> None:
+    """While the request waits for a slot: its place and an estimate, updated as it moves (an edit
+    only when the place changed, and not more often than :data:`QUEUE_EDIT_S`)."""
+    shown: int | None = None
+    last = 0.0
+    while True:
+        await asyncio.sleep(QUEUE_POLL_S if shown is None else max(interval, 1.0))
+        waiting = stream.queue_place()
+        if waiting is None or waiting[0] == shown or time.monotonic() - last < QUEUE_EDIT_S:
+            continue
+        shown, last = waiting[0], time.monotonic()
+        above = header if not header or header.endswith("\n") else header + "\n"
+        await surface.show(fit(above + queue_line(*waiting)), view)
+
+
 async def stream_reply(
     surface: Surface | discord.Interaction,
     stream: TextStream,
@@ -155,9 +186,14 @@ async def stream_reply(
         surface = InteractionSurface(surface)
     text = ""
     last_edit = 0.0
+    waiting: asyncio.Task[None] | None = None
     try:
         await surface.begin()
+        waiting = asyncio.create_task(_show_place(surface, stream, header, view_for(True, None), interval))
         async for delta in stream:
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
             text += delta
             now = time.monotonic()
             if now - last_edit >= interval and text.strip():
@@ -167,6 +203,8 @@ async def stream_reply(
         await surface.interrupted(header + transform(before + text), view_for(False, None))
         raise
     finally:
+        if waiting is not None:
+            waiting.cancel()
         await stream.aclose()
     result = stream.result
     assert result is not None

@@ -22,7 +22,8 @@ from core.answers import Answers
 from core.config import BotConfig
 from core.facade import ModeratedModels
 from domain.settings import ChannelSettings
-from model_service import ModelServiceAPI
+from model_service import ModelServiceAPI, shares
+from model_service.shares import Share
 from storage import Storage
 
 log = logging.getLogger("transcord")
@@ -157,7 +158,8 @@ class Transcord(commands.Bot):
 
     async def settings_for(self, source: discord.Interaction | discord.Message) -> ChannelSettings:
         """The settings where a command was used or a message was posted (a thread: its own,
-        then its parent's)."""
+        then its parent's). Every model command reads them first, so this is also where its task
+        says whose turn its requests take in the model's queue (the channel's, the member's)."""
         channel_id = (
             source.channel_id if isinstance(source, discord.Interaction) else source.channel.id
         ) or 0
@@ -165,7 +167,11 @@ class Transcord(commands.Bot):
         guild_id = (
             source.guild_id if isinstance(source, discord.Interaction) else getattr(source.guild, "id", None)
         )
-        return await self.store.settings.effective(guild_id, channel_id, parent_id)
+        settings = await self.store.settings.effective(guild_id, channel_id, parent_id)
+        # What this task asks of the model next takes this channel's and member's turns in the queue.
+        user = source.user if isinstance(source, discord.Interaction) else source.author
+        shares.asking(Share(str(channel_id), str(user.id), settings.queue_weight))
+        return settings
 
     async def moderator_role_id(self, guild_id: int) -> int | None:
         raw = await self.store.meta.get_meta(f"moderator_role:{guild_id}")

@@ -50,7 +50,17 @@ BOT_TURNS = ParamSpec(
     "Other bots' messages answered in a row here (0: bots are ignored)",
     channel=True,
 )
-CHANNEL_PARAMS: tuple[ParamSpec, ...] = (*SAMPLING_PARAMS, CHAT_MEMORY, BOT_TURNS)  # the numeric ones
+# A channel's requests per turn when the queue is shared (round robin between channels).
+QUEUE_WEIGHT = ParamSpec(
+    "queue_weight",
+    int,
+    1,
+    1,
+    10,
+    "This channel's requests per turn when many wait (others have 1)",
+    channel=True,
+)
+CHANNEL_PARAMS: tuple[ParamSpec, ...] = (*SAMPLING_PARAMS, CHAT_MEMORY, BOT_TURNS, QUEUE_WEIGHT)  # numeric
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """A small Discord-compatible server (REST API v10 + gateway) on loopback, for e2e tests and the playground.
 
 Start :class:`LoopbackDiscord`, point discord.py at it with :func:`point_discord_at`, invoke slash
-commands, click the bot's buttons and post messages (replies too) as any member in any channel, and
-read back what the bot did from the returned :class:`InteractionRecord` / :class:`MessageRecord`.
+commands, click the bot's buttons and post messages (replies and files too) as any member, or
+another bot, in any channel, and read back what the bot did (its replies, the threads it starts
+from messages) from the returned :class:`InteractionRecord` / :class:`MessageRecord`.
 Its gateway shards guilds as Discord does (``LoopbackDiscord(shard_count=...)``). It imports
 nothing of the bot.
 """

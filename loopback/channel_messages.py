@@ -1,4 +1,5 @@
-"""Channel message endpoints: history, send (replies too), fetch, edit, delete, typing.
+"""Channel message endpoints: history, send (replies too), fetch, edit, delete, typing, and
+starting a thread from a message.
 
 Rules kept from Discord because a bot gets them wrong in ways a user notices:
 - a bot edits only its own messages (403 50005 "Cannot edit a message authored by another
@@ -7,7 +8,11 @@ Rules kept from Discord because a bot gets them wrong in ways a user notices:
   "Unknown message", unless ``fail_if_not_exists`` is false (then it is sent as a plain message);
 - ephemeral messages are no channel's history: these endpoints answer 10008 Unknown Message;
 - without the MESSAGE_CONTENT intent other users' content reads blank here too, unless the
-  message mentions the bot.
+  message mentions the bot;
+- history takes ``limit`` 1-100 (50 by default) and answers newest first;
+- a thread started from a message is a public thread whose id is the message's, owned by the bot;
+  it needs Create Public Threads in a text channel, and one message holds one thread (400 160004
+  "A thread has already been created for this message").
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ from typing import Any
 
 from aiohttp import web
 
-from loopback import mentions
+from loopback import mentions, payloads
 from loopback.messages import EmptyMessage, mark_edited, new_version, render
 from loopback.records import EPHEMERAL, Change, MessageRecord
 from loopback.rest import ApiError, Request, Router
 from loopback.state import ServerState
 from loopback.wire import FormError, json_response
-from loopback.world import Channel, Perm
+from loopback.world import Channel, ChannelType, Perm
 
 MESSAGE = "/channels/{channel}/messages/{message}"
+HISTORY_LIMIT = 100
+THREAD_NAME_MAX = 100
+AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
+DEFAULT_AUTO_ARCHIVE = 1440  # every loopback text channel's default_auto_archive_duration
+SLOWMODE_MAX_S = 21600
 
 
 class ChannelMessages:
@@ -39,6 +49,7 @@ class ChannelMessages:
         r.add("PATCH", MESSAGE, self.edit)
         r.add("DELETE", MESSAGE, self.delete)
         r.add("POST", "/channels/{channel}/typing", self.typing)
+        r.add("POST", MESSAGE + "/threads", self.start_thread)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -46,7 +57,7 @@ class ChannelMessages:
         channel = self._channel(req)
         if not self._bot_permissions(channel) & Perm.READ_MESSAGE_HISTORY:
             return json_response([])  # Discord: "no messages will be returned"
-        limit = min(int(req.query.get("limit", 50)), 100)
+        limit = _limit(req.query.get("limit"))
         visible = [m for m in self.state.channel_log.get(channel.id, []) if not m.deleted]
         return json_response([self._out(m) for m in reversed(_page(visible, req.query, limit))])
 
@@ -108,6 +119,31 @@ class ChannelMessages:
         self.state.bus.publish(Change("typing", detail=str(channel.id)))
         return web.Response(status=204)
 
+    # -- threads ----------------------------------------------------------------------------------
+
+    async def start_thread(self, req: Request) -> web.Response:
+        """Start Thread from Message: a public thread with the message's id, answered 201."""
+        channel = self._channel(req)
+        if channel.type != ChannelType.TEXT:
+            raise ApiError(400, "Cannot execute action on this channel type", 50024)
+        message = self._message(req, channel)
+        if not self._bot_permissions(channel) & Perm.CREATE_PUBLIC_THREADS:
+            raise ApiError(403, "Missing Permissions", 50013)
+        if self.state.world.channel(message.id) is not None:
+            raise ApiError(400, "A thread has already been created for this message", 160004)
+        body = req.json if isinstance(req.json, dict) else {}
+        name, archive, slowmode = _thread_options(body)
+        thread = self.state.world.add_thread(
+            channel,
+            name,
+            owner=self.state.world.application.bot,
+            thread_id=message.id,
+            auto_archive_duration=archive or DEFAULT_AUTO_ARCHIVE,
+            rate_limit_per_user=slowmode,
+        )
+        self.state.bus.publish(Change("thread", message=message, detail=f"{thread.id} {thread.name}"))
+        return json_response(payloads.channel(thread), status=201)
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _channel(self, req: Request, needed: int = 0, *, sending: bool = False) -> Channel:
@@ -167,6 +203,43 @@ class ChannelMessages:
         if self.state.content_intent():
             return data
         return mentions.redact(data, self.state.world.application.bot.id)
+
+
+def _limit(raw: str | None) -> int:
+    """History's ``limit``: 1-100, 50 when absent (Discord refuses others with 50035)."""
+    if raw is None:
+        return 50
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise FormError("limit", "NUMBER_TYPE_COERCE", f'Value "{raw}" is not int.') from None
+    if limit < 1:
+        raise FormError("limit", "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1.")
+    if limit > HISTORY_LIMIT:
+        message = f"int value should be less than or equal to {HISTORY_LIMIT}."
+        raise FormError("limit", "NUMBER_TYPE_MAX", message)
+    return limit
+
+
+def _thread_options(body: dict[str, Any]) -> tuple[str, int | None, int]:
+    """``name``, ``auto_archive_duration`` and ``rate_limit_per_user`` of a thread start, checked as
+    Discord checks them (the contract check says the same where it is on)."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise FormError("name", "BASE_TYPE_REQUIRED", "This field is required")
+    if len(name) > THREAD_NAME_MAX:
+        raise FormError("name", "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {THREAD_NAME_MAX} in length.")
+    archive = body.get("auto_archive_duration")
+    if archive is not None and archive not in AUTO_ARCHIVE_MINUTES:
+        allowed = ", ".join(map(str, AUTO_ARCHIVE_MINUTES))
+        raise FormError("auto_archive_duration", "BASE_TYPE_CHOICES", f"Value must be one of {{{allowed}}}.")
+    slowmode = body.get("rate_limit_per_user")
+    if slowmode is not None and (
+        not isinstance(slowmode, int) or isinstance(slowmode, bool) or not 0 <= slowmode <= SLOWMODE_MAX_S
+    ):
+        message = f"int value should be between 0 and {SLOWMODE_MAX_S}."
+        raise FormError("rate_limit_per_user", "NUMBER_TYPE_MAX", message)
+    return name.strip(), archive, slowmode or 0
 
 
 def _page(messages: list[MessageRecord], query: dict[str, str], limit: int) -> list[MessageRecord]:

@@ -1,24 +1,33 @@
-"""Members talking in channels: their messages and replies reach the bot as MESSAGE_CREATE.
+"""Members talking in channels: their messages, replies and files reach the bot as MESSAGE_CREATE.
 
 Every message that joins a channel's history (a member's, the bot's own posts and its public
 interaction responses, as on Discord) is sent to each gateway session with the intent for it
 (GUILD_MESSAGES in a guild), as that session may read it: without MESSAGE_CONTENT, content,
 embeds, attachments and components arrive blank unless the message mentions the bot.
+
+A member may be another bot's account (``add_member(name, bot=True)``): its messages arrive with
+``author.bot`` true, as Discord marks them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from loopback import mentions
 from loopback.commands import InvalidInvocation
 from loopback.gateway import DIRECT_MESSAGES, GUILD_MESSAGES, MESSAGE_CONTENT, Gateway, Session
-from loopback.messages import CONTENT_MAX, gateway_message
-from loopback.records import Change, MessageRecord, Version
+from loopback.messages import ATTACHMENTS_MAX, CONTENT_MAX, gateway_message
+from loopback.records import Change, FileRecord, MessageRecord, Version
 from loopback.state import ServerState
 from loopback.world import Channel, Member, Perm, User, World
+
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024  # what a member without Nitro may attach to one message
+# (filename, data) or (filename, data, content type): None guesses it from the name.
+Upload = tuple[str, bytes] | tuple[str, bytes, str | None]
 
 
 def send_message_create(
@@ -53,21 +62,29 @@ class Conversation:
         mention_reply_author: bool = True,
         strict: bool = True,
         shard: int | None = None,
+        attachments: Iterable[Upload] = (),
     ) -> MessageRecord:
-        """``user`` (default: the plain member) says ``content`` in ``channel``, maybe as a reply.
+        """``user`` (default: the plain member) says ``content`` in ``channel``, maybe as a reply,
+        maybe with files.
 
         A reply with ``mention_reply_author`` (the client's "@ on", its default) mentions the
         replied message's author; ``<@id>`` in the content mentions that user. With ``strict``
         (the default) what the client would not send raises :class:`InvalidInvocation`. The
         MESSAGE_CREATE goes to the guild's shard, or with ``shard`` to that shard's sessions.
+
+        ``attachments`` are ``(filename, data)`` or ``(filename, data, content_type)``: they become
+        Discord attachment objects whose ``url`` this server serves (a message with files needs no
+        text). A user may be a bot account (``add_member(..., bot=True)``).
         """
         world = self.world
         guild = world.guilds[channel.guild_id]
         if user is None and self.member is None:
             raise ValueError("no user given and no default member")
         member = world.member(guild, user or self.member)  # type: ignore[arg-type]
+        files = tuple(self._upload(*upload) for upload in attachments)
         if strict:
-            _check_post(world, member, channel, content, reply_to)
+            _check_post(world, member, channel, content, reply_to, files)
+        self.state.files.update((f.id, f) for f in files)
         allowed = {"parse": list(mentions.PARSE_ALL), "replied_user": mention_reply_author}
         message = MessageRecord(
             id=self.state.ids.next(),
@@ -75,13 +92,20 @@ class Conversation:
             guild_id=channel.guild_id,
             author_id=member.id,
             kind="member",
-            versions=[Version(content, (), (), (), 0, allowed, time.monotonic())],
+            versions=[Version(content, (), files, (), 0, allowed, time.monotonic())],
             reference_id=reply_to.id if reply_to is not None else None,
         )
         self.state.log_message(message, shard=shard)
         self.state.bus.publish(Change("message", message=message))
         await asyncio.sleep(0)
         return message
+
+    def _upload(self, filename: str, data: bytes, content_type: str | None = None) -> FileRecord:
+        if content_type is None:
+            content_type = mimetypes.guess_type(filename)[0]
+            if content_type is not None and content_type.startswith("text/"):
+                content_type += "; charset=utf-8"  # as Discord labels the text files it stores
+        return FileRecord(self.state.ids.next(), filename, bytes(data), content_type)
 
     def message(self, message_id: int) -> MessageRecord:
         """Any message the server holds (ephemeral and deleted ones too), by id."""
@@ -133,6 +157,10 @@ class Conversation:
             bus.check_watched()
             await asyncio.sleep(quiet - idle)
 
+    def quiet_for(self) -> float:
+        """Seconds since anything last happened on the server (a REST call, a message, a change)."""
+        return time.monotonic() - self.state.bus.last_at
+
     async def wait_idle(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
         """Wait until nothing happened on the server (no REST call, no change) for ``quiet`` s:
         how a test tells the bot chose not to answer."""
@@ -149,15 +177,27 @@ class Conversation:
 
 
 def _check_post(
-    world: World, member: Member, channel: Channel, content: str, reply_to: MessageRecord | None
+    world: World,
+    member: Member,
+    channel: Channel,
+    content: str,
+    reply_to: MessageRecord | None,
+    files: tuple[FileRecord, ...] = (),
 ) -> None:
     perms = world.permissions(member, channel)
     needed = Perm.SEND_MESSAGES_IN_THREADS if channel.is_thread else Perm.SEND_MESSAGES
     who = member.user.name
     if not (perms & Perm.VIEW_CHANNEL and perms & needed):
         raise InvalidInvocation(f"{who} may not send messages in #{channel.name}")
-    if not content.strip():
+    if not content.strip() and not files:
         raise InvalidInvocation("the client sends no empty message")
+    if files and not perms & Perm.ATTACH_FILES:
+        raise InvalidInvocation(f"{who} may not attach files in #{channel.name}")
+    if len(files) > ATTACHMENTS_MAX:
+        raise InvalidInvocation(f"{len(files)} files: the client attaches at most {ATTACHMENTS_MAX}")
+    size = sum(len(f.data) for f in files)
+    if size > UPLOAD_MAX_BYTES:
+        raise InvalidInvocation(f"{size} bytes of files: the client uploads at most {UPLOAD_MAX_BYTES}")
     if len(content) > CONTENT_MAX:
         raise InvalidInvocation(f"{len(content)} characters: the client sends at most {CONTENT_MAX}")
     if reply_to is None:

@@ -16,6 +16,8 @@ EMBEDS_MAX = 10
 EMBED_TOTAL_MAX = 6000
 EMBED_LIMITS = {"title": 256, "description": 4096}
 SETTABLE_FLAGS = EPHEMERAL | (1 << 2) | (1 << 12) | (1 << 13) | (1 << 15)  # see "Message Flags"
+HAS_THREAD = 1 << 5
+ATTACHMENTS_MAX = 10
 
 
 class EmptyMessage(Exception):
@@ -130,7 +132,8 @@ def render(state: ServerState, message: MessageRecord, *, with_reference: bool =
     """A message object as Discord returns it from the webhook and channel endpoints.
 
     A reply carries ``message_reference`` and, with ``with_reference``, ``referenced_message``
-    (rendered one level deep, as Discord does; ``None`` once that message is deleted).
+    (rendered one level deep, as Discord does; ``None`` once that message is deleted). A message a
+    thread was started from carries that ``thread`` and the HAS_THREAD flag.
     """
     world = state.world
     latest = message.latest
@@ -157,6 +160,10 @@ def render(state: ServerState, message: MessageRecord, *, with_reference: bool =
     }
     if message.guild_id is not None:
         data["guild_id"] = str(message.guild_id)
+    thread = world.channel(message.id)
+    if thread is not None and thread.is_thread and thread.parent_id == message.channel_id:
+        data["thread"] = payloads.channel(thread)
+        data["flags"] |= HAS_THREAD
     if message.reference_id is not None:
         reference = {"type": 0, "message_id": str(message.reference_id)}
         reference["channel_id"] = str(replied.channel_id if replied else message.channel_id)

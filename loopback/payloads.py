@@ -78,7 +78,7 @@ def channel(c: Channel, *, permissions: int | None = None) -> dict[str, Any]:
         "name": c.name,
         "parent_id": str(c.parent_id) if c.parent_id else None,
         "last_message_id": str(c.last_message_id) if c.last_message_id else None,
-        "rate_limit_per_user": 0,
+        "rate_limit_per_user": c.rate_limit_per_user,
         "flags": 0,
         "nsfw": c.nsfw,
     }
@@ -90,7 +90,7 @@ def channel(c: Channel, *, permissions: int | None = None) -> dict[str, Any]:
             total_message_sent=0,
             thread_metadata={
                 "archived": c.archived,
-                "auto_archive_duration": 1440,
+                "auto_archive_duration": c.auto_archive_duration,
                 "archive_timestamp": c.created_at,
                 "locked": False,
                 "create_timestamp": c.created_at,

@@ -130,9 +130,10 @@ class Change:
 
     kinds: ``interaction`` (sent to the bot), ``callback``, ``edit`` (a message got a new version),
     ``followup``, ``message`` (a plain channel message, the bot's or a member's), ``delete``,
-    ``typing``, ``rejected`` (the server refused
-    a call about an interaction), ``sync`` (commands stored), ``call`` (any REST call answered),
-    ``gateway`` (connect/identify/resume/close...; ``detail`` says which).
+    ``typing``, ``thread`` (the bot started a thread from ``message``; ``detail``: its id and
+    name), ``rejected`` (the server refused a call about an interaction), ``sync`` (commands
+    stored), ``call`` (any REST call answered), ``gateway`` (connect/identify/resume/close...;
+    ``detail`` says which).
     """
 
     kind: str

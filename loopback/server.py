@@ -61,8 +61,9 @@ class LoopbackDiscord(Invoker, Conversation):
     ``contract_violations`` lists those calls.
 
     Tests act as users through :meth:`invoke` (slash commands), :meth:`click` (buttons on the
-    bot's messages) and :meth:`post_message` (messages and replies), and read back what the bot
-    did from the returned records.
+    bot's messages) and :meth:`post_message` (messages, replies and attached files, by members or
+    other bots: ``add_member(name, bot=True)``), and read back what the bot did from the returned
+    records; a thread the bot starts from a message is ``world.channel(message.id)``.
 
     Sharding (:mod:`loopback.sharding`): ``GET /gateway/bot`` recommends ``shard_count`` shards;
     with more than one, an IDENTIFY must carry ``shard: [id, shard_count]`` (else close 4011, or
@@ -297,8 +298,11 @@ class LoopbackDiscord(Invoker, Conversation):
         *,
         guild: Guild | None = None,
         nick: str | None = None,
+        bot: bool = False,
     ) -> Member:
-        return self.world.add_member(self._guild(guild), user, roles, nick=nick)
+        """``user`` (or a new user of that name) joins the guild; with ``bot`` a new user is a bot
+        account, whose messages arrive with ``author.bot`` true."""
+        return self.world.add_member(self._guild(guild), user, roles, nick=nick, bot=bot)
 
     def _guild(self, guild: Guild | None) -> Guild:
         if guild is not None:
@@ -435,4 +439,7 @@ class LoopbackDiscord(Invoker, Conversation):
         file = self.state.files.get(int(file_id)) if file_id.isdigit() else None
         if file is None:
             raise web.HTTPNotFound()
-        return web.Response(body=file.data, content_type=file.content_type or "application/octet-stream")
+        # Set as a header: a stored type may carry parameters ("text/plain; charset=utf-8").
+        return web.Response(
+            body=file.data, headers={"Content-Type": file.content_type or "application/octet-stream"}
+        )

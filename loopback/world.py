@@ -117,6 +117,8 @@ class Channel:
     overwrites: list[Overwrite] = field(default_factory=list)
     owner_id: int | None = None  # threads only
     archived: bool = False
+    auto_archive_duration: int = 1440  # threads only: minutes of inactivity before archiving
+    rate_limit_per_user: int = 0  # slowmode, in seconds
     created_at: str = field(default_factory=iso_now)
     last_message_id: int | None = None
 
@@ -259,18 +261,32 @@ class World:
         return channel
 
     def add_thread(
-        self, parent: Channel, name: str, *, owner: User | None = None, private: bool = False
+        self,
+        parent: Channel,
+        name: str,
+        *,
+        owner: User | None = None,
+        private: bool = False,
+        thread_id: int | None = None,
+        auto_archive_duration: int = 1440,
+        rate_limit_per_user: int = 0,
     ) -> Channel:
+        """A thread under ``parent``, announced as THREAD_CREATE; ``thread_id`` (default: a fresh
+        snowflake) is the starter message's id for a thread started from a message, as on Discord."""
         if parent.is_thread:
             raise ValueError(f"a thread cannot hold a thread ({parent.name!r} is one)")
         guild = self.guilds[parent.guild_id]
+        if thread_id is not None and self.channel(thread_id) is not None:
+            raise ValueError(f"channel id {thread_id} is taken")
         thread = Channel(
-            id=self.ids.next(),
+            id=thread_id if thread_id is not None else self.ids.next(),
             guild_id=guild.id,
             name=name,
             type=ChannelType.PRIVATE_THREAD if private else ChannelType.PUBLIC_THREAD,
             parent_id=parent.id,
             owner_id=(owner or self.users[guild.owner_id]).id,
+            auto_archive_duration=auto_archive_duration,
+            rate_limit_per_user=rate_limit_per_user,
         )
         guild.channels[thread.id] = thread
         self._emit("THREAD_CREATE", thread)
@@ -282,10 +298,19 @@ class World:
         return role
 
     def add_member(
-        self, guild: Guild, user: User | str, roles: Iterable[Role] = (), *, nick: str | None = None
+        self,
+        guild: Guild,
+        user: User | str,
+        roles: Iterable[Role] = (),
+        *,
+        nick: str | None = None,
+        bot: bool = False,
     ) -> Member:
+        """``user`` (a new user when given a name; a bot user with ``bot``) joins ``guild``."""
         if isinstance(user, str):
-            user = self.add_user(user)
+            user = self.add_user(user, bot=bot)
+        elif bot and not user.bot:
+            raise ValueError(f"user {user.name!r} is not a bot user")
         member = self._new_member(guild, user, roles, nick=nick)
         self._emit("GUILD_MEMBER_ADD", member)
         return member

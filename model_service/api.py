@@ -39,6 +39,10 @@ class TextStream(Protocol):
     async def aclose(self) -> None:
         """Stop the generation early (the user left, the bot shuts down)."""
 
+    def queue_place(self) -> tuple[int, float] | None:
+        """While it waits for a slot: its place in the queue (1: next) and about how many
+        seconds until it starts; None once started."""
+
 
 @runtime_checkable
 class TaskStream(TextStream, Protocol):

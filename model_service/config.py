@@ -44,7 +44,9 @@ class ServiceConfig:
     dtype: str = "auto"
     offline: bool = False  # True: never touch the network, even for hub ids
     max_new_tokens_cap: int = 512
-    queue_limit: int = 8  # admitted requests (queued + running); more are refused at once
+    # Admitted requests (running + waiting for a slot); more are refused at once. Those beyond the
+    # slots wait their turn (``scheduler.FairQueue``), each a prompt of at most 8,000 characters.
+    queue_limit: int = 256
     max_batch_size: int = 8  # generations decoded together in one forward pass
     request_timeout_s: float = 120.0
     threads: int = 0  # CPU threads for a forward pass (torch and llama.cpp); 0: one per core

@@ -24,6 +24,7 @@ from model_service.engines.base import Engine, EngineRow, FillWork
 from model_service.errors import InternalError, RequestTimeoutError, ServiceError
 from model_service.fill_mask import FillTask
 from model_service.scheduler import Scheduler
+from model_service.shares import Share
 from model_service.types import (
     FillMaskRequest,
     FillMaskResult,
@@ -70,6 +71,7 @@ class _Queued:
     model: str
     should_stop: Callable[[], FinishReason | None]
     started: asyncio.Event
+    share: Share = field(default_factory=Share)  # whose turn it takes in the queue
     submitted_at: float = field(default_factory=time.monotonic)
     id: int = -1  # set when submitted: the scheduler knows requests by it
 
@@ -144,7 +146,8 @@ class EngineCore:
     def _add(self, job: Job | FillJob, kind: Literal["generate", "fill"]) -> None:
         job.id = next(self._ids)
         self._jobs[job.id] = job
-        self._policy.add(job.id, job.model, kind)
+        share = job.share
+        self._policy.add(job.id, job.model, kind, group=share.group, member=share.member, weight=share.weight)
         self._wake.set()
 
     # -- live figures -----------------------------------------------------------------------------
@@ -161,6 +164,20 @@ class EngineCore:
     def filling(self) -> int:
         """Fill-mask requests being worked on together now."""
         return self._policy.filling
+
+    def place(self, job: Job) -> int | None:
+        """Where a waiting generation stands in the queue (1: next), or None: not waiting."""
+        return self._policy.place(job.id) if job.id >= 0 and not job.started.is_set() else None
+
+    def oldest_wait_s(self) -> float:
+        """How long the request waiting longest has waited (0: none waits)."""
+        now = time.monotonic()
+        waits = [now - job.submitted_at for job in self._jobs.values() if not job.started.is_set()]
+        return max(waits, default=0.0)
+
+    def waiting_shares(self) -> dict[str, int]:
+        """Waiting generation requests by group."""
+        return self._policy.waiting_shares()
 
     def tokens_per_s(self) -> float | None:
         """Tokens produced per second over the last few seconds, all rows together."""

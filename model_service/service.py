@@ -14,6 +14,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import torch
 
 from model_service import checkpoint_kinds as kinds
+from model_service import shares
 from model_service.config import ServiceConfig, is_gguf
 from model_service.engine_core import DONE, EngineCore, FillJob, Job
 from model_service.engines import Engine, TransformersEngine, llamacpp
@@ -95,6 +97,8 @@ class GenerationStream:
         self._request = request
         # Admitted at once, so "busy" is known before the caller commits to a reply.
         self._ticket = service._admit(timeout)
+        self._share = shares.current()  # whose turn it takes: the asking task's
+        self._job: Job | None = None
         self._iterator: AsyncIterator[str] | None = None
         self._reader: asyncio.Task[object] | None = None
         self.result: GenerationResult | None = None
@@ -120,6 +124,11 @@ class GenerationStream:
         if iterator is None or not getattr(iterator, "ag_running", False):
             self._service._release(self._ticket)
 
+    def queue_place(self) -> tuple[int, float] | None:
+        """While waiting for a slot: (place in the queue, 1 = next; about how many seconds until
+        it starts). None once started, or before the stream is iterated."""
+        return self._service._queue_place(self._job)
+
     async def _produce(self) -> AsyncIterator[str]:
         service, ticket = self._service, self._ticket
         job = Job(
@@ -127,7 +136,9 @@ class GenerationStream:
             model=self._request.model or service.config.default_model,
             should_stop=ticket.should_stop,
             started=ticket.started,
+            share=self._share,
         )
+        self._job = job
         service._scheduler_submit(job)
         try:
             await service._wait_started(ticket, job.result)
@@ -319,6 +330,14 @@ class ModelService:
                 f"{self._retry_hint():.0f} s",
                 retry_after=self._retry_hint(),
             )
+        waiting = self._scheduler.waiting if self._scheduler is not None else 0
+        if self._latencies and waiting and (wait := self._wait_estimate(waiting + 1)) > timeout:
+            # Told now rather than after waiting out the whole deadline in the queue.
+            raise OverloadedError(
+                f"the queue is {waiting} requests long, about {wait:.0f} s, longer than a request may "
+                f"wait ({timeout:.0f} s); try again in {self._retry_hint():.0f} s",
+                retry_after=self._retry_hint(),
+            )
         ticket = _Ticket(time.monotonic() + timeout)
         self._active.add(ticket)
         return ticket
@@ -334,6 +353,16 @@ class ModelService:
         if not ticket.started.is_set() and not future.done():
             ticket.cancelled.set()  # the worker skips it when it gets there
             raise RequestTimeoutError("the request timed out while waiting for the model")
+
+    def _queue_place(self, job: Job | None) -> tuple[int, float] | None:
+        place = self._scheduler.place(job) if job is not None and self._scheduler is not None else None
+        return None if place is None else (place, self._wait_estimate(place))
+
+    def _wait_estimate(self, place: int) -> float:
+        """About how long the ``place``-th waiting request waits: the slots free up one typical
+        request's time apart, ``max_batch_size`` at a time."""
+        typical = sum(self._latencies) / len(self._latencies) if self._latencies else 5.0
+        return typical * math.ceil(place / self.config.max_batch_size)
 
     def _release(self, ticket: _Ticket) -> None:
         self._active.discard(ticket)
@@ -491,6 +520,14 @@ class ModelService:
             tokens_per_s=rate,
             uptime_s=time.monotonic() - self._started_at if self._executor else 0.0,
             filling=self._scheduler.filling if self._scheduler else 0,
+            waiting=self._scheduler.waiting if self._scheduler else 0,
+            oldest_wait_s=self._scheduler.oldest_wait_s() if self._scheduler else 0.0,
+            shares=tuple(
+                sorted(
+                    (self._scheduler.waiting_shares() if self._scheduler else {}).items(),
+                    key=lambda kv: -kv[1],
+                )
+            ),
         )
 
     def _serves(self, loaded: LoadedModel, served: set[str]) -> str:

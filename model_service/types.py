@@ -259,6 +259,9 @@ class ServiceStatus:
     tokens_per_s: float | None
     uptime_s: float
     filling: int = 0  # fill-mask requests being filled together now
+    waiting: int = 0  # generation requests waiting for a slot
+    oldest_wait_s: float = 0.0  # how long the one waiting longest has waited
+    shares: tuple[tuple[str, int], ...] = ()  # waiting requests by group (a channel), most first
 
 
 # -- the source document's other Auto classes: tokenizer view, classify, entities, answer, ... ----

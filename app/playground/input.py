@@ -138,23 +138,30 @@ def _isatty(stream: Any) -> bool:
 
 
 class CommandCompleter(Completer):
-    """Command paths, subcommands, ``name:`` options and choice values from the synced schema.
+    """Command paths, subcommands, ``name:`` options and choice values from the synced schema,
+    and ``@name`` mentions in a message.
 
     ``commands`` gives the synced commands (guild ones first); ``meta`` maps each local
-    meta-command to a function listing its arguments.
+    meta-command to a function listing its arguments; ``mentions`` lists the ``@names`` a
+    message may mention.
     """
 
     def __init__(
         self,
         commands: Callable[[], Sequence[dict[str, Any]]],
         meta: dict[str, Callable[[], Iterable[str]]],
+        mentions: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.commands = commands
         self.meta = meta
+        self.mentions = mentions
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor
         if not text.startswith("/"):
+            word = document.get_word_before_cursor(WORD=True)
+            if word.startswith("@"):
+                yield from _matching(self.mentions(), word)
             return
         word = document.get_word_before_cursor(WORD=True)
         head = text[: len(text) - len(word)]

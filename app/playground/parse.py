@@ -1,4 +1,5 @@
-"""Reading a slash command the way a user types it in Discord: ``/settings set temperature: 0.3``.
+"""Reading a line the way the Discord client would send it: a slash command
+(``/settings set temperature: 0.3``) or a message, whose ``@name`` becomes a mention.
 
 The synced command schema decides everything: which words are subcommands, which ``name:``
 starts an option (any other ``word:`` is part of the value, so ``prompt: a: b`` keeps its colon),
@@ -11,12 +12,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loopback.commands import OptionType
 
+# ``@name`` not inside a word or an existing ``<@id>`` mention.
+AT_NAME = re.compile(r"(?<![\w<@&])@([\w-]+)")
 # ``name:`` at the start or after whitespace; Discord option names are 1-32 word characters or '-'.
 MARKER = re.compile(r"(?<!\S)([\w-]{1,32}):")
 SUBCOMMANDS = (OptionType.SUB_COMMAND, OptionType.SUB_COMMAND_GROUP)
@@ -58,6 +61,18 @@ class ParsedCommand:
     path: str  # "settings set"
     options: dict[str, Any]
     notes: tuple[str, ...] = field(default=())  # hints worth showing, though the line is valid
+
+
+def mention_names(text: str, names: Mapping[str, int]) -> str:
+    """A typed message as the client sends it: each ``@name`` of ``names`` (any case) becomes the
+    ``<@id>`` mention the client puts in its place; other ``@words`` (``@everyone``) stay text."""
+    known = {name.lower(): user_id for name, user_id in names.items()}
+
+    def mention(match: re.Match[str]) -> str:
+        user_id = known.get(match.group(1).lower())
+        return f"<@{user_id}>" if user_id is not None else match.group(0)
+
+    return AT_NAME.sub(mention, text)
 
 
 def find_command(commands: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:

@@ -1,13 +1,18 @@
 """The playground: try Transcord with no Discord account.
 
 ``python bot.py`` without a token (or with ``--playground``) starts :class:`LoopbackDiscord`, the
-real bot against it, and a terminal client: type slash commands as in Discord
-(``/generate prompt: Once upon a time max_new_tokens: 40``) and watch the replies arrive, as any
-member in any channel or thread. Lines starting with ``/as``, ``/channel``, ``/thread``,
-``/press``, ``/reply``, ``/playground``, ``/quit`` and ``/exit`` are the playground's own; every other command goes to
-the bot. In a terminal the prompt completes commands and options; piped input is run line by
-line, each reply printed once settled, so ``printf '/help\\n' | python bot.py --playground``
-makes a clean transcript.
+real bot against it, and a terminal client, as any member in any channel or thread:
+- a line starting with ``/`` is a slash command, typed as in Discord
+  (``/generate prompt: Once upon a time max_new_tokens: 40``); the replies show as they arrive;
+- any other line is a message from the member in the current channel, where ``@Transcord`` (the
+  bot's name, any case) or ``@bot`` becomes a real mention: the bot's answer is shown (a reply,
+  or its answer in a thread it opened from the message, where the session then moves), or a
+  note that it did not answer.
+``/as``, ``/channel``, ``/thread``, ``/press``, ``/reply``, ``/playground``, ``/quit`` and
+``/exit`` are the playground's own; every other command goes to the bot. In a terminal the
+prompt completes commands, options and ``@`` mentions; piped input is run line by line, each
+reply printed once settled, so ``printf '/help\\n@Transcord hi\\n' | python bot.py --playground``
+makes a clean transcript (a line starting with ``#`` is a comment there).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import discord
 
 from app.playground.input import CommandCompleter, LineSource, open_source
-from app.playground.parse import ParseError, parse_command
+from app.playground.parse import ParseError, mention_names, parse_command
 from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_body
 from app.root import App
 from loopback.commands import InvalidInvocation
@@ -41,7 +48,7 @@ log = logging.getLogger("transcord.playground")
 
 BANNER = (
     "Transcord playground — a local Discord-compatible server; "
-    "type /help, /as moderator, /channel thread, /quit"
+    "type /help, @Transcord hello, /as moderator, /channel thread, /quit"
 )
 META_HELP = """Playground commands (handled here, not sent to the bot):
   /as moderator|member|owner|NAME   act as another member (the prompt shows who and where)
@@ -53,7 +60,10 @@ META_HELP = """Playground commands (handled here, not sent to the bot):
   /playground                       this list
   /quit, /exit                      leave (Ctrl-D works too)
 Every other /command goes to the bot: /help lists them. Options are typed as in Discord,
-`name: value`, e.g. /generate prompt: Once upon a time max_new_tokens: 40"""
+`name: value`, e.g. /generate prompt: Once upon a time max_new_tokens: 40
+A line without / is your message in the current channel; @Transcord (or @bot) in it mentions
+the bot, which answers as a reply, or in a thread it opens from your message (you follow it
+there), e.g. @Transcord what rhymes with moon?"""
 # discord.py runs each slash command in a task of this name (CommandTree._from_interaction):
 # while one is pending, the reply may still change.
 INVOKER_TASK = "CommandTree-invoker"
@@ -62,6 +72,11 @@ MESSAGE_TASK = "discord.py: on_message"  # ... and a reply to an answer in this 
 RECEIVE_TIMEOUT_S = 10.0
 THINKING_GRACE_S = 5.0
 READY_TIMEOUT_S = 60.0
+# A message nothing happened on for this long, with no on_message running: the bot let it be.
+NO_ANSWER_QUIET_S = 1.5
+SETTLED_QUIET_S = 0.5  # an answer unchanged this long, once written (a footer or done), is shown
+FOOTER = re.compile(r"\S.*\n-# [^\n]*$", re.DOTALL)  # text, then a footer as its last line
+ERROR_ICON = "❌"  # in the bot's replies that report a failure
 
 
 async def run_playground(
@@ -246,9 +261,7 @@ class Playground:
     async def handle(self, line: str) -> bool:
         """Run one line; False means leave."""
         if not line.startswith("/"):
-            self.error(
-                "the playground sends slash commands only, e.g. /help (the bot reads no plain messages)"
-            )
+            await self.message(line)
             return True
         word, *args = line[1:].split() or [""]
         meta = self.meta.get(word.lower())
@@ -328,6 +341,88 @@ class Playground:
         if self._unfinished is not None:
             self._unfinished.finish()
             self._unfinished = None
+
+    # -- plain messages ---------------------------------------------------------------------------
+
+    def mention_targets(self) -> dict[str, int]:
+        """The ``@names`` a typed message turns into mentions: the bot's name and ``@bot``."""
+        bot = self.server.bot_user
+        return {bot.name: bot.id, "bot": bot.id}
+
+    async def message(self, text: str) -> None:
+        """Post ``text`` as the current member here, then show what the bot made of it."""
+        content = mention_names(text, self.mention_targets())
+        try:
+            posted = await self.server.post_message(self.channel, content, user=self.user)
+        except InvalidInvocation as exc:
+            self.error(str(exc))
+            return
+        await self.await_answer(posted, mentioned=self.server.bot_user.mention in content)
+
+    async def await_answer(self, posted: MessageRecord, *, mentioned: bool) -> None:
+        """Show the bot's answer to ``posted`` once settled: a reply (or any message of its after
+        ``posted`` here), or its answers in a thread it opened from ``posted``, where the session
+        then moves; or a note that it let the message be."""
+        server = self.server
+        name = server.bot_user.name
+        here = self.channel
+
+        def opened() -> Channel | None:
+            found = server.world.channel(posted.id)
+            return found if found is not None and found.is_thread else None
+
+        def quiet() -> bool:
+            return server.quiet_for() >= NO_ANSWER_QUIET_S and not _bot_busy()
+
+        try:
+            await server.wait_for(
+                lambda: bool(opened() or self._answers(posted, here) or quiet()),
+                self.timeout,
+                "the bot's answer",
+            )
+            thread = opened()
+            if thread is not None:
+                self.channel = here = thread
+                self.say(f"{self.style.bot(name)} opened thread #{thread.name} (you are in it now)")
+                await server.wait_for(
+                    lambda: bool(self._answers(posted, here) or quiet()), self.timeout, "the answer"
+                )
+            if not self._answers(posted, here):
+                hint = "" if mentioned or thread is not None else f": mention it with @{name}"
+                self.say(self.style.dim(f"({name} did not answer{hint})"))
+                return
+            await server.wait_for(lambda: self._settled(posted, here), self.timeout, "a settled answer")
+        except TimeoutError:
+            self.unsettled += 1
+            self.error(f"{name}'s answer did not settle within {self.timeout:g} s")
+        found = self._answers(posted, here)
+        if found:
+            self.say(f"{self.style.bot(name)}:")
+            for answer in found:
+                self.say(
+                    "\n".join(
+                        INDENT + self.style.markdown(line) for line in message_body(answer, self.mentions)
+                    )
+                )
+
+    def _answers(self, posted: MessageRecord, channel: Channel) -> list[MessageRecord]:
+        """The bot's messages in ``channel`` since ``posted``, oldest first."""
+        bot_id = self.server.bot_user.id
+        return [
+            m for m in self.server.channel_messages(channel) if m.author_id == bot_id and m.id > posted.id
+        ]
+
+    def _settled(self, posted: MessageRecord, channel: Channel) -> bool:
+        """Written (a footer or an error shows, or the bot's on_message is done) and unchanged for
+        a moment."""
+        answers = self._answers(posted, channel)
+        if not answers:
+            return False
+        last = max(v.at for m in answers for v in m.versions)
+        if time.monotonic() - last < SETTLED_QUIET_S:
+            return False
+        written = FOOTER.search(answers[-1].content.rstrip()) or ERROR_ICON in answers[-1].content
+        return bool(written) or not _bot_busy()
 
     # -- meta-commands ----------------------------------------------------------------------------
 
@@ -512,6 +607,7 @@ class Playground:
                 "quit": list,
                 "exit": list,
             },
+            mentions=lambda: [f"@{self.server.bot_user.name}"],
         )
 
     # -- output -----------------------------------------------------------------------------------

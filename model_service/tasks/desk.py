@@ -85,6 +85,9 @@ class TaskTextStream:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
+    def queue_place(self) -> tuple[int, float] | None:
+        return self._inner.queue_place()
+
 
 class TaskDesk:
     def __init__(

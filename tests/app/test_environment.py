@@ -82,7 +82,7 @@ def test_defaults_need_no_settings_at_all() -> None:
     assert config.service.default_model == "smollm2" and config.service.fill_model is None
     assert (config.service.device, config.service.dtype) == ("auto", "auto")
     assert config.service.offline is False and config.service.preload is True
-    assert (config.service.max_new_tokens_cap, config.service.queue_limit) == (512, 8)
+    assert (config.service.max_new_tokens_cap, config.service.queue_limit) == (512, 256)
     assert config.default_max_new_tokens == 128
     assert (config.stream_edit_interval_s, config.shutdown_grace_s, config.log_level) == (1.0, 10.0, "INFO")
     assert config.database_path == Path("data/transcord.sqlite3")
@@ -122,7 +122,7 @@ def test_choices_ignore_case(key: str, value: str) -> None:
     ("env", "message"),
     [
         ({"QUEUE_LIMIT": "lots"}, "QUEUE_LIMIT must be a whole number, got 'lots'"),
-        ({"QUEUE_LIMIT": "0"}, "QUEUE_LIMIT must be in [1, 1000], got 0"),
+        ({"QUEUE_LIMIT": "0"}, "QUEUE_LIMIT must be in [1, 4096], got 0"),
         ({"MAX_BATCH_SIZE": "65"}, "MAX_BATCH_SIZE must be in [1, 64], got 65"),
         ({"MAX_NEW_TOKENS_CAP": "2048"}, "MAX_NEW_TOKENS_CAP must be in [1, 1024], got 2048"),
         (

@@ -92,6 +92,9 @@ class FakeStream:
             elapsed_s=time.monotonic() - started,
         )
 
+    def queue_place(self) -> tuple[int, float] | None:
+        return None  # never waits for a slot
+
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
@@ -114,6 +117,9 @@ class FakeTaskStream:
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._inner.__aiter__()
+
+    def queue_place(self) -> tuple[int, float] | None:
+        return None  # never waits for a slot
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -46,6 +46,7 @@ def test_setting_keys_are_the_declared_fields() -> None:
         "repetition_penalty",
         "chat_memory_minutes",
         "bot_turns",
+        "queue_weight",
         "persona",
         "listen",
         "threads",

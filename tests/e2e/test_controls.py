@@ -115,6 +115,9 @@ class SlowStream:
             await asyncio.sleep(self.delay)
             yield delta
 
+    def queue_place(self) -> tuple[int, float] | None:
+        return None  # never waits for a slot
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -230,6 +230,9 @@ class ScriptedStream:
         text = "".join(d for d in self.script if d is not GATE)
         self.result = GenerationResult(text, "eos", 2, len(self.script), False, "scripted", 0.1)
 
+    def queue_place(self) -> tuple[int, float] | None:
+        return None  # never waits for a slot
+
     async def aclose(self) -> None:
         pass
 

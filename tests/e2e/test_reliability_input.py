@@ -15,6 +15,7 @@ import discord
 import pytest
 import pytest_asyncio
 
+from core.render import UNSAFE, escape
 from core.replies import GENERIC_ERROR
 from loopback import InteractionRecord, LoopbackDiscord
 from tests.e2e.harness import BotRunner
@@ -132,7 +133,8 @@ async def test_an_unusual_prompt_is_answered_with_its_markdown_escaped(
         assert refusal(reply) == "❌ `prompt` must not be empty", reply.summary()
         return
     assert answered(reply), reply.summary()
-    assert (reply.content or "").startswith(f"**{discord.utils.escape_markdown(prompt)}**"), reply.content
+    assert (reply.content or "").startswith(f"**{escape(prompt)}**"), reply.content
+    assert not UNSAFE.search(reply.content.split("\n-# ")[0].replace(prompt, "")), "echoed verbatim"
 
 
 async def test_markdown_in_a_prompt_cannot_restyle_the_reply(server: LoopbackDiscord) -> None:
@@ -285,7 +287,7 @@ async def test_generate_refuses_a_bad_value_naming_it(
             "config reset",
             {"setting": "colour"},
             "❌ `setting` must be one of all, model, max_new_tokens, temperature, top_p, top_k, "
-            "repetition_penalty, chat_memory_minutes, persona, classify_model, entities_model, answer_model, "
+            "repetition_penalty, chat_memory_minutes, bot_turns, queue_weight, persona, listen, threads, thinking, classify_model, entities_model, answer_model, "
             "summarize_model, translate_model, similar_model, got 'colour'",
         ),
         (

@@ -186,7 +186,7 @@ async def test_status_and_help_answer_only_the_asker(
     text = status.content or ""
     assert text.startswith("**Status**")
     assert re.search(r"^• \*\*tiny\*\* on transformers, `cpu` \(float32, ", text, re.M), text
-    assert re.search(r"^Queue: 0/8 requests", text, re.M), text
+    assert re.search(r"^Queue: 0/256 requests", text, re.M), text
     assert no_pings(status)
 
     help_ = await run(server, "help")

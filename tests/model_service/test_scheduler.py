@@ -86,3 +86,66 @@ def test_a_failed_batch_gives_back_its_rows_and_a_stop_gives_back_everything() -
 def test_a_batch_needs_room_for_one() -> None:
     with pytest.raises(ValueError, match="max_batch_size must be at least 1"):
         Scheduler(0)
+
+
+# -- fair shares ------------------------------------------------------------------------------------
+
+
+def drain(policy: Scheduler, model: str = "m") -> list[int]:
+    """Run the policy to the end, one slot freed per turn: the order requests started in."""
+    started: list[int] = []
+    while not policy.idle:
+        plan = policy.schedule()
+        started += plan.joins.get(model, ())
+        rows = policy.rows(model)
+        if rows:
+            policy.finish(rows[0], model)
+    return started
+
+
+def test_a_lone_channel_is_not_kept_behind_a_flood_from_another() -> None:
+    policy = Scheduler(max_batch_size=8)
+    for i in range(24):  # 24 members of one channel at once
+        policy.add(i, "m", group="flood", member=f"member{i}")
+    assert policy.schedule().joins == {"m": tuple(range(8))}
+    policy.add(100, "m", group="quiet", member="lone")
+    assert policy.place(100) == 2  # one of the flood's, then the lone channel's
+    order = drain(policy)
+    assert order.index(100) <= 1
+    assert sorted(order) == sorted([*range(8, 24), 100])  # everyone is served
+
+
+def test_within_a_channel_members_take_turns_and_each_members_own_keep_their_order() -> None:
+    policy = Scheduler(max_batch_size=1)
+    for i in range(5):  # one member with a macro
+        policy.add(i, "m", group="c", member="macro")
+    policy.add(10, "m", group="c", member="alice")
+    policy.add(11, "m", group="c", member="bob")
+    assert drain(policy) == [0, 10, 11, 1, 2, 3, 4]
+
+
+def test_a_heavier_channel_takes_more_requests_per_turn() -> None:
+    policy = Scheduler(max_batch_size=1)
+    for i in range(6):
+        policy.add(i, "m", group="stage", member=f"s{i}", weight=2)
+        policy.add(100 + i, "m", group="lobby", member=f"l{i}")
+    order = drain(policy)
+    assert order[:6] == [0, 1, 100, 2, 3, 101]
+
+
+def test_one_group_of_one_member_is_first_come_first_served_and_places_follow() -> None:
+    policy = Scheduler(max_batch_size=1)
+    for i in range(4):
+        policy.add(i, "m")
+    policy.schedule()
+    assert [policy.place(i) for i in range(4)] == [None, 1, 2, 3]  # 0 is running
+    assert policy.waiting_shares() == {"": 3}
+    assert drain(policy) == [1, 2, 3]
+
+
+def test_a_full_model_does_not_hold_up_another_models_requests() -> None:
+    policy = Scheduler(max_batch_size=1)
+    policy.add(1, "a", group="x")
+    policy.add(2, "a", group="x")
+    policy.add(3, "b", group="x")
+    assert policy.schedule().joins == {"a": (1,), "b": (3,)}

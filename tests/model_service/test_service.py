@@ -219,7 +219,7 @@ async def test_status_reports_model_device_and_queue(service: ModelService, forw
     assert (status.catalog, status.queue_depth, status.queue_limit, status.running) == (
         ("tiny-gpt2",),
         0,
-        8,
+        256,
         0,
     )
     assert status.recent_latency_s is None and status.tokens_per_s is None

@@ -196,6 +196,25 @@ async def test_buttons_and_replies_work_from_the_playground(config: BotConfig) -
     assert re.search(r"-# \d+ tokens · ", replied) and "[Regenerate]" in replied
 
 
+async def test_plain_messages_talk_to_the_real_bot(config: BotConfig) -> None:
+    code, out = await play(
+        config,
+        "hello there",
+        "@Transcord Once upon a time",
+        "/as moderator",
+        "/config set threads: on",
+        "@bot tell me more",
+    )
+    assert code == 0, out
+    assert "(Transcord did not answer: mention it with @Transcord)" in section(out, "hello there")
+    answered = section(out, "@Transcord Once upon a time")
+    assert re.search(r"^Transcord:\n(  .*\n)+  -# \d+ tokens · ", answered, re.MULTILINE), answered
+    threaded = section(out, "@bot tell me more")
+    assert re.search(r"^Transcord opened thread #.+ \(you are in it now\)$", threaded, re.MULTILINE), threaded
+    assert re.search(r"-# \d+ tokens · ", threaded), threaded
+    assert "moderator in #tell me more> " not in threaded  # nothing was typed there yet
+
+
 async def test_the_playground_exits_non_zero_when_the_bot_crashes(
     config: BotConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
