@@ -1,14 +1,18 @@
-"""/mod: moderators keep order in a channel: lock, cooldown, limit, blocklist, and a log of it all.
+"""/mod: moderators keep order in a channel: lock, cooldown, limit, blocklist, token quotas, and a
+log of it all.
 
 The rules are enforced by the moderation layer every model command passes
 (:class:`core.facade.Moderator`, inside ``bot.models``): it refuses a request (locked,
 blocked phrase, cooling down, busy) before the model is asked, and redacts blocked phrases from
 everything the model writes, streamed edits included. This cog changes and shows the rules of
 that same layer. Rules are per channel (a thread also answers to its parent's), kept in the database.
+Token budgets (``/mod quota``) are per channel or per server, for everyone or for a role; which of
+them hold for a member is decided in ``domain.quotas``.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING
 
 import discord
@@ -17,6 +21,8 @@ from discord.ext import commands
 
 from core import checks, render, replies
 from core.facade import Moderator, channel_chain
+from domain.errors import UserFacingError
+from domain.quotas import MAX_BUDGET_TOKENS, UNLIMITED, Budget, QuotaScope
 from domain.rules import MAX_COOLDOWN_S, MAX_INFLIGHT, MAX_PHRASE_CHARS, REDACTION_CHAR, ChannelRules
 from storage import AuditEntry
 
@@ -32,6 +38,34 @@ def _quote(phrase: str) -> str:
     return f"“{render.escape(phrase)}”"
 
 
+class Per(enum.Enum):
+    """A budget's window, a fixed UTC hour or day (an Enum: discord.py refuses other values)."""
+
+    hour = "hour"
+    day = "day"
+
+
+class Where(enum.Enum):
+    """Where a budget applies: this channel (or thread), or the whole server."""
+
+    channel = "channel"
+    server = "server"
+
+
+SERVER_QUOTA_NEEDS = (
+    "A server-wide token budget needs the Manage Server permission or this server's moderator role."
+)
+
+
+def _role_id(role: discord.Role | None) -> int:
+    # @everyone is every member: its budget is the plain one.
+    return 0 if role is None or role.is_default() else role.id
+
+
+def _whom(role_id: int) -> str:
+    return f" with <@&{role_id}>" if role_id else ""
+
+
 # Shown to members with Manage Channels (an admin may grant /mod to the moderator role in
 # Server Settings -> Integrations); every use is checked here all the same.
 @app_commands.guild_only()
@@ -39,10 +73,14 @@ def _quote(phrase: str) -> str:
 class Moderation(
     commands.GroupCog,
     group_name="mod",
-    group_description="Moderator tools for this channel: lock, cooldown, limit, blocklist, log",
+    group_description="Moderator tools for this channel: lock, cooldown, limit, blocklist, token quotas, log",
 ):
     blocklist = app_commands.Group(
         name="blocklist", description="Words or phrases refused in prompts and hidden in replies here"
+    )
+    quota = app_commands.Group(
+        name="quota",
+        description="Token budgets: how much each member's model commands may write per hour or day",
     )
 
     def __init__(self, bot: Transcord, moderator: Moderator) -> None:
@@ -165,6 +203,118 @@ class Moderation(
             lines += [f"• {_quote(p)}{label}" for p in phrases]
         if len(lines) == 1:
             lines.append("*(nothing)*")
+        await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
+
+    # -- token quotas --------------------------------------------------------------------------
+
+    async def _budget_scope(
+        self, interaction: discord.Interaction, where: Where
+    ) -> tuple[QuotaScope, int, str]:
+        """The scope a quota command changes, and how to name it; the server's needs more rights
+        (Manage Channels may be granted in one channel only)."""
+        if where is Where.channel:
+            return "channel", interaction.channel_id or 0, _here(interaction)
+        if not (interaction.permissions.manage_guild or await self.bot.has_moderator_role(interaction)):
+            raise app_commands.CheckFailure(SERVER_QUOTA_NEEDS)
+        return "guild", interaction.guild_id or 0, "this server"
+
+    @quota.command(
+        name="set", description="Set how many tokens each member's model commands may write per hour or day"
+    )
+    @app_commands.describe(
+        tokens="Tokens each member may have generated in each window",
+        per="The window: a UTC hour or a UTC day",
+        scope="This channel/thread (default), or the whole server",
+        role="Only for members with this role (each gets the most generous of their role budgets)",
+    )
+    async def quota_set(
+        self,
+        interaction: discord.Interaction,
+        tokens: app_commands.Range[int, 1, MAX_BUDGET_TOKENS],
+        per: Per,
+        scope: Where = Where.channel,
+        role: discord.Role | None = None,
+    ) -> None:
+        target, target_id, where = await self._budget_scope(interaction, scope)
+        budget = Budget(target, target_id, tokens, per.value, _role_id(role))
+        await self.bot.store.rules.set_token_budget(budget, actor_id=interaction.user.id)
+        await replies.send_long(
+            interaction,
+            f"⌛ {interaction.user.mention} set a token budget of **{budget.describe()}** for each member"
+            f"{_whom(budget.role_id)} in {where}. `/quota` shows each member what is left.",
+        )
+
+    @quota.command(
+        name="unlimited", description="Let members with a role use model commands without a token budget"
+    )
+    @app_commands.describe(
+        role="The role whose members have no token limit",
+        scope="This channel/thread (default), or the whole server",
+    )
+    async def quota_unlimited(
+        self, interaction: discord.Interaction, role: discord.Role, scope: Where = Where.channel
+    ) -> None:
+        if not _role_id(role):
+            raise UserFacingError(
+                "Every member has @everyone: to lift the budget for everyone, use `/mod quota clear`."
+            )
+        target, target_id, where = await self._budget_scope(interaction, scope)
+        budget = Budget(target, target_id, UNLIMITED, "hour", role.id)
+        await self.bot.store.rules.set_token_budget(budget, actor_id=interaction.user.id)
+        await replies.send_long(
+            interaction,
+            f"♾️ {interaction.user.mention} lifted the token budget for members{_whom(role.id)} in {where}.",
+        )
+
+    @quota.command(name="clear", description="Remove a token budget (the one for everyone, or a role's)")
+    @app_commands.describe(
+        scope="This channel/thread (default), or the whole server",
+        role="The role whose budget to remove (none: the one for everyone)",
+    )
+    async def quota_clear(
+        self, interaction: discord.Interaction, scope: Where = Where.channel, role: discord.Role | None = None
+    ) -> None:
+        target, target_id, where = await self._budget_scope(interaction, scope)
+        role_id = _role_id(role)
+        removed = await self.bot.store.rules.clear_token_budget(
+            target, target_id, role_id=role_id, actor_id=interaction.user.id
+        )
+        if not removed:
+            await replies.send_long(
+                interaction,
+                f"There is no token budget for members{_whom(role_id)} in {where}.",
+                ephemeral=True,
+            )
+            return
+        await replies.send_long(
+            interaction,
+            f"⌛ {interaction.user.mention} removed the token budget for members{_whom(role_id)} in {where}.",
+        )
+
+    @quota.command(name="show", description="The token budgets set here and for the whole server")
+    async def quota_show(self, interaction: discord.Interaction) -> None:
+        chain = channel_chain(interaction)
+        budgets = await self.bot.store.rules.token_budgets(interaction.guild_id or 0, chain)
+        places = [("guild", interaction.guild_id or 0, "Server-wide")]
+        places += [
+            ("channel", c, "Parent channel" if c != chain[-1] else _here(interaction).capitalize())
+            for c in chain
+        ]
+        lines = [f"**Token budgets for {_here(interaction)}** (per member; UTC hours and days)"]
+        for scope, scope_id, label in places:
+            here = [b for b in budgets if b.key == (scope, scope_id)]
+            if here:
+                lines.append(f"*{label}:*")
+                lines += [
+                    f"• {'<@&' + str(b.role_id) + '>' if b.role_id else 'everyone'}: **{b.describe()}**"
+                    for b in here
+                ]
+        if len(lines) == 1:
+            lines.append("*(none: model commands are limited only by the rules of `/mod show`)*")
+        lines.append(
+            "-# Every budget here holds at once (server, channel, thread); in each, a member with role budgets "
+            "gets the most generous of theirs instead of the one for everyone."
+        )
         await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
 
     # -- what is in force, and what happened ---------------------------------------------------

@@ -64,10 +64,11 @@ HELP = f"""**Transcord**: language models in this channel.
 **/tokenize** `text` `[model]` `[pair]` shows how the tokenizer splits it: tokens, ids, attention mask, token type ids.
 **/classify** `text` `[labels]` sorts text into labels, with scores. e.g. `/classify text: I loved it! labels: positive, negative`
 **/entities** `text` finds names of people, places, organisations · **/answer** `question` `context` answers with a span of the context.
-**/summarize** `text` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.
+**/summarize** `[text]` `[file]` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.
 **/story start** `premise` `[turns]` `[max_players]` `[length]` opens a story the channel writes together;
   **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
-**/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `show`, `log`.
+**/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `quota set|unlimited|clear|show`, `show`, `log`.
+**/quota** shows your token budget here: what is left and when it refills.
 **/status** shows the models loaded, the queue and recent speed.
 -# Temperature 0 always picks the likeliest word; higher values are more surprising. The defaults sample as transformers' `generate(do_sample=True, temperature=0.7, top_p=0.95)` does (its top_k is 50)."""
 
@@ -113,7 +114,8 @@ class Status(commands.Cog):
         )
         if s.waiting:
             channels = ", ".join(
-                f"<#{group}> {count}" if group.isdigit() else f"other {count}" for group, count in s.shares[:5]
+                f"<#{group}> {count}" if group.isdigit() else f"other {count}"
+                for group, count in s.shares[:5]
             )
             more = f" and {len(s.shares) - 5} more channels" if len(s.shares) > 5 else ""
             lines.append(

@@ -7,7 +7,9 @@ the moderation layer could not load, every model command is refused (fail closed
 saying so.
 
 :class:`Moderator` is that layer: each channel's rules, cached and written through to the store,
-and the :class:`Gate` that admits or refuses a request.
+the token budgets that hold for the member, and the :class:`Gate` that admits or refuses a
+request. The service a command gets counts the tokens its generations write (:class:`Metered`);
+when the command ends, they are spent against the member's budgets, whatever the cog did.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import discord
 
 from core import replies
 from core.gate import Gate
+from domain import quotas
 from domain.errors import UserFacingError
+from domain.quotas import Budget, ScopeKey, Standing
 from domain.rules import Blocklist, ChannelRules
 from model_service import (
+    GenerationRequest,
+    GenerationResult,
     ModelServiceAPI,
     ServiceStatus,
+    TextStream,
 )
+from model_service.api import TaskStream
 from model_service.types import (
+    RewriteRequest,
     TaskModels,
 )
 
@@ -53,6 +62,17 @@ Source = discord.Interaction | discord.Message
 
 def _user_id(source: Source) -> int:
     return source.user.id if isinstance(source, discord.Interaction) else source.author.id
+
+
+def _guild_id(source: Source) -> int | None:
+    if isinstance(source, discord.Interaction):
+        return source.guild_id
+    return source.guild.id if source.guild is not None else None
+
+
+def _role_ids(source: Source) -> set[int]:
+    member = source.user if isinstance(source, discord.Interaction) else source.author
+    return {role.id for role in getattr(member, "roles", ())}  # a DM's user has none
 
 
 def channel_chain(source: Source) -> list[int]:
@@ -93,18 +113,78 @@ class Moderator:
             blocklist |= self._rules.get(channel_id, ChannelRules()).blocklist
         return blocklist
 
+    async def budgets(self, source: Source) -> tuple[list[Budget], list[ScopeKey]]:
+        """The token budgets that hold for the member here (server first, then channel, thread),
+        and the scopes that count the member's tokens: those with any budget, so a scope counts
+        from the moment a moderator sets one there. None in a DM."""
+        guild_id = _guild_id(source)
+        if guild_id is None:
+            return [], []
+        chain = channel_chain(source)
+        scopes: list[ScopeKey] = [("guild", guild_id), *(("channel", c) for c in chain)]
+        every = await self.store.token_budgets(guild_id, chain)
+        counted = [key for key in scopes if any(budget.key == key for budget in every)]
+        return quotas.in_force(every, _role_ids(source), scopes), counted
+
+    async def standings(self, source: Source) -> list[Standing]:
+        """Each budget that holds for the member here and what they used of it (for ``/quota``)."""
+        budgets, _ = await self.budgets(source)
+        return await self.gate.standings(budgets, _user_id(source))
+
     @contextlib.asynccontextmanager
-    async def guard(self, source: Source, texts: tuple[str, ...]) -> AsyncIterator[Callable[[str], str]]:
-        """Admit the request or raise the refusal; yields the redaction for everything it writes."""
+    async def guard(
+        self, source: Source, texts: tuple[str, ...], generated: Callable[[], int] = lambda: 0
+    ) -> AsyncIterator[Callable[[str], str]]:
+        """Admit the request or raise the refusal; yields the redaction for everything it writes.
+        When it ends, ``generated()`` tokens are spent against the member's budgets here."""
         chain = channel_chain(source)
         scopes = [(channel_id, await self.rules(channel_id)) for channel_id in chain]
-        admission = await self.gate.admit(scopes, _user_id(source), texts)
+        budgets, counted = await self.budgets(source)
+        user_id = _user_id(source)
+        admission = await self.gate.admit(scopes, user_id, texts, budgets)
         try:
             async with self.gate.renewing(admission.ticket):
                 # The blocklist as it is at each edit: a phrase blocked mid-reply is hidden from then on.
                 yield lambda text: self.blocklist_now(chain).redact(text)
         finally:
-            await self.gate.release(admission)
+            try:
+                await self.gate.release(admission)
+            finally:
+                await self.gate.spend(counted, user_id, generated())
+
+
+class Metered:
+    """The model service as one command sees it: what passes through is the service's own, and
+    the tokens its generations write are counted (a stream's once it has ended, stopped ones
+    included), for the member's budgets. A stream that failed has no result: its tokens go uncounted.
+    """
+
+    def __init__(self, service: ModelServiceAPI) -> None:
+        self._service = service
+        self._streams: list[TextStream] = []
+        self._tokens = 0
+
+    def stream(self, request: GenerationRequest, *, timeout: float | None = None) -> TextStream:
+        stream = self._service.stream(request, timeout=timeout)
+        self._streams.append(stream)
+        return stream
+
+    async def generate(self, request: GenerationRequest, *, timeout: float | None = None) -> GenerationResult:
+        result = await self._service.generate(request, timeout=timeout)
+        self._tokens += result.generated_tokens
+        return result
+
+    async def rewrite(self, request: RewriteRequest) -> TaskStream:
+        stream = await self._service.rewrite(request)
+        self._streams.append(stream)
+        return stream
+
+    def __getattr__(self, name: str) -> Any:
+        # The rest of ModelServiceAPI writes no tokens: the service's own methods, unchanged.
+        return getattr(self._service, name)
+
+    def generated_tokens(self) -> int:
+        return self._tokens + sum(s.result.generated_tokens for s in self._streams if s.result is not None)
 
 
 @dataclass(frozen=True)
@@ -153,8 +233,9 @@ class ModeratedModels:
         # the reply, the conversation, giving its slot back) must finish before the store closes.
         self.inflight.add(task)  # type: ignore[arg-type]
         task.add_done_callback(self.inflight.discard)  # type: ignore[arg-type]
-        async with self.moderator.guard(source, texts) as redact:
-            yield ModelCall(self._service, redact)
+        metered = Metered(self._service)
+        async with self.moderator.guard(source, texts, metered.generated_tokens) as redact:
+            yield ModelCall(cast(ModelServiceAPI, metered), redact)
 
     async def answer(
         self,

@@ -1,10 +1,12 @@
-"""The gate every model command passes: lock, blocklist, cooldown, limit.
+"""The gate every model command passes: lock, blocklist, token budget, cooldown, limit.
 
 No Discord here: the facade (``core.facade``) reads each channel's ``ChannelRules`` from the store
 and asks the ``Gate`` to admit a request; the gate keeps cooldowns and requests in flight in the store's
 ``LimitStore``, shared by every bot process on the database.
 A thread is moderated by its own rules and its parent channel's together: a request must pass
-both, and counts against both.
+both, and counts against both. Token budgets (``domain.quotas``) hold the same way: the facade
+says which hold for the member here, the gate refuses once one is used up and counts what the
+command generated against them afterwards.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from domain import quotas
 from domain.errors import UserFacingError
+from domain.quotas import Budget, ScopeKey, Standing
 from domain.rules import Blocklist, ChannelRules
 from storage.types import CoolingDown, Quota, ScopeBusy
 
@@ -61,12 +65,17 @@ class Gate:
         return await self._limits.inflight(scope_id, now=self._clock())
 
     async def admit(
-        self, scopes: Sequence[tuple[int, ChannelRules]], user_id: int, texts: Iterable[str]
+        self,
+        scopes: Sequence[tuple[int, ChannelRules]],
+        user_id: int,
+        texts: Iterable[str],
+        budgets: Sequence[Budget] = (),
     ) -> Admission:
-        """Check every scope's rules (parent channel first); raise the refusal a user should read.
+        """Check every scope's rules (parent channel first) and the member's token ``budgets``
+        here; raise the refusal a user should read.
 
-        Order matters for fairness: refusals that cost nothing (lock, blocklist, busy) come before
-        the cooldown is spent, so a refused request never starts a user's cooldown.
+        Order matters for fairness: refusals that cost nothing (lock, blocklist, budget, busy) come
+        before the cooldown is spent, so a refused request never starts a user's cooldown.
         """
         if any(rules.locked for _, rules in scopes):
             raise UserFacingError(LOCKED_MESSAGE, icon="🔒")
@@ -79,9 +88,10 @@ class Gate:
                     f"Your text contains “{phrase}”, which a moderator blocked in this channel.",
                     icon="🚫",
                 )
-        quotas = [Quota(scope_id, rules.cooldown_s, rules.max_inflight) for scope_id, rules in scopes]
+        await self._check_budgets(budgets, user_id)
+        limits = [Quota(scope_id, rules.cooldown_s, rules.max_inflight) for scope_id, rules in scopes]
         try:
-            ticket = await self._limits.take(quotas, user_id, now=self._clock(), lease_s=self._lease_s)
+            ticket = await self._limits.take(limits, user_id, now=self._clock(), lease_s=self._lease_s)
         except CoolingDown as cooling:
             # Rounded up: "0 s" would invite a retry that is still too early.
             wait = math.ceil(cooling.retry_after)
@@ -95,6 +105,50 @@ class Gate:
                 icon="⏳",
             ) from None
         return Admission(ticket, blocklist)
+
+    async def _check_budgets(self, budgets: Sequence[Budget], user_id: int) -> None:
+        """Refuse a member whose budget here is used up, saying when it refills.
+
+        Only a used-up budget refuses: a request is let through while any token is left, and may
+        write past the budget (its length is not known before it runs); the next one is refused.
+        """
+        if all(budget.unlimited for budget in budgets):
+            return  # nothing to read: no budget here, or only unlimited ones
+        spent = quotas.strictest(await self.standings(budgets, user_id))
+        if spent is None or not spent.used_up:
+            return
+        wait = spent.refills_at - self._clock()
+        where = "in this server" if spent.budget.scope == "guild" else "here"
+        raise UserFacingError(
+            f"You've used your {spent.budget.tokens:,} tokens for {quotas.this_window(spent.budget.per)} "
+            f"{where}; it refills in {quotas.wait_text(wait)}.",
+            icon="⌛",
+            retry_after=math.ceil(wait),
+        )
+
+    async def standings(self, budgets: Sequence[Budget], user_id: int) -> list[Standing]:
+        """What the member used of each budget in its current window (an unlimited one: nothing read)."""
+        now, out = self._clock(), []
+        for budget in budgets:
+            since = quotas.window_start(budget.per, now)
+            used = 0
+            if not budget.unlimited:
+                used = await self._limits.tokens_used(budget.scope, budget.scope_id, user_id, since=since)
+            out.append(quotas.standing(budget, used, now))
+        return out
+
+    async def spend(self, scopes: Sequence[ScopeKey], user_id: int, tokens: int) -> None:
+        """Count what a command generated in the scopes that keep budgets.
+
+        Shielded, so a command cancelled at shutdown still counts; a database that is away loses
+        this count (logged) rather than turning a reply already shown into an error.
+        """
+        if tokens <= 0 or not scopes:
+            return
+        try:
+            await asyncio.shield(self._limits.spend_tokens(scopes, user_id, tokens, now=self._clock()))
+        except Exception:
+            log.warning("could not count %d tokens against the member's budgets", tokens, exc_info=True)
 
     def renewing(self, ticket: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep a request's slots alive while it runs (however long a reply takes)."""

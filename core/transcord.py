@@ -37,6 +37,7 @@ EXTENSIONS = (
     "cogs.settings",
     "cogs.status",
     "cogs.mod",
+    "cogs.quota",
     "cogs.story",
     "cogs.tokenize",
     "cogs.tasks",

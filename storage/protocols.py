@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from domain.quotas import Budget
 from domain.rules import ChannelRules
 from domain.settings import ChannelSettings
 from storage.types import (
@@ -84,7 +85,8 @@ class MetaStore(Protocol):
 
 @runtime_checkable
 class RulesStore(Protocol):
-    """Channel rules, blocked phrases, and the audit log of moderator actions and settings changes."""
+    """Channel rules, blocked phrases, token budgets, and the audit log of moderator actions and
+    settings changes."""
 
     async def channel_rules(self, channel_id: int) -> ChannelRules:
         """What moderators set for this channel or thread (not its parent's)."""
@@ -120,6 +122,20 @@ class RulesStore(Protocol):
         self, guild_id: int | None, channel_ids: Sequence[int], *, limit: int = 20
     ) -> list[AuditEntry]:
         """The newest entries about these channels and (with ``guild_id``) the server's defaults."""
+        ...
+
+    async def token_budgets(self, guild_id: int, channel_ids: Sequence[int]) -> list[Budget]:
+        """The token budgets set for the server and for these channels, every role's included."""
+        ...
+
+    async def set_token_budget(self, budget: Budget, *, actor_id: int) -> None:
+        """Set (or replace) the budget of its scope and role, and log it, in one transaction."""
+        ...
+
+    async def clear_token_budget(
+        self, scope: Scope, scope_id: int, *, role_id: int = 0, actor_id: int
+    ) -> bool:
+        """Remove the budget of this scope and role (0: the plain one), and log it; False if none."""
         ...
 
 
@@ -253,7 +269,7 @@ class ReplyStore(Protocol):
 
 @runtime_checkable
 class LimitStore(Protocol):
-    """Cooldowns, requests in flight and locks, shared by every process on the database.
+    """Cooldowns, requests in flight, locks and tokens spent, shared by every process on the database.
 
     Times are the caller's Unix time (``now``), so a test can move its clock.
     """
@@ -286,6 +302,20 @@ class LimitStore(Protocol):
 
     async def hold(self, name: str, *, now: float, lease_s: float) -> int | None:
         """Take the lock ``name`` until given back or ``lease_s`` passes; None if someone holds it."""
+        ...
+
+    async def spend_tokens(
+        self, scopes: Sequence[tuple[Scope, int]], user_id: int, tokens: int, *, now: float
+    ) -> None:
+        """Add ``tokens`` to the member's count in each scope, in the UTC hour of ``now``.
+
+        Added in the database (two spends at once both count); hours before ``now``'s UTC day
+        are deleted, so the counts stay bounded.
+        """
+        ...
+
+    async def tokens_used(self, scope: Scope, scope_id: int, user_id: int, *, since: float) -> int:
+        """Tokens the member's generations wrote in the scope from ``since`` (an hour's start) on."""
         ...
 
 

@@ -1,5 +1,5 @@
 """Limits shared by every process on the database: cooldowns and expiring leases, each request
-decided inside one write transaction.
+decided inside one write transaction (and the tokens members spent: ``storage.repositories.quotas``).
 
 Each ``take`` locks the scopes it checks (in order, so two takes never wait on each other in a
 circle) until its transaction ends: two requests can never both take a channel's last free slot,
@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 
 from storage.driver import Connection
-from storage.repositories.base import Repository
+from storage.repositories.quotas import TokenCounts
 from storage.types import CoolingDown, Quota, ScopeBusy
 
 # The namespace of the locks taken per scope while its limits are decided.
@@ -31,7 +31,7 @@ def new_ticket() -> int:
     return secrets.randbits(62)  # fits a signed 64-bit column on every backend
 
 
-class Limits(Repository):
+class Limits(TokenCounts):
     async def take(self, quotas: Sequence[Quota], user_id: int, *, now: float, lease_s: float) -> int:
         async with self._db.transaction() as tx:
             for scope in sorted({inflight_scope(q.scope_id) for q in quotas}):

@@ -1,4 +1,4 @@
-"""Channel rules (lock, cooldown, limit), blocked phrases, and the audit log."""
+"""Channel rules (lock, cooldown, limit), blocked phrases, token budgets, and the audit log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from domain.rules import MAX_PHRASES, Blocklist, ChannelRules, normalize_phrase, rule_changes
 from domain.settings import check_scope
 from storage.driver import Connection
-from storage.repositories.base import Repository, audit, pairs
+from storage.repositories.base import audit, pairs
+from storage.repositories.quotas import TokenBudgets
 from storage.types import AuditEntry, LimitReached, Scope
 
 # The namespace of the lock taken per channel while its phrases are counted.
@@ -27,7 +28,7 @@ _UPSERT_RULES = """
 """
 
 
-class Rules(Repository):
+class Rules(TokenBudgets):
     async def channel_rules(self, channel_id: int) -> ChannelRules:
         """What moderators set for this channel or thread (not its parent's)."""
         async with self._db.reading() as db:

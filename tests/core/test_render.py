@@ -11,7 +11,10 @@ from core.replies import MESSAGE_LIMIT, split_message
 def test_control_and_direction_characters_are_shown_as_replacements() -> None:
     spoofed = "invoice\u202egpj.exe"  # shows as "invoiceexe.jpg" when echoed verbatim
     assert safe(spoofed) == "invoice\ufffdgpj.exe"
-    assert safe("bell\x07 and \u2066isolate\u2069 and \u200fmark") == "bell\ufffd and \ufffdisolate\ufffd and \ufffdmark"
+    assert (
+        safe("bell\x07 and \u2066isolate\u2069 and \u200fmark")
+        == "bell\ufffd and \ufffdisolate\ufffd and \ufffdmark"
+    )
     assert safe("lines\nand\ttabs stay") == "lines\nand\ttabs stay"
     assert escape("**bold**\u202e") == "\\*\\*bold\\*\\*\ufffd"
 

@@ -24,7 +24,9 @@ from domain.listening import Why, addressed, bot_may_answer, thread_name
 def test_the_channel_setting_decides(
     listen: str, mentioned: bool, reply: bool, own_thread: bool, why: Why | None
 ) -> None:
-    assert addressed(listen=listen, mentioned=mentioned, replied_to_answer=reply, own_thread=own_thread) is why
+    assert (
+        addressed(listen=listen, mentioned=mentioned, replied_to_answer=reply, own_thread=own_thread) is why
+    )
 
 
 def test_bots_get_at_most_the_allowed_turns_in_a_row() -> None:

@@ -125,8 +125,59 @@ async def test_a_mention_is_moderated_like_a_command(
     await run(server, "mod blocklist add", {"phrase": "forbidden word"}, user=server.moderator)
     blocked = await server.post_message(server.general, f"{mention(server)} say the forbidden word")
     reply = await server.wait_reply(blocked, timeout=30)
-    assert reply.content == "🚫 Your text contains “forbidden word”, which a moderator blocked in this channel."
+    assert (
+        reply.content == "🚫 Your text contains “forbidden word”, which a moderator blocked in this channel."
+    )
     await run(server, "mod lock", {}, user=server.moderator)
     locked = await server.post_message(server.general, f"{mention(server)} hello")
     reply = await server.wait_reply(locked, timeout=30)
     assert reply.content == "🔒 This channel is locked by a moderator."
+
+
+async def test_with_threads_on_a_mention_opens_a_thread_and_the_bot_answers_there(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start(MESSAGE_CONTENT_INTENT="true")
+    spy = Spy(runner)
+    assert "**threads** → `on`" in await config(server, threads="on")
+    posted = await server.post_message(server.general, f"{mention(server)} let us plan a picnic by the lake")
+    await server.wait_for(lambda: server.world.channel(posted.id) is not None, 30, "the thread")
+    thread = server.world.channel(posted.id)
+    assert thread is not None and thread.is_thread and thread.parent_id == server.general.id
+    assert thread.name == "let us plan a picnic by the lake"
+    await server.wait_for(
+        lambda: any("\n-# " in m.content for m in server.channel_messages(thread)),
+        30,
+        "the answer in the thread",
+    )
+    assert server.replies_to(posted) == []  # answered in the thread, not as a reply in the channel
+    # In its own thread every message is for the bot, no mention needed; the thread is the conversation.
+    follow = await server.post_message(thread, "what should we bring?")
+    await server.wait_for(
+        lambda: len([m for m in server.channel_messages(thread) if "\n-# " in m.content]) == 2,
+        30,
+        "a second answer",
+    )
+    assert spy.last.prompt == "what should we bring?"
+    said = [(t.role, t.text) for t in spy.last.history]
+    assert said[0] == ("user", "let us plan a picnic by the lake") and said[1][0] == "assistant"
+    assert follow.id not in [m.id for m in server.replies_to(posted)]
+
+
+async def test_text_files_are_read_with_the_message_and_others_named_as_skipped(
+    server: LoopbackDiscord, runner: BotRunner, transcord: bot_module.Transcord
+) -> None:
+    spy = Spy(runner)
+    posted = await server.post_message(
+        server.general,
+        f"{mention(server)} what is the secret word in my notes?",
+        attachments=[
+            ("notes.txt", b"The secret word is teapot.\n", "text/plain"),
+            ("photo.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),
+        ],
+    )
+    reply = await answered(server, posted)
+    assert spy.last.prompt == (
+        "what is the secret word in my notes?\n\n--- notes.txt ---\nThe secret word is teapot.\n"
+    )
+    assert reply.content.startswith("-# 📎 skipped: photo.png (not a text file)\n")

@@ -60,7 +60,9 @@ async def test_a_servers_reasoning_content_arrives_as_a_think_block_before_the_a
     service: ModelService,
 ) -> None:
     asked = GenerationRequest(
-        "[think] weigh options then answer plainly", GenerationParams.from_values({"max_new_tokens": 16}), mode="chat"
+        "[think] weigh options then answer plainly",
+        GenerationParams.from_values({"max_new_tokens": 16}),
+        mode="chat",
     )
     result = await service.generate(asked)
     assert result.text == "<think>weigh options </think>then answer plainly "
