@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check lint test bench bench-scaling bench-shards clean-venv
+.PHONY: setup run check lint test bench bench-scaling bench-shards bench-crowd clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/hadolint Dockerfile
 	scripts/test-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -39,6 +40,10 @@ bench: setup
 # 1 to 64 requests at once through the bot and through llama-server: a table and docs/scaling.png.
 bench-scaling: setup
 	$(BIN)/python -m benchmarks.scaling --plot docs/scaling.png $(ARGS)
+
+# A crowd: 24 at once in one channel and 1 in another; 64 from 16 channels, fair against first come.
+bench-crowd: setup
+	$(BIN)/python -m benchmarks.crowd $(ARGS)
 
 # Two bot processes on two shards, one PostgreSQL, one llama-server: their throughput vs the server's.
 bench-shards: setup

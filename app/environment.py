@@ -243,6 +243,8 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
         message_content=_bool(env, "MESSAGE_CONTENT_INTENT", False),
         shard_count=shard_count,
         shard_ids=shard_ids,
+        metrics_port=None if _text(env, "METRICS_PORT") is None else _int(env, "METRICS_PORT", 0, 1, 65535),
+        metrics_host=_text(env, "METRICS_HOST", "127.0.0.1") or "127.0.0.1",
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from app.failures import FIX_SETTINGS, TRY_AGAIN, StartFailure, explain
+from app.metrics import Metrics
 from core.config import BotConfig
 from core.transcord import EXTENSIONS, Transcord, build_bot
 from domain.settings import ChannelSettings
@@ -79,18 +80,29 @@ class App:
         self.guild_ready_timeout = guild_ready_timeout
         self.bot: Transcord | None = None
         self.task: asyncio.Task[None] | None = None
+        self.metrics: Metrics | None = None  # with METRICS_PORT: /metrics, /healthz, /readyz
         self._stack = contextlib.AsyncExitStack()
 
     # -- the parts, in order -----------------------------------------------------------------------
 
     async def open(self) -> Transcord:
-        """Build the service (unless lent), open the store, point discord.py, build the bot."""
+        """Start the metrics server (when METRICS_PORT is set), build the service (unless lent),
+        open the store, point discord.py, build the bot."""
         assert self.bot is None, "an App opens once"
         config, stack = self.config, self._stack
         try:
+            if config.metrics_port is not None:
+                # First, so /healthz answers (and /readyz says why not yet) while the models load;
+                # closed last, so /readyz says "shutting down" to the end.
+                self.metrics = Metrics(config)
+                await self.metrics.start()
+                stack.push_async_callback(self.metrics.stop)
             if self.service is None:
                 self.service = await self.service_factory(config)
                 stack.push_async_callback(close_service, self.service)
+            # The bot gets the service through the metrics when they are on (its generations
+            # counted as they end); the app keeps, and closes, the service itself.
+            service = self.service if self.metrics is None else self.metrics.observe(self.service)
             try:
                 store = await open_store(config)
             except (OSError, sqlite3.DatabaseError, SchemaError) as exc:
@@ -105,7 +117,9 @@ class App:
 
                 assert config.api_base is not None and config.gateway_url is not None
                 stack.callback(point_discord_at(config.api_base, config.gateway_url))
-            bot = build_bot(config, self.service, store, extensions=self.extensions)
+            bot = build_bot(config, service, store, extensions=self.extensions)
+            if self.metrics is not None:
+                self.metrics.attach(bot)  # readiness and command counts read the bot from here
             if self.guild_ready_timeout is not None:
                 bot._connection.guild_ready_timeout = self.guild_ready_timeout
             stack.push_async_callback(self._close_bot, bot)

@@ -23,7 +23,9 @@ from app.environment import load_config
 from benchmarks.measure import RequestTiming
 from benchmarks.workloads import Arrival, Sampling
 from core.config import BotConfig
+from core.streaming import WRITING
 from loopback import Channel, InteractionRecord, LoopbackDiscord
+from loopback.records import MessageRecord
 
 FOOTER = re.compile(r"^-# (\d+) tokens", re.MULTILINE)
 FILL_FOOTER = re.compile(r"^-# .+ · (masked LM|causal LM, sentences rescored) · [\d.]+ s$", re.MULTILINE)
@@ -110,6 +112,24 @@ class BotBench:
     async def run(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
         """Send each ``/generate`` at its arrival time; wait for every final reply."""
         return await self._send(arrivals, "generate", timeout, _settled, _timing)
+
+    async def mention(self, channel: int, text: str, *, timeout: float) -> tuple[float, float]:
+        """A member's @mention of the bot in a channel: (seconds to the reply's first words,
+        seconds to its final edit), from the message's arrival."""
+        posted = await self.server.post_message(
+            self.channels[channel], f"<@{self.server.bot_user.id}> {text}"
+        )
+        bot = self.server.bot_user.id
+
+        def reply() -> MessageRecord | None:
+            return next((m for m in self.server.replies_to(posted) if m.author_id == bot), None)
+
+        await self.server.wait_for(lambda: (r := reply()) is not None and "\n-# " in r.content, timeout)
+        answer = reply()
+        assert answer is not None
+        sent = posted.versions[0].at
+        first = next(v.at for v in answer.versions if v.content and v.content != WRITING)
+        return first - sent, answer.versions[-1].at - sent
 
     async def run_fill(self, arrivals: Sequence[Arrival], *, timeout: float) -> list[RequestTiming]:
         """Send each ``/fill`` (the arrival's prompt is the text) on time; wait for every answer."""

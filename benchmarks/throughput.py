@@ -47,6 +47,7 @@ from benchmarks.measure import (
     cpu,
     loadavg,
     peak_rss_mb,
+    percentile,
     process_started_at,
     summarize,
 )
@@ -166,6 +167,9 @@ class Report:
     # The whole bot in channels that set nothing (its defaults): "together" (one request per
     # channel at once), "alone", and "busy" (together, beside one busy process).
     defaults: dict[str, Summary] = field(default_factory=dict)
+    # One @mention at a time in a channel that sets nothing: median seconds to the reply's first
+    # words and to its final edit.
+    mention: dict[str, float] = field(default_factory=dict)
 
     def vs_rival(self) -> dict[str, float] | None:
         """Whole bot on its defaults / llama-server: at once against llama-server on its own
@@ -214,6 +218,7 @@ class Report:
                 "bot_settings": self.bot_settings,
                 "workloads": {name: w.as_dict() for name, w in self.workloads.items()},
                 "defaults": {name: summary.as_dict() for name, summary in self.defaults.items()},
+                "mention": self.mention,
                 "rival": self.rival.as_dict() if self.rival else None,
                 "rival_note": self.rival_note,
                 "vs_rival": self.vs_rival(),
@@ -308,6 +313,22 @@ async def _defaults(bench: BotBench, options: Options) -> dict[str, Summary]:
         await asyncio.sleep(NEIGHBOUR_LEAD_S)  # the loop serves Discord meanwhile
         out["busy"] = await _bot_alone(bench, together, f"{len(together)} at once beside a busy process")
     return out
+
+
+MENTIONS = 5
+
+
+async def _mentions(bench: BotBench, options: Options) -> dict[str, float]:
+    """@mentions one after another, as members talk: how soon the reply shows words, and ends."""
+    log.info("defaults: %d @mentions one after another", MENTIONS)
+    times = [
+        await bench.mention(options.channels + i % options.channels, prompt_for(i), timeout=120)
+        for i in range(MENTIONS)
+    ]
+    return {
+        "first_text_p50_s": percentile([first for first, _ in times], 50),
+        "final_p50_s": percentile([final for _, final in times], 50),
+    }
 
 
 def _gguf(options: Options) -> Path | str:
@@ -456,6 +477,7 @@ async def run_benchmark(options: Options, origin: float) -> Report:
             )
             if options.rival and not isinstance(gguf, str):  # the figures against llama-server
                 report.defaults = await _defaults(bench, options)
+            report.mention = await _mentions(bench, options)
     if options.rival:
         log.info("rival: llama-server on the same GGUF, %d slots, in a fresh process", options.channels)
         found = await asyncio.to_thread(_rival, options, gguf, report.torch_threads)
@@ -532,6 +554,12 @@ def render_table(report: Report) -> list[str]:
         ]
     elif report.rival_note:
         lines += ["", f"Rival: not measured: {report.rival_note}"]
+    if report.mention:
+        lines += [
+            "",
+            f"@mention, one at a time ({MENTIONS}): first words after {report.mention['first_text_p50_s']:.2f} s, "
+            f"final after {report.mention['final_p50_s']:.2f} s (medians, channels' defaults)",
+        ]
     if (m := report.memory) is not None:
         lines += [
             "",

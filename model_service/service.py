@@ -39,6 +39,7 @@ from model_service.errors import (
     ValidationError,
 )
 from model_service.loading import LoadedModel, ModelRegistry, Task
+from model_service.probabilities import Probabilities
 from model_service.remote_source import is_remote
 from model_service.tasks.desk import TaskDesk, TaskTextStream
 from model_service.tasks.seq2seq import Seq2SeqEngine
@@ -56,6 +57,8 @@ from model_service.types import (
     GenerationRequest,
     GenerationResult,
     ModelInfo,
+    NextTokenRequest,
+    NextTokenResult,
     RewriteRequest,
     ServiceStatus,
     SimilarRequest,
@@ -63,6 +66,8 @@ from model_service.types import (
     TaskModels,
     TokenizeRequest,
     TokenizeResult,
+    TokenProbabilitiesRequest,
+    TokenProbabilitiesResult,
 )
 
 log = logging.getLogger(__name__)
@@ -191,6 +196,15 @@ class ModelService:
             release=self._release,
             open_stream=self._open_stream,
             serving_length=self._serving_length,
+        )
+        self._probabilities = Probabilities(
+            self._registry,
+            self._llama,
+            self._remote,
+            self._run,
+            engine_name=self.engine_name,
+            kind=self._desk.kind,
+            timeout_s=config.request_timeout_s,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -464,6 +478,28 @@ class ModelService:
     async def rewrite(self, request: RewriteRequest) -> TaskTextStream:
         """A summary or a translation, streamed; the stream says which model writes it, and how."""
         return await self._desk.rewrite(request)
+
+    # -- inside the model: its probabilities (ProbabilitiesAPI) --------------------------------------
+
+    async def next_tokens(self, request: NextTokenRequest) -> NextTokenResult:
+        """The likeliest next tokens after a prompt, each with its probability, on any engine."""
+        name = request.model or self.config.default_model
+        self._check_model(name)
+        ticket = self._admit(self.config.request_timeout_s)
+        try:
+            return await self._probabilities.next_tokens(name, request)
+        finally:
+            self._release(ticket)
+
+    async def token_probabilities(self, request: TokenProbabilitiesRequest) -> TokenProbabilitiesResult:
+        """The probability the model gave each token of a text it wrote (one forward, after the fact)."""
+        name = request.request.model or self.config.default_model
+        self._check_model(name)
+        ticket = self._admit(self.config.request_timeout_s)
+        try:
+            return await self._probabilities.token_probabilities(name, request)
+        finally:
+            self._release(ticket)
 
     def tasks(self) -> tuple[TaskModels, ...]:
         """Which models do each task here (or stand in for it), as detected at start."""

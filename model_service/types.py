@@ -493,3 +493,75 @@ class TaskModels:
     @property
     def available(self) -> bool:
         return bool(self.models) or self.fallback is not None
+
+
+# -- inside the model: next-token probabilities, and how sure it was of each token it wrote ---------
+
+MAX_NEXT_TOP_K = 20  # llama-server's and vLLM's default cap on alternatives per position
+ProbabilitySource = Literal["transformers", "llama.cpp", "remote", "transformers twin"]
+
+
+@dataclass(frozen=True)
+class NextTokenRequest:
+    """The likeliest next tokens after ``prompt``, as the model weighs them (no sampling settings)."""
+
+    prompt: str
+    top_k: int = param(10, 1, MAX_NEXT_TOP_K, "How many of the likeliest next tokens to show", command=True)
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("prompt", self.prompt, limit=MAX_PROMPT_CHARS)
+        NEXT_PARAMS[0].validate(self.top_k)
+
+    def generation(self) -> GenerationRequest:
+        """The prompt as a one-token greedy completion: cut to fit as a generation's prompt is."""
+        return GenerationRequest(
+            self.prompt, GenerationParams(max_new_tokens=1, temperature=0), model=self.model
+        )
+
+
+NEXT_PARAMS = specs(NextTokenRequest)
+
+
+@dataclass(frozen=True)
+class TokenChance:
+    """One token and the probability the model gave it: the softmax of its raw logits (no
+    temperature, top-k or top-p), so the figures are the model's own."""
+
+    token: str  # its text as the model writes it, a leading space included (U+FFFD: part of a character)
+    id: int | None  # its vocabulary id, where the engine says it
+    probability: float  # in [0, 1]
+
+
+@dataclass(frozen=True)
+class NextTokenResult:
+    tokens: tuple[TokenChance, ...]  # likeliest first
+    model: str
+    source: ProbabilitySource  # which engine weighed them
+    prompt_tokens: int  # 0 where the server did not say
+    prompt_truncated: bool  # cut from the left to fit the context
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TokenProbabilitiesRequest:
+    """How sure the model was of each token of ``text``, written after ``request``'s prompt.
+
+    Scored after the fact, by one forward over prompt and text (teacher forcing): each token's
+    probability is the softmax, at its position, of the raw logits, whatever sampling wrote it.
+    """
+
+    request: GenerationRequest  # what was asked (prompt, mode, persona, history), as generated
+    text: str  # what the model wrote
+
+    def __post_init__(self) -> None:
+        check_text("text", self.text, limit=MAX_CONTINUATION_CHARS)
+
+
+@dataclass(frozen=True)
+class TokenProbabilitiesResult:
+    tokens: tuple[TokenChance, ...]  # the text's tokens in order, each with its probability
+    model: str
+    source: ProbabilitySource
+    cut: int  # tokens of the text left out at its end, past the model's context
+    elapsed_s: float

@@ -33,6 +33,7 @@ import discord
 
 from app.playground.input import CommandCompleter, LineSource, open_source
 from app.playground.parse import ParseError, mention_names, parse_command
+from app.playground.pictures import PictureSaver
 from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_body
 from app.root import App
 from loopback.commands import InvalidInvocation
@@ -175,6 +176,7 @@ class Playground:
         self._session: asyncio.Task[int] | None = None
         self._interactive = False
         self._unfinished: ReplyView | None = None  # a reply still showing when the session ended
+        self.pictures = PictureSaver()  # the bot's picture attachments, saved to files
         bot.add_listener(self._on_interaction, "on_interaction")  # type: ignore[attr-defined]
         self.meta: dict[str, Callable[[list[str]], Awaitable[bool]]] = {
             "as": self._as,
@@ -305,6 +307,8 @@ class Playground:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         view.finish()
+        for path, alt in self.pictures.save(handle.messages):
+            self.say(self.style.note(f"🖼 picture saved: {path}" + (f" ({alt[:120]})" if alt else "")))
         if current.cancelled():
             self.say(self.style.note("(stopped watching; the bot may still be answering)"))
             return

@@ -21,6 +21,7 @@ when there is one), loaded on the first ``/fill``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -345,6 +346,40 @@ def completion_body(row: LlamaRow, model: LlamaModel) -> dict[str, Any]:
         "stream_options": {"include_usage": True},
         "cache_prompt": True,  # a persona or chat template shared with the slot's last prompt is reused
     }
+
+
+def next_token_body(input_ids: list[int], top_k: int) -> dict[str, Any]:
+    """A one-token greedy completion that returns the ``top_k`` likeliest tokens (``n_probs``).
+
+    With ``post_sampling_probs`` off (its default) llama-server gives the softmax of the raw
+    logits, before any sampler: the model's own figures, as transformers' softmax gives them.
+    """
+    return {
+        "prompt": input_ids,
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "n_probs": top_k,
+        "post_sampling_probs": False,
+        "stream": False,
+        "cache_prompt": True,
+    }
+
+
+def next_tokens(loaded: LlamaModel, input_ids: list[int], top_k: int) -> list[tuple[int, float]]:
+    """``(token id, probability)`` of the likeliest next tokens, best first.
+
+    Blocking, and possibly for a while: the request waits for a free slot (with the GIL released),
+    so it runs on a thread of its own, never on the service's executor, whose steps hand the
+    running rows their text.
+    """
+    answer = loaded.server.handle_completions(next_token_body(input_ids, top_k))
+    try:
+        top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        pairs = [(int(entry["id"]), math.exp(float(entry["logprob"]))) for entry in top]
+    except (KeyError, IndexError, TypeError, ValueError):
+        error = answer.get("error", answer) if isinstance(answer, dict) else answer
+        raise InternalError(f"llama.cpp gave no token probabilities: {str(error)[:200]}") from None
+    return sorted(pairs, key=lambda pair: -pair[1])[:top_k]
 
 
 class LlamaCppEngine:
