@@ -7,7 +7,7 @@ in ``.env.example``; a malformed value fails at start-up with a message naming t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -183,15 +183,21 @@ def _remote_pairs(
     return pairs
 
 
-def load_config(env: Mapping[str, str]) -> BotConfig:
-    """Build the config from a mapping (``os.environ`` after python-dotenv, or a test's dict)."""
+def load_config(env: Mapping[str, str], *, api_keys: Mapping[str, str] | None = None) -> BotConfig:
+    """Build the config from a mapping (``os.environ`` after python-dotenv, or a test's dict).
+
+    ``api_keys``: remote models' own keys (name -> key), which no single env key can carry; the
+    config file (:mod:`app.config_file`) reads them from the variables its models name.
+    """
+    keys = dict(api_keys or {})
     try:
-        return _load_config(env)
+        return _load_config(env, keys)
     except ConfigError as exc:
         # Messages quote the bad value; a token pasted under another key must not be printed.
         message = str(exc)
-        for key in ("DISCORD_TOKEN", "REMOTE_API_KEY"):
-            secret = _text(env, key)
+        secrets = [(key, _text(env, key)) for key in ("DISCORD_TOKEN", "REMOTE_API_KEY")]
+        secrets += [(f"`{name}` API key", key.strip()) for name, key in keys.items()]
+        for key, secret in secrets:
             if secret and secret in message:
                 message = message.replace(secret, f"<the {key} value>")
         if message != str(exc):
@@ -199,7 +205,7 @@ def load_config(env: Mapping[str, str]) -> BotConfig:
         raise
 
 
-def _load_config(env: Mapping[str, str]) -> BotConfig:
+def _load_config(env: Mapping[str, str], api_keys: dict[str, str]) -> BotConfig:
     models_dir = Path(_text(env, "MODELS_DIR", "models") or "models")
     catalog = _catalog(env, models_dir)
     default_model = _text(env, "DEFAULT_MODEL", next(iter(catalog)))
@@ -223,7 +229,7 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
     cap = _int(env, "MAX_NEW_TOKENS_CAP", 512, 1, MAX_NEW_TOKENS_LIMIT)
     shard_count, shard_ids = _shards(env)
     try:
-        service = _service_config(env, catalog, default_model, fill_model, cap)
+        service = _service_config(env, catalog, default_model, fill_model, cap, api_keys)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return BotConfig(
@@ -249,7 +255,12 @@ def _load_config(env: Mapping[str, str]) -> BotConfig:
 
 
 def _service_config(
-    env: Mapping[str, str], catalog: dict[str, str], default_model: str, fill_model: str | None, cap: int
+    env: Mapping[str, str],
+    catalog: dict[str, str],
+    default_model: str,
+    fill_model: str | None,
+    cap: int,
+    api_keys: dict[str, str],
 ) -> ServiceConfig:
     return ServiceConfig(
         models=catalog,
@@ -270,8 +281,34 @@ def _service_config(
         remote_flavours=_remote_pairs(env, "REMOTE_FLAVOURS", catalog, "flavour", FLAVOURS),
         remote_tokenizers=_remote_pairs(env, "REMOTE_TOKENIZERS", catalog, "folder"),
         remote_api_key=_text(env, "REMOTE_API_KEY"),
+        remote_api_keys={name: key.strip() for name, key in api_keys.items()},
         remote_timeout_s=_float(env, "REMOTE_TIMEOUT_S", 30.0, 0.1, 600.0),
     )
+
+
+class _Asked(Mapping[str, str]):
+    """An empty env that remembers each key looked up in it."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.keys.add(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def setting_keys() -> frozenset[str]:
+    """Every key :func:`load_config` reads, learnt by asking it, so no second list can drift from
+    it (an empty env reads them all: each key has a default). The config file accepts these."""
+    asked = _Asked()
+    load_config(asked)
+    return frozenset(asked.keys)
 
 
 def log_level_number(config: BotConfig) -> int:

@@ -20,10 +20,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.character import cast_of, character_autocomplete
 from core import render, replies
 from core.attachments import read_files
 from core.options import TEXT_OPTION_LIMIT
 from core.streaming import InteractionSurface
+from domain.errors import UserFacingError
 from model_service import ChatTurn, GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
@@ -81,16 +83,25 @@ class Chat(
         super().__init__()
 
     @app_commands.command(name="say", description="Say something to the model; it remembers the conversation")
-    @app_commands.describe(message="What you want to say or ask", file="A text file to read with it")
+    @app_commands.describe(
+        message="What you want to say or ask",
+        file="A text file to read with it",
+        character="One of this server's characters answers instead, through a webhook",
+    )
+    @app_commands.autocomplete(character=character_autocomplete)
     async def say(
         self,
         interaction: discord.Interaction,
         message: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
         file: discord.Attachment | None = None,
+        character: str | None = None,
     ) -> None:
         check_text("message", message, limit=MAX_PROMPT_CHARS)
         files = await read_files([file] if file else [])
         said, message = message, files.into(message, MAX_PROMPT_CHARS)
+        if character is not None:
+            await self._to_character(interaction, character, said, message)
+            return
         settings = await self.bot.settings_for(interaction)
         key = conversation_key(interaction)
         author = interaction.user.display_name
@@ -122,6 +133,28 @@ class Chat(
             show_thinking=settings.thinking == "spoiler",
         )
         await remember(self.bot.store, key, interaction.user.id, author, message, done)
+
+    async def _to_character(
+        self, interaction: discord.Interaction, name: str, said: str, message: str
+    ) -> None:
+        """The member's words in the channel (the command's reply), then the character's answer
+        through the webhook."""
+        cast = cast_of(self.bot)
+        if interaction.guild_id is None or cast is None:
+            raise UserFacingError("Characters live in servers: use /chat say without `character` here.")
+        found = await self.bot.store.characters.character(interaction.guild_id, name)
+        if found is None:
+            raise UserFacingError(
+                f"There is no character named “{render.escape(name)}” here; see `/character list`."
+            )
+        quoted = "\n".join(f"> {line}" for line in render.escape(said).splitlines()[:5]) or "> …"
+        await interaction.response.send_message(
+            f"To **{render.escape(found.name)}**:\n{quoted}", allowed_mentions=replies.NO_MENTIONS
+        )
+        assert interaction.channel is not None
+        await cast.speak(
+            interaction, interaction.channel, found, message, reply_id=interaction.id, asker=interaction.user
+        )
 
     @app_commands.command(name="reset", description="Start the conversation over")
     @app_commands.describe(everyone="Moderators: forget every conversation in this channel or thread")

@@ -68,6 +68,7 @@ HELP = f"""**Transcord**: language models in this channel.
 **/summarize** `[text]` `[file]` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.
 **/story start** `premise` `[turns]` `[max_players]` `[length]` opens a story the channel writes together;
   **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
+**/character create** `name` `persona` `[avatar]` `[avatar_url]` `[greeting]` (moderators; also **edit**, **delete**), **list**, **show**: characters that speak through a webhook; talk to one with `/chat say character:`, an @mention starting with its name, or a reply to it.
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `quota set|unlimited|clear|show`, `show`, `log`.
 **/quota** shows your token budget here: what is left and when it refills.
 **/status** shows the models loaded, the queue and recent speed.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from cogs.character import Characters, cast_of
 from cogs.chat import chain_history, conversation_key, member_history, remember
 from core import replies
 from core.answers import decode_request
@@ -56,6 +57,9 @@ class Talk(commands.Cog):
         me = self.bot.user
         if me is None or message.author.id == me.id or message.guild is None:
             return
+        cast = cast_of(self.bot)
+        if cast is not None and cast.speakers.owns(message):
+            return  # a character's own words, through the bot's webhook
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return  # "X started a thread", pins, joins: nothing was said
         channel = message.channel
@@ -75,6 +79,12 @@ class Talk(commands.Cog):
         if why is None:
             return
         if message.author.bot and not await self._bot_may_answer(message, settings.bot_turns):
+            return
+        if (
+            cast is not None
+            and why in (Why.mention, Why.reply)
+            and await self._as_character(cast, message, why)
+        ):
             return
         surface = MessageSurface(message)
         try:
@@ -139,6 +149,33 @@ class Talk(commands.Cog):
         )
         if why in (Why.reply, Why.mention):  # elsewhere the channel itself is the memory
             await remember(self.bot.store, key, message.author.id, author, text, done)
+
+    async def _as_character(self, cast: Characters, message: discord.Message, why: Why) -> bool:
+        """A reply to a character's message, or a mention starting with a character's name: that
+        character answers, through the webhook. False if no character is addressed."""
+        assert message.guild is not None
+        said = self._said(message)
+        character = await cast.replied_to(message)
+        if character is None and why is Why.mention:
+            hit = await cast.addressed(message.guild.id, said)
+            if hit is not None:
+                character, said = hit
+        if character is None:
+            return False
+        files = await read_files(message.attachments)
+        try:
+            if not said and not files.texts:
+                raise replies.UserFacingError(f"What do you want to say to {character.name}?", icon="ℹ️")
+            check_text("message", said or "…", limit=MAX_PROMPT_CHARS)
+            text = files.into(said, MAX_PROMPT_CHARS)
+            await cast.speak(
+                message, message.channel, character, text, reply_id=message.id, asker=message.author
+            )
+        except Exception as exc:
+            if replies.is_unexpected(exc):
+                log.error("answering message %s as %s failed", message.id, character.name, exc_info=exc)
+            await MessageSurface(message).fail(exc)
+        return True
 
     def _said(self, message: discord.Message) -> str:
         """The message's text: the bot's own mention taken out, other mentions as names."""

@@ -43,6 +43,7 @@ EXTENSIONS = (
     "cogs.next",
     "cogs.tasks",
     "cogs.rewrite",
+    "cogs.character",
 )
 # Command replies and follow-ups go through the interaction's webhook, which needs no channel
 # permission; answering a mention or a Discord reply is a message of its own, which does, and

@@ -47,7 +47,12 @@ def resolve(world: World, message: MessageRecord, replied: MessageRecord | None)
     content = latest.content or ""
 
     users: list[int] = []
-    if replied is not None and replied_user and replied.author_id != message.author_id:
+    if (
+        replied is not None
+        and replied_user
+        and replied.author_id != message.author_id
+        and replied.webhook_author is None  # a webhook is no user to ping
+    ):
         users.append(replied.author_id)
     for raw in USER_MENTION.findall(content):
         user_id = int(raw)

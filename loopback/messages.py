@@ -144,7 +144,9 @@ def render(state: ServerState, message: MessageRecord, *, with_reference: bool =
         "id": str(message.id),
         "type": _message_type(state, message),
         "channel_id": str(message.channel_id),
-        "author": payloads.user(world.users[message.author_id]),
+        "author": dict(message.webhook_author)
+        if message.webhook_author is not None
+        else payloads.user(world.users[message.author_id]),
         "content": latest.content,
         "timestamp": datetime.fromtimestamp(created_ms / 1000, UTC).isoformat(),
         "edited_timestamp": message.edited_iso,
@@ -158,6 +160,10 @@ def render(state: ServerState, message: MessageRecord, *, with_reference: bool =
         "flags": latest.flags,
         "components": list(latest.components),
     }
+    if message.webhook_author is not None:
+        data["webhook_id"] = message.webhook_author["id"]
+        if message.application_id is not None:
+            data["application_id"] = str(message.application_id)
     if message.guild_id is not None:
         data["guild_id"] = str(message.guild_id)
     thread = world.channel(message.id)
@@ -183,7 +189,7 @@ def gateway_message(state: ServerState, message: MessageRecord) -> dict[str, Any
     user's, as the gateway sends them in a guild."""
     data = render(state, message)
     guild = state.world.guilds.get(message.guild_id) if message.guild_id is not None else None
-    if guild is None:
+    if guild is None or message.webhook_author is not None:
         return data
     author = guild.members.get(message.author_id)
     if author is not None:

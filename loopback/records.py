@@ -86,6 +86,8 @@ class MessageRecord:
     deleted: bool = False
     edited_iso: str | None = None
     reference_id: int | None = None  # the message (same channel) this one replies to
+    webhook_author: dict[str, Any] | None = None  # a channel webhook's message: who it shows
+    application_id: int | None = None  # the application owning the webhook that sent it
 
     @property
     def is_reply(self) -> bool:

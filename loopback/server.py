@@ -13,6 +13,7 @@ from aiohttp import web
 
 from loopback import payloads
 from loopback.channel_messages import ChannelMessages
+from loopback.channel_webhooks import ChannelWebhooks
 from loopback.commands import CommandRegistry
 from loopback.contract import Contract, Violation
 from loopback.conversation import Conversation, send_message_create
@@ -112,6 +113,8 @@ class LoopbackDiscord(Invoker, Conversation):
         self.router = Router(self.state)
         Routes(self.state, lambda: self.gateway_url).install(self.router)
         Webhooks(self.state).install(self.router)
+        self.channel_webhooks = ChannelWebhooks(self.state)
+        self.channel_webhooks.install(self.router)
         ChannelMessages(self.state).install(self.router)
         self.world.listen(
             lambda name, subject: self.gateway.dispatch(name, payloads.event(name, subject, self.world))

@@ -147,7 +147,17 @@ class Webhooks:
             raise ApiError(404, "Unknown Message", 10008)
         return message
 
+    def _channel_webhook(self, req: Request) -> Any:
+        """A channel webhook (``loopback.channel_webhooks``) these id and token name, if any."""
+        hooks = getattr(self.state, "channel_webhooks", None)
+        if hooks is None or req.params["app"] == str(self.state.world.application.id):
+            return None
+        hook = hooks.find(req.params["app"], req.params["token"])
+        return (hooks, hook) if hook is not None else None
+
     async def followup(self, req: Request) -> web.Response:
+        if (found := self._channel_webhook(req)) is not None:
+            return await found[0].execute(found[1], req)
         record = self._record(req)
         if record.callback_type is None:
             raise ApiError(404, "Unknown Webhook", 10015)
@@ -168,10 +178,14 @@ class Webhooks:
         return json_response(render(self.state, message))
 
     async def get_message(self, req: Request) -> web.Response:
+        if (found := self._channel_webhook(req)) is not None:
+            return await found[0].get_message(found[1], req)
         record = self._record(req)
         return json_response(render(self.state, self._message(record, req.params["message"])))
 
     async def edit_message(self, req: Request) -> web.Response:
+        if (found := self._channel_webhook(req)) is not None:
+            return await found[0].edit_message(found[1], req)
         record = self._record(req)
         message = self._message(record, req.params["message"])
         body = req.json if isinstance(req.json, dict) else {}
@@ -184,6 +198,8 @@ class Webhooks:
         return json_response(render(self.state, message))
 
     async def delete_message(self, req: Request) -> web.Response:
+        if (found := self._channel_webhook(req)) is not None:
+            return await found[0].delete_message(found[1], req)
         record = self._record(req)
         message = self._message(record, req.params["message"])
         message.deleted = True

@@ -57,6 +57,9 @@ class ServiceConfig:
     remote_flavours: Mapping[str, str] = field(default_factory=dict)  # name -> FLAVOURS; unset: auto
     remote_tokenizers: Mapping[str, str] = field(default_factory=dict)  # name -> a local tokenizer folder
     remote_api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never shown
+    # name -> its own key, for servers that each want theirs (the config file's api_key_env);
+    # the others get remote_api_key. Never shown.
+    remote_api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     remote_timeout_s: float = 30.0  # the longest a server may stay silent (connect, first token, between)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,7 @@ class ServiceConfig:
         object.__setattr__(self, "engines", MappingProxyType(dict(self.engines)))
         object.__setattr__(self, "remote_flavours", MappingProxyType(dict(self.remote_flavours)))
         object.__setattr__(self, "remote_tokenizers", MappingProxyType(dict(self.remote_tokenizers)))
+        object.__setattr__(self, "remote_api_keys", MappingProxyType(dict(self.remote_api_keys)))
         problems = self._remote_problems()
         for name, spec in self.models.items():
             if is_remote(spec):
@@ -123,7 +127,12 @@ class ServiceConfig:
                 problems.append(
                     f"`{name}` is a server's URL (`{spec}`): its engine is remote, not transformers"
                 )
-        for setting, values in (("flavour", self.remote_flavours), ("tokenizer", self.remote_tokenizers)):
+        settings = (
+            ("flavour", self.remote_flavours),
+            ("tokenizer", self.remote_tokenizers),
+            ("api key", self.remote_api_keys),
+        )
+        for setting, values in settings:
             for name, value in values.items():
                 if not is_remote(self.models.get(name, "")):
                     problems.append(

@@ -1,4 +1,4 @@
-"""The storage the cogs depend on: seven small repositories, each a Protocol.
+"""The storage the cogs depend on: eight small repositories, each a Protocol.
 
 One implementation of each (``storage.repositories``) serves SQLite and PostgreSQL alike, over a
 driver (``storage.drivers``); the contract tests (``tests/storage``) run on both. A cog never
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from domain.characters import Character
 from domain.quotas import Budget
 from domain.rules import ChannelRules
 from domain.settings import ChannelSettings
@@ -319,6 +320,51 @@ class LimitStore(Protocol):
         ...
 
 
+@runtime_checkable
+class CharacterStore(Protocol):
+    """A server's characters, looked up by name whatever its case; each change in the audit log."""
+
+    async def create_character(
+        self,
+        guild_id: int,
+        name: str,
+        persona: str,
+        *,
+        greeting: str = "",
+        avatar_url: str = "",
+        avatar: bytes | None = None,
+        actor_id: int,
+    ) -> Character | None:
+        """Add a character; None if the server has one of that name. Refuses past ``MAX_CHARACTERS``."""
+        ...
+
+    async def character(self, guild_id: int, name: str) -> Character | None: ...
+
+    async def character_by_id(self, character_id: int) -> Character | None: ...
+
+    async def characters(self, guild_id: int) -> list[Character]:
+        """The server's characters, by name."""
+        ...
+
+    async def update_character(
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        actor_id: int,
+        new_name: str | None = None,
+        persona: str | None = None,
+        greeting: str | None = None,
+        avatar_url: str | None = None,
+        avatar: bytes | None = None,
+    ) -> Character | None:
+        """Change what is given (an avatar replaces the other kind); None if there is no such
+        character. Raises :class:`~domain.characters.NameTaken` if ``new_name`` is another's."""
+        ...
+
+    async def delete_character(self, guild_id: int, name: str, *, actor_id: int) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Storage:
     """The repositories of one database, and how to close it."""
@@ -330,6 +376,7 @@ class Storage:
     conversations: ConversationStore
     replies: ReplyStore
     limits: LimitStore
+    characters: CharacterStore
     close: Callable[[], Awaitable[None]]
 
     async def __aenter__(self) -> Storage:

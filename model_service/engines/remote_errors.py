@@ -105,7 +105,8 @@ def http_error(
     if status in (401, 403):
         return ModelUnavailableError(
             f"{who}: its server at {url} refused the bot's credentials ({said}); "
-            "the bot's operator should check REMOTE_API_KEY"
+            "the bot's operator should check its API key (REMOTE_API_KEY, or the model's api_key_env "
+            "in the config file)"
         )
     if status == 404:
         return ModelUnavailableError(

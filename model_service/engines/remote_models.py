@@ -34,7 +34,7 @@ class RemoteModels:
                 name,
                 parse_remote(spec),
                 config.remote_flavours.get(name, "auto"),
-                api_key=config.remote_api_key,
+                api_key=config.remote_api_keys.get(name, config.remote_api_key),
                 timeout_s=config.remote_timeout_s,
                 loop=self.loop,
             )

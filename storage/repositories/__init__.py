@@ -8,6 +8,7 @@ from __future__ import annotations
 from domain.settings import ChannelSettings
 from storage.driver import Driver
 from storage.protocols import Storage
+from storage.repositories.characters import Characters
 from storage.repositories.conversations import Conversations
 from storage.repositories.limits import Limits
 from storage.repositories.meta import Meta
@@ -27,8 +28,19 @@ def build_storage(driver: Driver, defaults: ChannelSettings) -> Storage:
         conversations=Conversations(driver),
         replies=Replies(driver),
         limits=Limits(driver),
+        characters=Characters(driver),
         close=driver.close,
     )
 
 
-__all__ = ["Conversations", "Limits", "Meta", "Replies", "Rules", "Settings", "Stories", "build_storage"]
+__all__ = [
+    "Characters",
+    "Conversations",
+    "Limits",
+    "Meta",
+    "Replies",
+    "Rules",
+    "Settings",
+    "Stories",
+    "build_storage",
+]

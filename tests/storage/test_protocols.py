@@ -9,6 +9,7 @@ import inspect
 import pytest
 
 from storage.protocols import (
+    CharacterStore,
     ConversationStore,
     LimitStore,
     MetaStore,
@@ -18,7 +19,7 @@ from storage.protocols import (
     Storage,
     StoryStore,
 )
-from storage.repositories import Conversations, Limits, Meta, Replies, Rules, Settings, Stories
+from storage.repositories import Characters, Conversations, Limits, Meta, Replies, Rules, Settings, Stories
 
 REPOSITORIES = {
     "settings": (SettingsStore, Settings),
@@ -28,6 +29,7 @@ REPOSITORIES = {
     "conversations": (ConversationStore, Conversations),
     "replies": (ReplyStore, Replies),
     "limits": (LimitStore, Limits),
+    "characters": (CharacterStore, Characters),
 }
 
 

@@ -30,8 +30,9 @@ def test_migrations_are_the_numbered_sql_files_in_order() -> None:
         "007_story_turn_length.sql",
         "008_limits.sql",
         "009_token_quotas.sql",
+        "010_characters.sql",
     ]
-    assert [len(statements) for statements in schema.migrations()] == [2, 4, 4, 2, 2, 2, 1, 3, 3]
+    assert [len(statements) for statements in schema.migrations()] == [2, 4, 4, 2, 2, 2, 1, 3, 3, 1]
 
 
 def test_statements_split_where_sqlite_says_they_end() -> None:

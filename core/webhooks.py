@@ -1,0 +1,222 @@
+"""Characters speak through webhooks: one webhook of the bot's per channel, found or made once.
+
+Discord allows 15 webhooks per channel, so the bot never makes one per character: it lists the
+channel's webhooks, reuses the one its application owns, and creates one only where there is none.
+A thread has no webhooks of its own: its messages go through the parent channel's webhook with
+``thread=``. Each message carries the character's name (``username``) and avatar: an https avatar
+as ``avatar_url``; a stored one (an uploaded image or the drawn initial) becomes the webhook's own
+avatar, set (PATCH) only when another character spoke last through that webhook, under a lock, so
+a message is always sent with its speaker's face. Every message is sent with
+``AllowedMentions.none()``.
+
+The webhook belongs to the bot's application, so it may carry the answers' buttons (Discord lets an
+application-owned webhook send interactive components).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import discord
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from core.replies import NO_MENTIONS, RESTARTING, error_message, fit, split_message
+from core.streaming import WRITING
+from domain.characters import Character, avatar_colour, initial
+from domain.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_NAME = "Transcord characters"
+AVATAR_SIZE = 128
+AVATAR_MAX_BYTES = 8 * 1024 * 1024  # what is read of an uploaded image
+MAX_WEBHOOKS_CODE = 30007  # "Maximum number of webhooks reached (15)"
+NEEDS_MANAGE_WEBHOOKS = (
+    "Characters speak through a webhook, and I may not manage webhooks in {where}: "
+    "grant my role the **Manage Webhooks** permission there."
+)
+TOO_MANY_WEBHOOKS = (
+    "{where} already has Discord's maximum of 15 webhooks, none of them mine: "
+    "delete one (Channel settings → Integrations → Webhooks) so characters can speak here."
+)
+
+
+def draw_avatar(name: str) -> bytes:
+    """The character's initial in white on a colour of its own, as a PNG."""
+    image = Image.new("RGB", (AVATAR_SIZE, AVATAR_SIZE), avatar_colour(name))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=AVATAR_SIZE * 5 // 8)
+    draw.text((AVATAR_SIZE / 2, AVATAR_SIZE / 2), initial(name), fill="white", font=font, anchor="mm")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def normalize_avatar(data: bytes) -> bytes:
+    """An uploaded image as a small PNG (what is stored), or a UserFacingError if it is none."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            image = image.convert("RGBA")
+            image.thumbnail((AVATAR_SIZE * 2, AVATAR_SIZE * 2))
+            out = io.BytesIO()
+            image.save(out, format="PNG")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserFacingError("The avatar must be an image (PNG, JPEG, GIF or WebP).") from exc
+    return out.getvalue()
+
+
+def face(character: Character) -> bytes:
+    """The avatar the webhook shows for a character without an https one."""
+    return character.avatar or draw_avatar(character.name)
+
+
+Speakable = discord.TextChannel | discord.Thread
+
+
+class Speakers:
+    """The bot's webhook per channel (cached), and whose face each one shows now."""
+
+    def __init__(self, client: discord.Client) -> None:
+        self.client = client
+        self._webhooks: dict[int, discord.Webhook] = {}
+        self._faces: dict[int, tuple[int, float]] = {}  # webhook id -> (character id, its updated_at)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def owns(self, message: discord.Message) -> bool:
+        """Whether a message was sent through one of the bot's webhooks (its own words)."""
+        if message.webhook_id is None:
+            return False
+        if message.webhook_id in {w.id for w in self._webhooks.values()}:
+            return True
+        return message.application_id is not None and message.application_id == self.client.application_id
+
+    async def webhook(self, channel: Speakable) -> tuple[discord.Webhook, discord.Thread | None]:
+        """The webhook to speak in ``channel`` through, and the thread to name (if it is one)."""
+        thread = channel if isinstance(channel, discord.Thread) else None
+        parent = channel.parent if thread is not None else channel
+        if not isinstance(parent, discord.TextChannel):
+            raise UserFacingError("Characters can speak only in text channels and their threads.")
+        cached = self._webhooks.get(parent.id)
+        if cached is not None:
+            return cached, thread
+        where = parent.mention
+        try:
+            hooks = await parent.webhooks()
+            mine = next((h for h in hooks if self._is_mine(h)), None)
+            if mine is None:
+                mine = await parent.create_webhook(name=WEBHOOK_NAME, reason="characters speak through it")
+        except discord.Forbidden as exc:
+            raise UserFacingError(NEEDS_MANAGE_WEBHOOKS.format(where=where), icon="🔒") from exc
+        except discord.HTTPException as exc:
+            if exc.code == MAX_WEBHOOKS_CODE:
+                raise UserFacingError(TOO_MANY_WEBHOOKS.format(where=where), icon="🔒") from exc
+            raise
+        self._webhooks[parent.id] = mine
+        return mine, thread
+
+    def forget(self, channel_id: int) -> None:
+        """Drop a cached webhook (deleted by someone): the next message finds or makes another."""
+        self._webhooks.pop(channel_id, None)
+
+    def _is_mine(self, hook: discord.Webhook) -> bool:
+        me = self.client.user
+        owned = hook.application_id is not None and hook.application_id == self.client.application_id
+        made = hook.user is not None and me is not None and hook.user.id == me.id
+        return hook.type is discord.WebhookType.incoming and hook.token is not None and (owned or made)
+
+    async def send(
+        self,
+        channel: Speakable,
+        character: Character,
+        content: str,
+        view: discord.ui.View | None = None,
+    ) -> tuple[discord.WebhookMessage, discord.Webhook, discord.Thread | None]:
+        """Post ``content`` as ``character`` in ``channel``."""
+        webhook, thread = await self.webhook(channel)
+        kwargs: dict[str, object] = {
+            "username": character.name,
+            "allowed_mentions": NO_MENTIONS,
+            "wait": True,
+        }
+        if thread is not None:
+            kwargs["thread"] = thread
+        if view is not None:
+            kwargs["view"] = view
+        if character.avatar_url:
+            message = await webhook.send(content, avatar_url=character.avatar_url, **kwargs)  # type: ignore[call-overload]
+            return message, webhook, thread
+        lock = self._locks.setdefault(webhook.id, asyncio.Lock())
+        async with lock:  # no other character's face may be put on between the PATCH and the post
+            wanted = (character.id, character.updated_at)
+            if self._faces.get(webhook.id) != wanted:
+                await webhook.edit(avatar=face(character), reason=f"{character.name} speaks")
+                self._faces[webhook.id] = wanted
+            message = await webhook.send(content, **kwargs)  # type: ignore[call-overload]
+        return message, webhook, thread
+
+
+class WebhookSurface:
+    """A character's answer: posted through the channel's webhook under its name, then edited
+    through the same webhook as the text grows."""
+
+    def __init__(self, speakers: Speakers, channel: Speakable, character: Character) -> None:
+        self.speakers = speakers
+        self.channel = channel
+        self.character = character
+        self.message: discord.WebhookMessage | None = None
+        self._webhook: discord.Webhook | None = None
+        self._thread: discord.Thread | None = None
+
+    @property
+    def channel_id(self) -> int:
+        return self.channel.id
+
+    async def _post(self, content: str, view: discord.ui.View | None = None) -> discord.WebhookMessage:
+        message, self._webhook, self._thread = await self.speakers.send(
+            self.channel, self.character, content, view
+        )
+        return message
+
+    async def begin(self) -> None:
+        if self.message is None:
+            self.message = await self._post(WRITING)
+
+    async def show(self, content: str, view: discord.ui.View | None) -> None:
+        await self.begin()
+        assert self.message is not None and self._webhook is not None
+        kwargs: dict[str, object] = {"content": content, "allowed_mentions": NO_MENTIONS}
+        if view is not None:
+            kwargs["view"] = view
+        if self._thread is not None:
+            kwargs["thread"] = self._thread
+        self.message = await self._webhook.edit_message(self.message.id, **kwargs)  # type: ignore[arg-type]
+
+    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
+        first, *more = split_message(content)
+        await self.show(first, view)
+        assert self.message is not None
+        for part in more:
+            await self._post(part)
+        return self.message.id
+
+    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
+        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+        try:
+            await asyncio.shield(self.show(content, view))
+        except (discord.HTTPException, asyncio.CancelledError):
+            log.warning("could not tell a channel that a character stopped for a restart")
+
+    async def fail(self, error: BaseException) -> bool:
+        """Say what went wrong in the character's message, if one was posted; False if none was."""
+        if self.message is None:
+            return False
+        text = error_message(error)
+        shown = self.message.content if self.message.content != WRITING else ""
+        try:
+            await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
+        except discord.HTTPException:
+            log.warning("could not deliver an error in a character's message", exc_info=True)
+        return True
