@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check lint test bench bench-scaling bench-shards bench-crowd clean-venv
+.PHONY: setup run check lint test bench bench-scaling bench-shards bench-crowd bench-peer clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: setup
 # 1 to 64 requests at once through the bot and through llama-server: a table and docs/scaling.png.
 bench-scaling: setup
 	$(BIN)/python -m benchmarks.scaling --plot docs/scaling.png $(ARGS)
+
+# Transcord beside llmcord (jakobdylanc/llmcord, in a venv of its own under data/peer/), 1 and 8 at once.
+bench-peer: setup
+	$(BIN)/python -m benchmarks.peer $(ARGS)
 
 # A crowd: 24 at once in one channel and 1 in another; 64 from 16 channels, fair against first come.
 bench-crowd: setup
