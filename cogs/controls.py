@@ -106,8 +106,16 @@ class Controls(commands.Cog):
             request = replace(request, continuation=reply.text)
         request = replace(request, params=params)
         surface = InteractionSurface(interaction, in_place=True)
+        # The channel's settings as they are now: its thinking setting, and its turn in the queue.
+        settings = await self.bot.settings_for(interaction)
         done = await answers.write(
-            interaction, surface, reply, request, texts=(request.prompt,), continuing=continuing
+            interaction,
+            surface,
+            reply,
+            request,
+            texts=(request.prompt,),
+            continuing=continuing,
+            show_thinking=settings.thinking == "spoiler",
         )
         if done.turn_id is not None:
             # The conversation goes on from the reply as it now reads.

@@ -133,6 +133,9 @@ class MessageSurface:
 
 QUEUE_POLL_S = 0.25  # how soon a waiting reply first shows its place
 QUEUE_EDIT_S = 3.0  # at least this long between two edits of a waiting reply's place
+# ... and far back in the queue longer still (half a second a place): a crowd of 60 waiting would
+# otherwise send some 20 edits a second, for places that matter little that far back.
+QUEUE_EDIT_S_PER_PLACE = 0.5
 
 
 def ordinal(n: int) -> str:
@@ -155,7 +158,8 @@ async def _show_place(
     while True:
         await asyncio.sleep(QUEUE_POLL_S if shown is None else max(interval, 1.0))
         waiting = stream.queue_place()
-        if waiting is None or waiting[0] == shown or time.monotonic() - last < QUEUE_EDIT_S:
+        spacing = max(QUEUE_EDIT_S, QUEUE_EDIT_S_PER_PLACE * waiting[0]) if waiting else 0.0
+        if waiting is None or waiting[0] == shown or time.monotonic() - last < spacing:
             continue
         shown, last = waiting[0], time.monotonic()
         above = header if not header or header.endswith("\n") else header + "\n"
