@@ -76,7 +76,51 @@ class InteractionSurface:
         await notify_restart(self.interaction, shown, view)
 
 
-class MessageSurface:
+class PostedSurface:
+    """An answer the bot posts as a message of its own (not an interaction's response) and edits
+    as the text grows. A kind of it says how the first part is posted (``_post``), how each part
+    past Discord's limit is (``_post_more``) and how the message is edited (``show``)."""
+
+    message: discord.Message | discord.WebhookMessage | None = None
+    restart_warning = "could not tell a member that the bot is restarting"
+
+    async def _post(self, text: str) -> discord.Message | discord.WebhookMessage:
+        raise NotImplementedError
+
+    async def _post_more(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def show(self, content: str, view: discord.ui.View | None) -> None:
+        raise NotImplementedError
+
+    async def begin(self) -> None:
+        if self.message is None:
+            self.message = await self._post(WRITING)
+
+    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
+        first, *more = split_message(content)
+        await self.show(first, view)
+        assert self.message is not None
+        for part in more:
+            await self._post_more(part)
+        return self.message.id
+
+    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
+        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+        try:
+            await asyncio.shield(self.show(content, view))
+        except (discord.HTTPException, asyncio.CancelledError):
+            log.warning(self.restart_warning)
+
+    async def _fail_in_place(self, error: BaseException) -> None:
+        """The error after what the posted message shows (its "writing" mark replaced)."""
+        assert self.message is not None
+        text = error_message(error)
+        shown = self.message.content if self.message.content != WRITING else ""
+        await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
+
+
+class MessageSurface(PostedSurface):
     """The bot's answer to a member's message: a reply to it, or (``post_in``) a message in a
     thread opened from it; then edited as the text grows."""
 
@@ -94,39 +138,22 @@ class MessageSurface:
             return await self.post_in.send(text, allowed_mentions=NO_MENTIONS)
         return await self.to.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
 
-    async def begin(self) -> None:
-        if self.message is None:
-            self.message = await self._post(WRITING)
+    async def _post_more(self, text: str) -> None:
+        assert self.message is not None
+        await self.message.channel.send(text, allowed_mentions=NO_MENTIONS)
 
     async def show(self, content: str, view: discord.ui.View | None) -> None:
         await self.begin()
         assert self.message is not None
         self.message = await self.message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
 
-    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
-        first, *more = split_message(content)
-        await self.show(first, view)
-        assert self.message is not None
-        for part in more:
-            await self.message.channel.send(part, allowed_mentions=NO_MENTIONS)
-        return self.message.id
-
-    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
-        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
-        try:
-            await asyncio.shield(self.show(content, view))
-        except (discord.HTTPException, asyncio.CancelledError):
-            log.warning("could not tell a member that the bot is restarting")
-
     async def fail(self, error: BaseException) -> None:
         """Say what went wrong, in the reply if one was posted, else as one."""
-        text = error_message(error)
         try:
             if self.message is None:
-                await self._post(text)
+                await self._post(error_message(error))
             else:
-                shown = self.message.content if self.message.content != WRITING else ""
-                await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
+                await self._fail_in_place(error)
         except discord.HTTPException:
             log.warning("could not deliver an error reply to a message", exc_info=True)
 
@@ -158,8 +185,9 @@ async def _show_place(
     while True:
         await asyncio.sleep(QUEUE_POLL_S if shown is None else max(interval, 1.0))
         waiting = stream.queue_place()
-        spacing = max(QUEUE_EDIT_S, QUEUE_EDIT_S_PER_PLACE * waiting[0]) if waiting else 0.0
-        if waiting is None or waiting[0] == shown or time.monotonic() - last < spacing:
+        if waiting is None or waiting[0] == shown:
+            continue  # started (or not yet queued), or still where it was
+        if time.monotonic() - last < max(QUEUE_EDIT_S, QUEUE_EDIT_S_PER_PLACE * waiting[0]):
             continue
         shown, last = waiting[0], time.monotonic()
         above = header if not header or header.endswith("\n") else header + "\n"

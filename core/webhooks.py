@@ -22,8 +22,8 @@ import logging
 import discord
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from core.replies import NO_MENTIONS, RESTARTING, error_message, fit, split_message
-from core.streaming import WRITING
+from core.replies import NO_MENTIONS
+from core.streaming import PostedSurface
 from domain.characters import Character, avatar_colour, initial
 from domain.errors import UserFacingError
 
@@ -158,9 +158,11 @@ class Speakers:
         return message, webhook, thread
 
 
-class WebhookSurface:
+class WebhookSurface(PostedSurface):
     """A character's answer: posted through the channel's webhook under its name, then edited
     through the same webhook as the text grows."""
+
+    restart_warning = "could not tell a channel that a character stopped for a restart"
 
     def __init__(self, speakers: Speakers, channel: Speakable, character: Character) -> None:
         self.speakers = speakers
@@ -180,9 +182,8 @@ class WebhookSurface:
         )
         return message
 
-    async def begin(self) -> None:
-        if self.message is None:
-            self.message = await self._post(WRITING)
+    async def _post_more(self, text: str) -> None:
+        await self._post(text)
 
     async def show(self, content: str, view: discord.ui.View | None) -> None:
         await self.begin()
@@ -194,29 +195,12 @@ class WebhookSurface:
             kwargs["thread"] = self._thread
         self.message = await self._webhook.edit_message(self.message.id, **kwargs)  # type: ignore[arg-type]
 
-    async def finish(self, content: str, view: discord.ui.View | None) -> int | None:
-        first, *more = split_message(content)
-        await self.show(first, view)
-        assert self.message is not None
-        for part in more:
-            await self._post(part)
-        return self.message.id
-
-    async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
-        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
-        try:
-            await asyncio.shield(self.show(content, view))
-        except (discord.HTTPException, asyncio.CancelledError):
-            log.warning("could not tell a channel that a character stopped for a restart")
-
     async def fail(self, error: BaseException) -> bool:
         """Say what went wrong in the character's message, if one was posted; False if none was."""
         if self.message is None:
             return False
-        text = error_message(error)
-        shown = self.message.content if self.message.content != WRITING else ""
         try:
-            await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
+            await self._fail_in_place(error)
         except discord.HTTPException:
             log.warning("could not deliver an error in a character's message", exc_info=True)
         return True
