@@ -189,7 +189,7 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         a = self.workloads["A"]
         c = self.workloads.get("C")
-        return _finite(
+        return _finite_dict(
             {
                 "aggregate_tok_s": a.batched.tok_s,
                 "naive_tok_s": a.naive.tok_s,
@@ -225,6 +225,11 @@ class Report:
                 "notes": self.notes,
             }
         )
+
+
+def _finite_dict(value: dict[str, Any]) -> dict[str, Any]:
+    finite: dict[str, Any] = _finite(value)
+    return finite
 
 
 def _finite(value: Any) -> Any:

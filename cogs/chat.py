@@ -151,9 +151,10 @@ class Chat(
         await interaction.response.send_message(
             f"To **{render.escape(found.name)}**:\n{quoted}", allowed_mentions=replies.NO_MENTIONS
         )
-        assert interaction.channel is not None
+        channel = interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)  # a slash command's channel takes messages
         await cast.speak(
-            interaction, interaction.channel, found, message, reply_id=interaction.id, asker=interaction.user
+            interaction, channel, found, message, reply_id=interaction.id, asker=interaction.user
         )
 
     @app_commands.command(name="reset", description="Start the conversation over")

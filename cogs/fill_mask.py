@@ -51,7 +51,7 @@ class FillMask(commands.Cog):
         # A configured fill model (a real masked LM) wins; else the channel's own model fills.
         model = None if self.bot.config.service.fill_model else settings.model
         given = {k: v for k, v in options.items() if v is not None}
-        request = FillMaskRequest(text=text, model=model, **given)  # type: ignore[arg-type]
+        request = FillMaskRequest(text=text, model=model, **given)  # type: ignore[arg-type]  # options from choice_options: each a field of the request, typed there
         await self.bot.models.answer(
             interaction, (text,), lambda s: s.fill_mask(request), lambda result: render(text, result)
         )

@@ -72,7 +72,7 @@ class Next(commands.Cog):
     ) -> None:
         settings = await self.bot.settings_for(interaction)
         given = {k: v for k, v in options.items() if v is not None}
-        request = NextTokenRequest(prompt=prompt, model=settings.model, **given)  # type: ignore[arg-type]
+        request = NextTokenRequest(prompt=prompt, model=settings.model, **given)  # type: ignore[arg-type]  # options from choice_options: each a field of the request, typed there
         async with self.bot.models.command(interaction, prompt) as call:
             service = pictures.inside(call.service)
             result = await replies.answer_soon(interaction, service.next_tokens(request))

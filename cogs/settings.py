@@ -163,12 +163,12 @@ class Config(
     async def reset(
         self,
         interaction: discord.Interaction,
-        setting: ResetChoice = ResetChoice.all,  # type: ignore[valid-type]
+        setting: ResetChoice = ResetChoice["all"],
         scope: Scope = Scope.channel,
     ) -> None:
         target, target_id = _scope(interaction, scope)
         await self._require_moderator(interaction, target)
-        keys = None if setting is ResetChoice.all else [setting.value]
+        keys = None if setting is ResetChoice["all"] else [setting.value]
         removed = await self.bot.store.settings.reset(target, target_id, keys, actor_id=interaction.user.id)
         where = "the server default" if target == "guild" else f"<#{target_id}>"
         if not removed:

@@ -29,6 +29,6 @@ def require_server(interaction: discord.Interaction) -> int:
 
 async def require_moderator(interaction: discord.Interaction) -> None:
     require_server(interaction)
-    bot: Transcord = interaction.client  # type: ignore[assignment]
+    bot: Transcord = interaction.client  # type: ignore[assignment]  # the client of this bot's interactions
     if not await bot.is_moderator(interaction):
         raise app_commands.CheckFailure(NOT_A_MODERATOR)

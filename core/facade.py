@@ -103,7 +103,7 @@ class Moderator:
         return rules
 
     async def set_rules(self, channel_id: int, actor_id: int, **changes: int | bool) -> ChannelRules:
-        rules = await self.store.set_channel_rules(channel_id, actor_id=actor_id, **changes)  # type: ignore[arg-type]
+        rules = await self.store.set_channel_rules(channel_id, actor_id=actor_id, **changes)  # type: ignore[arg-type]  # the /mod command's keywords, each a rule named there
         self._rules[channel_id] = rules
         return rules
 
@@ -231,8 +231,8 @@ class ModeratedModels:
         assert task is not None
         # Tracked until the whole command ends, not just its model call: what it does after (saving
         # the reply, the conversation, giving its slot back) must finish before the store closes.
-        self.inflight.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self.inflight.discard)  # type: ignore[arg-type]
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
         metered = Metered(self._service)
         async with self.moderator.guard(source, texts, metered.generated_tokens) as redact:
             yield ModelCall(cast(ModelServiceAPI, metered), redact)

@@ -36,7 +36,7 @@ def param_options(*specs: ParamSpec) -> Callable[[F], F]:
             inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_type(s))
             for s in specs
         ]
-        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]  # read by discord.py
         return app_commands.describe(**{s.name: s.description for s in specs})(func)
 
     return decorator
@@ -57,7 +57,7 @@ def choice_options(*specs: ChoiceSpec) -> Callable[[F], F]:
             )
             for s in specs
         ]
-        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]  # read by discord.py
         return app_commands.describe(**{s.name: s.description for s in specs})(func)
 
     return decorator
@@ -74,7 +74,7 @@ def name_options(described: Mapping[str, str], *, limit: int = 100) -> Callable[
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
             for name in described
         ]
-        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]
+        func.__signature__ = signature.replace(parameters=[*written, *added])  # type: ignore[attr-defined]  # read by discord.py
         return app_commands.describe(**described)(func)
 
     return decorator

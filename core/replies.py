@@ -213,7 +213,10 @@ async def send_long(
         )
     else:
         sent = await interaction.response.send_message(
-            first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS, **({"view": view} if view else {})
+            first,
+            ephemeral=ephemeral,
+            allowed_mentions=NO_MENTIONS,
+            view=view if view is not None else discord.utils.MISSING,
         )
         message = sent.resource if isinstance(sent.resource, discord.Message) else None
     for part in more:

@@ -36,7 +36,8 @@ from model_service.types import (
 class TextStream(Protocol):
     """Async iterator of text deltas; ``result`` is set once the iteration ends."""
 
-    result: GenerationResult | None
+    @property
+    def result(self) -> GenerationResult | None: ...
 
     def __aiter__(self) -> AsyncIterator[str]: ...
 

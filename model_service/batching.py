@@ -247,16 +247,23 @@ def prefill(loaded: LoadedModel, rows: list[list[int]]) -> tuple[Any, torch.Tens
 
 def cache_kwargs(model: torch.nn.Module, kv: KV) -> dict[str, DynamicCache]:
     """The keyword that hands ``kv`` to ``model.forward`` as a cache to extend."""
+    return {_cache_arg(type(model)): DynamicCache(ddp_cache_data=kv)}
+
+
+_CACHE_ARGS: dict[type, str] = {}
+
+
+def _cache_arg(model_class: type[torch.nn.Module]) -> str:
     # transformers renamed `past_key_values` to `cache` during 5.x; take whichever this one has.
-    name = getattr(model, "_transcord_cache_arg", None)
-    if name is None:
-        name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        model._transcord_cache_arg = name  # type: ignore[attr-defined]
-    return {name: DynamicCache(ddp_cache_data=kv)}
+    if model_class not in _CACHE_ARGS:
+        taken = inspect.signature(model_class.forward).parameters
+        _CACHE_ARGS[model_class] = "cache" if "cache" in taken else "past_key_values"
+    return _CACHE_ARGS[model_class]
 
 
 def kv_layers(out: object) -> KV:
     """Each layer's (keys, values) from a forward's output cache."""
+    # A causal LM's output (fields per model class): its cache under the name this transformers uses.
     cache = getattr(out, "cache", None) or out.past_key_values  # type: ignore[attr-defined]
     return [(layer.keys, layer.values) for layer in cache.layers]
 

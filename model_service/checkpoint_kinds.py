@@ -6,6 +6,8 @@ weights, so ``/status`` and ``/help`` can say which tasks a deployment has witho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from transformers import PretrainedConfig
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -20,7 +22,7 @@ from transformers.models.auto.modeling_auto import (
 from model_service.task_names import CAUSAL_FALLBACK, NATIVE_KIND, Kind, Task
 
 # The model types that have each kind's Auto class (a forced task on another type can't load).
-CLASSES: dict[Kind, dict[str, object]] = {
+CLASSES: dict[Kind, Mapping[str, object]] = {
     "causal": MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     "masked": MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     "sequence-classification": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,

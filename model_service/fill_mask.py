@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import torch
 
@@ -154,8 +154,12 @@ class FillBatch(SteppedBatch):
     def _masked_lm(self) -> Iterator[None]:
         tok = self.loaded.tokenizer
         live = [t for t in self.tasks if t.live]
-        assert all(t.masked is not None for t in live)
-        texts = [t.masked.left + tok.mask_token + t.masked.right for t in live]  # type: ignore[union-attr]
+        mask = tok.mask_token
+        assert mask is not None  # the masked-LM path is taken only for tokenizers with a mask token
+        texts = []
+        for task in live:
+            assert task.masked is not None  # checked when the task joined
+            texts.append(task.masked.left + mask + task.masked.right)
         encoded = [tok(text, add_special_tokens=True)["input_ids"] for text in texts]
         for chunk in chunks(list(zip(live, encoded, strict=True)), lambda item: len(item[1])):
             chunk = [(t, ids) for t, ids in chunk if t.live]
@@ -245,7 +249,7 @@ class FillBatch(SteppedBatch):
 
     def _add_words(self, task: FillTask, logprobs: torch.Tensor) -> None:
         for token_id in logprobs.topk(PROPOSALS_PER_PROMPT).indices.tolist():
-            piece = self.loaded.tokenizer.decode([token_id])
+            piece = cast(str, self.loaded.tokenizer.decode([token_id]))  # one sequence: one str
             if _is_word(piece):
                 task.words.setdefault(piece.strip(), None)
 
@@ -336,11 +340,11 @@ def _shown_piece(loaded: LoadedModel, token_id: int, inside_word: bool) -> str |
     tok = loaded.tokenizer
     if token_id in tok.all_special_ids:
         return None
-    piece = tok.convert_ids_to_tokens(token_id)
+    piece = cast(str, tok.convert_ids_to_tokens(token_id))  # one id: one token
     if piece.startswith("##"):
         # A word-piece continues the word before it: right only when the mask is inside a word.
         return piece[2:] if inside_word else None
-    text = tok.decode([token_id]).strip()
+    text = cast(str, tok.decode([token_id])).strip()
     return text or None
 
 

@@ -8,7 +8,7 @@ executor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from transformers import PreTrainedTokenizerBase
 
@@ -70,9 +70,13 @@ def _chat_ids(
     messages = [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
     messages += [{"role": turn.role, "content": turn.content()} for turn in history]
     messages.append({"role": "user", "content": ChatTurn("user", message, request.author).content()})
-    text = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # With tokenize=False the template gives text (transformers types every form it can return).
+    text = cast(
+        str, loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    )
     # A continued reply is the assistant's turn begun: the model writes on from its last word.
-    return loaded.tokenizer(text + request.continuation, add_special_tokens=False)["input_ids"]
+    ids: list[int] = loaded.tokenizer(text + request.continuation, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def _prepare_chat(loaded: PromptModel, request: GenerationRequest, budget: int) -> PreparedPrompt:
@@ -88,5 +92,5 @@ def _prepare_chat(loaded: PromptModel, request: GenerationRequest, budget: int) 
     overhead = len(_chat_ids(loaded, request, (), ""))
     keep = max(1, budget - overhead)
     message_ids = loaded.tokenizer(request.prompt, add_special_tokens=False)["input_ids"][-keep:]
-    message = loaded.tokenizer.decode(message_ids)
+    message = cast(str, loaded.tokenizer.decode(message_ids))  # one sequence decodes to one str
     return PreparedPrompt(_chat_ids(loaded, request, (), message)[-budget:], True, len(history))

@@ -73,7 +73,7 @@ def specs(cls: type[Any]) -> tuple[ParamSpec, ...]:
     for f in dataclasses.fields(cls):
         if SPEC_KEY in f.metadata:
             kind = _TYPES.get(f.type, f.type if f.type in (int, float) else float)
-            out.append(ParamSpec(f.name, kind, f.default, **f.metadata[SPEC_KEY]))  # type: ignore[arg-type]
+            out.append(ParamSpec(f.name, kind, f.default, **f.metadata[SPEC_KEY]))  # type: ignore[arg-type]  # param()'s own keywords
     return tuple(out)
 
 

@@ -104,8 +104,11 @@ class Probabilities:
                     f"{server.url} gives no log-probabilities over the OpenAI API. Serve it with vLLM, "
                     "SGLang or llama.cpp, or name a local copy with its weights in REMOTE_TOKENIZERS"
                 )
-            return await self._run(self._forward_next, name, request, "transformers twin", started)
-        return await self._run(self._forward_next, name, request, "transformers", started)
+            source = "transformers twin"
+        else:
+            source = "transformers"
+        result: NextTokenResult = await self._run(self._forward_next, name, request, source, started)
+        return result
 
     def _llama_prompt(self, name: str, request: NextTokenRequest) -> tuple[LlamaModel, PreparedPrompt]:
         loaded = self._llama.get(name)

@@ -114,7 +114,7 @@ def split_task(spec: str) -> tuple[str, Task | None]:
     suffix = suffix.strip()
     if suffix not in TASKS:
         raise ValueError(f"unknown task `{suffix}` after `{source}`; tasks: {', '.join(TASKS)}")
-    return source.strip(), suffix  # type: ignore[return-value]
+    return source.strip(), suffix
 
 
 def missing(task: Task) -> str:

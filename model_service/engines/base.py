@@ -50,22 +50,27 @@ class EngineRow(Protocol):
 class FillWork(Protocol):
     """A batch of fill-mask tasks, worked on one forward at a time."""
 
-    method: FillMethod
     done: bool
+
+    @property
+    def method(self) -> FillMethod: ...
 
     def advance(self) -> None:
         """One forward; afterwards each task is done (predictions or error) or waits for more."""
         ...
 
 
-class Engine(Protocol):
-    """One model's runner."""
+RowT = TypeVar("RowT", bound=EngineRow)
 
-    def join(self, request: GenerationRequest, should_stop: Callable[[], FinishReason | None]) -> EngineRow:
+
+class Engine(Protocol[RowT]):
+    """One model's runner, of its own kind of row (``Engine`` alone: of any)."""
+
+    def join(self, request: GenerationRequest, should_stop: Callable[[], FinishReason | None]) -> RowT:
         """Prepare a row for the request (its prompt in tokens, cut to fit); it joins at the next step."""
         ...
 
-    def step(self, joining: Sequence[EngineRow]) -> list[EngineRow]:
+    def step(self, joining: Sequence[RowT]) -> list[RowT]:
         """Prefill the joining rows into the batch, then advance every row; returns those done.
 
         The transformers engine gives each row one token a step; the llama.cpp engine returns

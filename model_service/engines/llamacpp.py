@@ -410,7 +410,7 @@ class LlamaCppEngine:
             lock=self._news,
         )
 
-    def step(self, joining: Sequence[LlamaRow]) -> list[LlamaRow]:  # type: ignore[override]
+    def step(self, joining: Sequence[LlamaRow]) -> list[LlamaRow]:
         loaded = self.load()
         if self._readers is None:
             self._readers = ThreadPoolExecutor(max_workers=loaded.slots, thread_name_prefix="llama-row")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -105,15 +106,18 @@ class RemoteEngine:
         row.history_dropped = row.prepared.history_dropped
         return row
 
-    def step(self, joining: Sequence[RemoteRow]) -> list[RemoteRow]:  # type: ignore[override]
+    def step(self, joining: Sequence[RemoteRow]) -> list[RemoteRow]:
         for row in joining:
             self._rows.append(row)
             if not row.ended:
                 row.task = self._models.loop.submit(self._stream(row))
                 # A task cancelled before it ran has no `finally`: the callback ends the row then.
-                row.task.add_done_callback(lambda _, row=row: self._end(row))
+                row.task.add_done_callback(functools.partial(self._ended, row))
         done, self._rows = gather_news(self._news, self._rows, self._halt, STEP_WAIT_S)
         return done
+
+    def _ended(self, row: RemoteRow, _task: object) -> None:
+        self._end(row)
 
     def _halt(self, row: RemoteRow, reason: FinishReason) -> None:
         row.halt = reason

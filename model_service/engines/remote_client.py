@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -154,7 +154,9 @@ class RemoteServer:
         data = payload.get("data") if isinstance(payload, dict) else None
         cards = [c for c in data or [] if isinstance(c, dict) and c.get("id")]
         wanted = self.source.model_id
-        card = next((c for c in cards if c["id"] == wanted), None) if wanted else (cards or [None])[0]
+        card: dict[str, Any] | None = (
+            next((c for c in cards if c["id"] == wanted), None) if wanted else (cards[0] if cards else None)
+        )
         if wanted and cards and card is None:
             served = ", ".join(f"`{c['id']}`" for c in cards[:5])
             raise ModelUnavailableError(
@@ -168,7 +170,8 @@ class RemoteServer:
             log.info(
                 "%s: server %s (%s), serving %s", self.who, self.url, FLAVOUR[flavour].label, card.get("id")
             )
-        meta = card.get("meta") if isinstance(card.get("meta"), dict) else {}
+        found = card.get("meta")
+        meta: dict[str, Any] = found if isinstance(found, dict) else {}
         return ServerFacts(
             model_id=card.get("id") or wanted,
             flavour=FLAVOUR[flavour],
@@ -178,7 +181,7 @@ class RemoteServer:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """POST ``body`` with ``stream: true``; yields each server-sent event's JSON.
 
         Use it inside ``contextlib.aclosing``: leaving early must close the response (and so the

@@ -75,7 +75,8 @@ def silent(who: str, url: str, timeout_s: float) -> ServerSilent:
 def failed_mid_reply(who: str, url: str, payload: dict[str, Any], raw: str) -> ServiceError:
     """An error event in the stream (a 429 there is the server's queue, full)."""
     detail = message_of(payload) or raw[:200]
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+    inner = payload.get("error")
+    error: dict[str, Any] = inner if isinstance(inner, dict) else payload
     if error.get("code") == 429:
         return OverloadedError(
             f"{who}: its server at {url} is busy ({detail})", retry_after=DEFAULT_RETRY_AFTER_S

@@ -30,7 +30,7 @@ class TransformersEngine:
         prompt = generation.prepare(loaded, request)
         return new_row(loaded, prompt, request.params, should_stop)
 
-    def step(self, joining: Sequence[Row]) -> list[Row]:  # type: ignore[override]
+    def step(self, joining: Sequence[Row]) -> list[Row]:
         if self._batch is None:
             self._batch = Batch(self._registry.get(self._model, "generate"))
         return self._batch.step(list(joining))
@@ -55,7 +55,10 @@ class TransformersScorer:
 
     def masked_logits(self, rows: list[list[int]]) -> torch.Tensor:
         ids, mask = pad_rows(rows, self.loaded.tokenizer.pad_token_id or 0, left=False)
-        return self.loaded.model(**on_device(self.loaded, input_ids=ids, attention_mask=mask)).logits
+        logits: torch.Tensor = self.loaded.model(
+            **on_device(self.loaded, input_ids=ids, attention_mask=mask)
+        ).logits
+        return logits
 
     def score_after_shared(
         self,
@@ -106,4 +109,5 @@ class TransformersScorer:
 
     def next_token_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
         out, _ = prefill(self.loaded, prompts)
-        return out.logits[:, -1, :].float().log_softmax(-1)
+        last: torch.Tensor = out.logits[:, -1, :]
+        return last.float().log_softmax(-1)

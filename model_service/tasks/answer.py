@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from transformers import BatchEncoding
 
 from model_service.loading import LoadedModel
 from model_service.tasks.batcher import TaskItem
@@ -28,7 +30,7 @@ def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
     # Most tokenizers take (question, context); those that pad on the left (XLNet) the other way.
     question_first = getattr(tok, "padding_side", "right") == "right"
     context_sequence = 1 if question_first else 0
-    prepared: dict[int, object] = {}
+    prepared: dict[int, BatchEncoding] = {}
 
     def prepare(item: TaskItem) -> list[Encoding]:
         request: AnswerRequest = item.request
@@ -38,20 +40,18 @@ def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
         prepared[id(item)] = encoded
         return [encoding(encoded)]
 
-    def take(output: object, row: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(output: Any, row: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return (
-            output.start_logits[row, :length].float().cpu(),  # type: ignore[attr-defined]
-            output.end_logits[row, :length].float().cpu(),  # type: ignore[attr-defined]
+            output.start_logits[row, :length].float().cpu(),
+            output.end_logits[row, :length].float().cpu(),
         )
 
     def finish(item: TaskItem, kept: list[tuple[torch.Tensor, torch.Tensor]]) -> AnswerResult:
         request: AnswerRequest = item.request
         encoded = prepared.pop(id(item))
-        in_context = torch.tensor(
-            [s == context_sequence for s in encoded.sequence_ids(0)]  # type: ignore[attr-defined]
-        )
+        in_context = torch.tensor([s == context_sequence for s in encoded.sequence_ids(0)])
         start, end, score = best_span(*kept[0], in_context)
-        offsets = encoded["offset_mapping"]  # type: ignore[index]
+        offsets = encoded["offset_mapping"]
         first, last = offsets[start][0], offsets[end][1]
         return AnswerResult(
             request.context[first:last], first, last, score, loaded.name, time.monotonic() - item.submitted

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -70,8 +71,9 @@ def head_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
             check_fits(loaded, len(row["input_ids"]))
         return [encoding(row) for row in rows]
 
-    def take(output: object, row: int, length: int) -> torch.Tensor:
-        return output.logits[row].float().cpu()  # type: ignore[attr-defined]
+    def take(output: Any, row: int, length: int) -> torch.Tensor:
+        logits: torch.Tensor = output.logits[row]  # the head's ModelOutput, fields per model class
+        return logits.float().cpu()
 
     def finish(item: TaskItem, logits: list[torch.Tensor]) -> ClassifyResult:
         request: ClassifyRequest = item.request
@@ -183,8 +185,9 @@ class ZeroShotBatch(SteppedBatch):
             following = logits[: len(own) - 1].float().log_softmax(-1)
             targets = torch.tensor(own[1:], device=following.device)
             totals[key][row] = float(first[own[0]] + following.gather(-1, targets[:, None]).sum())
-            if all(t is not None for t in totals[key]):
-                self._scored(key, totals[key], live, calibrating)  # type: ignore[arg-type]
+            done = [t for t in totals[key] if t is not None]
+            if len(done) == len(totals[key]):
+                self._scored(key, done, live, calibrating)
 
         def still(key: int, _row: int) -> bool:
             return key < 0 or live[key].live

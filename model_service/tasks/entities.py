@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
+from transformers import BatchEncoding
 
 from model_service import checkpoint_kinds as kinds
 from model_service.loading import LoadedModel
@@ -45,7 +47,7 @@ class _Word:
 
 def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
     tok = loaded.tokenizer
-    prepared: dict[int, object] = {}
+    prepared: dict[int, BatchEncoding] = {}
 
     def prepare(item: TaskItem) -> list[Encoding]:
         request: EntitiesRequest = item.request
@@ -55,8 +57,9 @@ def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
         types = encoded.get("token_type_ids")
         return [Encoding(list(encoded["input_ids"]), list(types) if types is not None else None)]
 
-    def take(output: object, row: int, length: int) -> torch.Tensor:
-        return output.logits[row, :length].float().softmax(-1).cpu()  # type: ignore[attr-defined]
+    def take(output: Any, row: int, length: int) -> torch.Tensor:
+        logits: torch.Tensor = output.logits[row, :length]  # the head's ModelOutput, fields per model class
+        return logits.float().softmax(-1).cpu()
 
     def finish(item: TaskItem, kept: list[torch.Tensor]) -> EntitiesResult:
         request: EntitiesRequest = item.request
@@ -67,11 +70,11 @@ def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
     return EncoderBatch(loaded, items, prepare, take, finish)
 
 
-def _tokens(loaded: LoadedModel, text: str, encoded: object, scores: torch.Tensor) -> list[_Token]:
+def _tokens(loaded: LoadedModel, text: str, encoded: BatchEncoding, scores: torch.Tensor) -> list[_Token]:
     tok = loaded.tokenizer
-    ids = encoded["input_ids"]  # type: ignore[index]
-    special = encoded["special_tokens_mask"]  # type: ignore[index]
-    offsets = encoded["offset_mapping"]  # type: ignore[index]
+    ids = encoded["input_ids"]
+    special = encoded["special_tokens_mask"]
+    offsets = encoded["offset_mapping"]
     word_aware = bool(getattr(getattr(tok, "_tokenizer", None), "model", None)) and bool(
         getattr(tok._tokenizer.model, "continuing_subword_prefix", None)
     )
@@ -79,7 +82,7 @@ def _tokens(loaded: LoadedModel, text: str, encoded: object, scores: torch.Tenso
     for index, token_id in enumerate(ids):
         if special[index]:
             continue
-        piece = tok.convert_ids_to_tokens(int(token_id))
+        piece = cast(str, tok.convert_ids_to_tokens(int(token_id)))  # one id: one token
         start, end = offsets[index]
         covered = text[start:end]
         if word_aware:

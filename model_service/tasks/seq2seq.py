@@ -176,7 +176,9 @@ class Cohort:
             index = torch.tensor(keep)
             device_index = index.to(self.loaded.device)
             self._cache.batch_select_indices(device_index)
-            self._encoded = BaseModelOutput(last_hidden_state=self._encoded.last_hidden_state[device_index])
+            hidden = self._encoded.last_hidden_state
+            assert hidden is not None  # the encoder's output, kept since the rows joined
+            self._encoded = BaseModelOutput(last_hidden_state=hidden[device_index])
             self._mask = self._mask[device_index]
             self._next = self._next[index]
         return done
@@ -239,7 +241,7 @@ class Seq2SeqEngine:
             ids=[],
         )
 
-    def step(self, joining: Sequence[Row]) -> list[Row]:  # type: ignore[override]
+    def step(self, joining: Sequence[Row]) -> list[Row]:
         loaded = self.load()
         with loaded.lock, torch.inference_mode():
             for cohort in self._cohorts:

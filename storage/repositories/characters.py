@@ -101,7 +101,7 @@ class Characters(Repository):
             if new_name is not None and name_key(new_name) != name_key(old.name):
                 if await _find(tx, guild_id, new_name) is not None:
                     raise NameTaken(new_name)
-            new_avatar = (avatar, "") if avatar is not None else None
+            new_avatar: tuple[bytes | None, str] | None = (avatar, "") if avatar is not None else None
             new_avatar = (None, avatar_url) if avatar_url is not None else new_avatar
             stored_avatar, stored_url = new_avatar or (old.avatar, old.avatar_url)
             renamed = new_name if new_name is not None else old.name
