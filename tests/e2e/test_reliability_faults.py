@@ -276,4 +276,6 @@ async def test_fifty_generations_at_once_each_get_an_answer_or_an_immediate_busy
         elapsed,
         lag.worst,
     )
-    assert lag.worst < 0.5, f"the event loop stalled for {lag.worst:.2f} s"
+    # Work done on the loop by mistake (a forward, a model load, a blocking query) stalls it for
+    # seconds; tenths of a second are the scheduling of a shared 2-core machine (0.54 s was seen once).
+    assert lag.worst < 1.0, f"the event loop stalled for {lag.worst:.2f} s"
