@@ -13,12 +13,15 @@ from typing import TypeVar
 
 from core.config import BotConfig
 from model_service.config import DEVICES, DTYPES, ENGINES, PRIORITIES, ServiceConfig
+from model_service.fetch_encoder import ENCODER_NAME
 from model_service.remote_source import FLAVOURS, is_remote
 from model_service.types import MAX_NEW_TOKENS_LIMIT
 
 DEFAULT_MODEL_NAME = "smollm2"
 DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"  # its de-quantized twin, for transformers
 DEFAULT_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # what the default catalog serves
+# The sentence encoder the set-up fetches: out of the box, /similar's model.
+DEFAULT_ENCODER_NAME = "minilm"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 N = TypeVar("N", int, float)
 
@@ -136,7 +139,10 @@ def _database_url(env: Mapping[str, str]) -> str | None:
 def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
     raw = _text(env, "MODELS")
     if raw is None:
-        return {DEFAULT_MODEL_NAME: str(models_dir / DEFAULT_MODEL_GGUF)}
+        return {
+            DEFAULT_MODEL_NAME: str(models_dir / DEFAULT_MODEL_GGUF),
+            DEFAULT_ENCODER_NAME: _local(models_dir / ENCODER_NAME),
+        }
     catalog: dict[str, str] = {}
     for entry in raw.split(","):
         name, sep, source = entry.partition("=")
@@ -144,6 +150,12 @@ def _catalog(env: Mapping[str, str], models_dir: Path) -> dict[str, str]:
             raise ConfigError(f"MODELS entries must look like name=source, got {entry.strip()!r}")
         catalog[name.strip()] = source.strip()
     return catalog
+
+
+def _local(path: Path) -> str:
+    """A folder as a source that reads as a path even while it is missing (``./models/x``): a bare
+    ``models/x`` would read as a hub id, and the hub is never asked for the set-up's models."""
+    return str(path) if path.is_absolute() or str(path).startswith(".") else f"./{path}"
 
 
 def _engines(env: Mapping[str, str], catalog: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""/status (what the bot is running and how fast) and /help (what each command does)."""
+"""/status (what the bot is running and how fast, with a chart of the last minutes) and /help (what
+each command does)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import replies
+from core import pictures, replies
 from domain.settings import CHANNEL_PARAMS, CHOICE_SETTINGS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec, num
@@ -65,13 +66,13 @@ HELP = f"""**Transcord**: language models in this channel.
 **/next** `prompt` `[top_k]` the likeliest next tokens with their probabilities, in a bar chart and in words. e.g. `/next prompt: The capital of France is`
 **/classify** `text` `[labels]` sorts text into labels, with scores. e.g. `/classify text: I loved it! labels: positive, negative`
 **/entities** `text` finds names of people, places, organisations · **/answer** `question` `context` answers with a span of the context.
-**/summarize** `[text]` `[file]` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` compares meaning.
-**/story start** `premise` `[turns]` `[max_players]` `[length]` opens a story the channel writes together;
-  **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **end** (posts the transcript).
+**/summarize** `[text]` `[file]` · **/translate** `text` `[to]` write new text, streamed · **/similar** `text_a` `text_b` `[texts]` compares meaning (more texts, `|`-separated: a heat map).
+**/story start** `premise` `[turns]` `[max_players]` `[length]` `[cast]` `[narrator]` `[cast_turns]` opens a story the channel writes together (with a cast, the narrator and the server's characters speak between turns);
+  **/story join**, **add** `text`, **show**, **skip**, **timer** `minutes`, **undo**, **remove** `line`, **end** (posts the transcript).
 **/character create** `name` `persona` `[avatar]` `[avatar_url]` `[greeting]` (moderators; also **edit**, **delete**), **list**, **show**: characters that speak through a webhook; talk to one with `/chat say character:`, an @mention starting with its name, or a reply to it.
 **/mod** (moderators): `lock`, `unlock`, `cooldown seconds`, `limit n`, `blocklist add|remove|list`, `quota set|unlimited|clear|show`, `show`, `log`.
 **/quota** shows your token budget here: what is left and when it refills.
-**/status** shows the models loaded, the queue and recent speed.
+**/status** shows the models loaded, the queue and recent speed, with a chart of the last 10 minutes.
 -# Temperature 0 always picks the likeliest word; higher values are more surprising. The defaults sample as transformers' `generate(do_sample=True, temperature=0.7, top_p=0.95)` does (its top_k is 50)."""
 
 
@@ -147,7 +148,11 @@ class Status(commands.Cog):
             lines.append("🛡️ Moderation could not be loaded: model commands are refused until it is.")
         if self.bot.failed_extensions:
             lines.append(f"⚠️ Features that failed to load: {', '.join(self.bot.failed_extensions)}")
-        await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
+        if not s.samples:  # a service that keeps no samples: the figures in words only
+            await replies.send_long(interaction, "\n".join(lines), ephemeral=True)
+            return
+        chart = await pictures.draw(pictures.status_chart, s.samples, s.sample_interval_s, s.sample_span_s)
+        await pictures.send(interaction, "\n".join(lines), chart, ephemeral=True)
 
     @app_commands.command(name="help", description="What each command does, with examples")
     async def help(self, interaction: discord.Interaction) -> None:

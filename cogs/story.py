@@ -4,6 +4,11 @@ Stories, players and turns live in the database, so a story survives a restart. 
 story are serialised by a per-story lock (and numbered inside a write transaction), so two
 ``/story add`` at the same moment are both kept, in order, each with its own continuation.
 The model parts run inside ``bot.models.command``: lock, blocklist, cooldown and limit apply.
+
+A story may have a cast (``/story start cast:``): the narrator (unless ``narrator: False``) and
+some of the server's characters, who speak between the players' turns through the channel's
+webhook, each under its own name and face, by the story's ``cast_turns`` (``domain.stories``).
+Every line is numbered and attributed; a moderator takes one out with ``/story remove``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -23,11 +27,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.story_cast import Cast, Lineup, speaker_of
 from core import checks, render, replies, streaming
 from core.facade import ModelCall
 from core.gate import LEASE_S, renewing
-from model_service import GenerationParams, GenerationRequest
-from storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn
+from domain.characters import Character
+from domain.stories import CAST_OPTION_MAX, NARRATOR, cast_request, parse_cast, story_request
+from storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
 
 if TYPE_CHECKING:
     from core.transcord import Transcord
@@ -47,10 +53,14 @@ class Length(enum.Enum):
 PREMISE_LIMIT = 1000
 CONTRIBUTION_LIMIT = 1500
 MAX_PLAYERS = 25
-# What the prompt keeps of the story (premise + latest turns); the model service then cuts
-# from the left again to fit the model's own context.
-CONTEXT_CHARS = 3000
-PREMISE_SHARE = 4  # the premise takes at most a quarter of the prompt
+LINE_MAX = 1_000_000  # /story remove's line number: the story's own numbering, never reused
+
+
+class CastTurns(enum.Enum):
+    """Who of a story's cast speaks between the players' turns (``domain.stories``)."""
+
+    rotation = "rotation"
+    all = "all"
 
 
 log = logging.getLogger(__name__)
@@ -83,52 +93,7 @@ def turn_started_at(story: Story, turns: Sequence[StoryTurn], skips: Sequence[St
     return max([story.created_at, *(t.created_at for t in turns), *(s.at for s in skips)])
 
 
-def story_prompt(premise: str, texts: Sequence[str], limit: int = CONTEXT_CHARS) -> str:
-    """The premise and as many of the latest turns as fit in ``limit`` characters, in order."""
-    head = premise.strip()[: limit // PREMISE_SHARE]
-    room = limit - len(head)
-    kept: list[str] = []
-    for text in reversed([t.strip() for t in texts if t.strip()]):
-        cost = len(text) + 2  # the blank line between pieces
-        if cost > room:
-            if not kept:  # the latest turn always counts, cut from the left if it must be
-                kept.append(text[-max(1, room - 2) :])
-            break
-        kept.append(text)
-        room -= cost
-    return "\n\n".join([head, *reversed(kept)])
-
-
 LOCK_POLL_S = 0.2  # how often a turn waiting on another process's turn looks again
-
-STORYTELLER = (
-    "You are a storyteller writing a story together with a group of players. Write vivid narrative "
-    "prose in the past tense: what happens next, with characters, places and dialogue. Never explain, "
-    "summarise, give advice or address the reader; write only the story."
-)
-STORY_TURN_TOKENS = Length.paragraph.value  # a story's own turn, however long a channel lets /generate run
-
-
-def story_request(
-    premise: str,
-    texts: Sequence[str],
-    params: GenerationParams,
-    model: str | None,
-    *,
-    turn_tokens: int = STORY_TURN_TOKENS,
-) -> GenerationRequest:
-    """The opening (no ``texts`` yet) or the next part, asked of the instruct model as a storyteller.
-
-    The story's own ``turn_tokens`` decides how much it writes, not the channel's ``max_new_tokens``.
-    """
-    head, _, story = story_prompt(premise, texts).partition("\n\n")
-    if story:
-        task = f"Premise: {head}\n\nThe story so far:\n\n{story}\n\n"
-        task += "Write the next paragraph of the story, carrying on from where it stops."
-    else:
-        task = f"Write the opening paragraph of a story about: {head}"
-    turn = replace(params, max_new_tokens=turn_tokens)
-    return GenerationRequest(prompt=task, params=turn, mode="chat", system_prompt=STORYTELLER, model=model)
 
 
 def _length_name(tokens: int) -> str:
@@ -136,20 +101,30 @@ def _length_name(tokens: int) -> str:
     return named.get(tokens, f"{tokens}-token")
 
 
-def transcript(story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn]) -> str:
-    """The whole story as plain text, for the file posted when it ends."""
+def transcript(
+    story: Story, players: Sequence[StoryPlayer], turns: Sequence[StoryTurn], cast: Sequence[str] = ()
+) -> str:
+    """The whole story as plain text, for the file posted when it ends: each line under who said
+    it (the player, the narrator, the character; the bot's opening of a story without a cast is
+    the "Opening")."""
     started = datetime.fromtimestamp(story.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Story #{story.id}",
         f"Premise: {story.premise}",
         f"Turns: {story.turn_mode} · Players: {', '.join(p.name for p in players)}",
-        f"Started: {started}",
-        "",
     ]
+    if story.has_cast:
+        lines.append(f"Cast ({story.cast_turns}): {', '.join(cast)}")
+    lines += [f"Started: {started}", ""]
     for turn in turns:
-        label = "Opening" if turn.kind == "opening" else turn.author_name
+        label = "Opening" if turn.kind == "opening" and not story.has_cast else turn.author_name
         lines += [f"[{label}]", turn.text.strip(), ""]
     return "\n".join(lines)
+
+
+def story_lines(turns: Sequence[StoryTurn]) -> list[str]:
+    """Every line of the story, numbered (the number ``/story remove`` takes) and attributed."""
+    return [f"`{t.seq}` {_bold_name(t.author_name)}: {t.text.strip()}" for t in turns]
 
 
 def _duration(seconds: float) -> str:
@@ -178,6 +153,7 @@ class StoryMode(
         self._locks: dict[int, asyncio.Lock] = {}
         self._timer: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
+        self.cast = Cast(bot)
         super().__init__()
 
     async def cog_load(self) -> None:
@@ -302,6 +278,23 @@ class StoryMode(
         )
         return model.redact(result.text)
 
+    async def _speak(
+        self,
+        interaction: discord.Interaction,
+        story: Story,
+        voice: Character,
+        lines: Sequence[tuple[str | None, str]],
+        model: ModelCall,
+    ) -> tuple[str, int | None]:
+        """One of the cast says its line through the webhook; the text as posted and its message."""
+        settings = await self.bot.settings_for(interaction)
+        cap = self.bot.config.service.max_new_tokens_cap
+        params = settings.generation_params(max_new_tokens_cap=cap)
+        request = cast_request(
+            story.premise, lines, voice, params, settings.model, turn_tokens=min(story.turn_tokens, cap)
+        )
+        return await self.cast.speak(interaction.channel, voice, request, model)
+
     # -- commands ------------------------------------------------------------------------------
 
     @app_commands.command(name="start", description="Open a story here; the bot writes the opening")
@@ -310,21 +303,31 @@ class StoryMode(
         turns="free: any player adds at any time; round-robin: players take turns in join order",
         max_players="How many players may join (you included)",
         length="How much the bot writes each turn: short (60 tokens), paragraph (120), long (240)",
+        cast="Characters of this server who speak in it, e.g. 'Mira, Bard' (each through a webhook)",
+        narrator="With a cast: the Narrator tells the story between the characters (default: yes)",
+        cast_turns="rotation: one of the cast speaks after each player's turn, in order; all: every one",
     )
     async def start(
         self,
         interaction: discord.Interaction,
         premise: app_commands.Range[str, 1, PREMISE_LIMIT],
-        turns: Turns = Turns.free,  # type: ignore[valid-type]
+        turns: Turns = Turns.free,
         max_players: app_commands.Range[int, 1, MAX_PLAYERS] = 6,
         length: Length = Length.paragraph,
+        cast: app_commands.Range[str, 1, CAST_OPTION_MAX] | None = None,
+        narrator: bool = True,
+        cast_turns: CastTurns = CastTurns.rotation,
     ) -> None:
         guild_id = checks.require_server(interaction)
-        mode = turns.value
+        mode: TurnMode = turns.value
         store = self.bot.store
         existing = await store.stories.open_story(interaction.channel_id or 0)
         if existing is not None:
             raise _already_open(existing)
+        chosen: list[Character] = []
+        if cast is not None:  # checked before the guard: a refused start costs no cooldown
+            chosen = await self.cast.choose(guild_id, parse_cast(cast), with_narrator=narrator)
+            await self.cast.check_channel(interaction.channel)
         async with self.bot.models.command(interaction, premise) as model:
             story = await store.stories.create_story(
                 guild_id=guild_id,
@@ -335,23 +338,50 @@ class StoryMode(
                 turn_mode=mode,
                 max_players=max_players,
                 turn_tokens=length.value,
+                cast_turns=cast_turns.value if cast is not None else "none",
+                narrator=narrator and cast is not None,
+                cast=[(c.id, c.name) for c in chosen],
             )
             if story is None:  # another /story start won the race
                 existing = await store.stories.open_story(interaction.channel_id or 0)
                 raise _already_open(existing)
+            lineup = await self.cast.lineup(story) if story.has_cast else None
+            with_cast = (
+                f"cast ({story.cast_turns}): {', '.join(_bold_name(n) for n in lineup.roster())} · "
+                if lineup is not None
+                else ""
+            )
             header = (
                 f"📖 **Story #{story.id}** · {mode} · up to {max_players} players · {length.name} turns · "
-                f"started by {interaction.user.mention}\n> {render.escape(premise)}\n"
+                f"{with_cast}started by {interaction.user.mention}\n> {render.escape(premise)}\n"
                 "-# join with `/story join`, then add your part with `/story add`\n\n"
             )
             try:
                 async with self._story_lock(interaction, story.id):
-                    opening = await self._continue(interaction, story, [], header, model)
-                    await store.stories.add_story_turns(story.id, [("opening", None, self.bot_name, opening)])
+                    if lineup is None:
+                        opening = await self._continue(interaction, story, [], header, model)
+                        await store.stories.add_story_turns(
+                            story.id, [("opening", None, self.bot_name, opening)]
+                        )
+                    else:
+                        await self._open_with_cast(interaction, story, lineup, header.rstrip(), model)
             except BaseException:
                 # No opening, no story: the channel is free for another try.
                 await asyncio.shield(store.stories.discard_story(story.id))
                 raise
+
+    async def _open_with_cast(
+        self, interaction: discord.Interaction, story: Story, lineup: Lineup, header: str, model: ModelCall
+    ) -> None:
+        """The story's header as the command's reply, then the first of the cast opens it."""
+        await replies.send_long(interaction, header)
+        interaction.extras["visible_text"] = replies.fit(header)  # an error after it is added below
+        voice = self.cast.opening_voice(lineup)
+        assert voice is not None  # a new cast is all there
+        text, message_id = await self._speak(interaction, story, voice, [], model)
+        await self.bot.store.stories.add_story_turns(
+            story.id, [("opening", None, voice.name, text, voice.id, message_id)]
+        )
 
     @app_commands.command(name="join", description="Join the story told here")
     async def join(self, interaction: discord.Interaction) -> None:
@@ -401,6 +431,9 @@ class StoryMode(
                 )
                 name = interaction.user.display_name
                 header = f"✍️ {_bold_name(name)}: {render.escape(text)}\n"
+                if current.has_cast:
+                    await self._cast_round(interaction, current, turns, (name, text), header, model)
+                    return
                 texts = [*(t.text for t in turns), text]
                 continuation = await self._continue(interaction, current, texts, header, model)
                 added: list[NewTurn] = [
@@ -409,21 +442,58 @@ class StoryMode(
                 ]
                 await store.stories.add_story_turns(story.id, added)
 
-    @app_commands.command(name="show", description="The story so far")
+    async def _cast_round(
+        self,
+        interaction: discord.Interaction,
+        story: Story,
+        turns: Sequence[StoryTurn],
+        said: tuple[str, str],
+        header: str,
+        model: ModelCall,
+    ) -> None:
+        """A player's turn in a story with a cast: their words as the command's reply, then the cast
+        speak by the story's rules, each through the webhook. Stored together once at least one of
+        the cast has spoken (or none is left to): a turn nobody answered can be tried again."""
+        lineup = await self.cast.lineup(story)
+        voices = self.cast.voices_after(story, lineup, turns)
+        notes = [
+            f"-# 🎭 {_bold_name(gone.name)} is no longer one of this server's characters: "
+            f"story #{story.id} goes on without them."
+            for gone in lineup.left_now
+        ]
+        if not voices:
+            notes.append("-# Nobody of the cast is left to speak: the players carry the story on.")
+        shown = "\n".join([header.rstrip(), *notes])
+        await replies.send_long(interaction, shown)
+        interaction.extras["visible_text"] = replies.fit(shown)
+        name, text = said
+        added: list[NewTurn] = [("player", interaction.user.id, name, text)]
+        lines = [(speaker_of(t), t.text) for t in turns] + [(name, text)]
+        try:
+            for voice in voices:
+                line, message_id = await self._speak(interaction, story, voice, lines, model)
+                added.append(("bot", None, voice.name, line, voice.id, message_id))
+                lines.append((None if voice.id == NARRATOR else voice.name, line))
+        except Exception:
+            if len(added) > 1:  # what was said stays said
+                await self.bot.store.stories.add_story_turns(story.id, added)
+            raise
+        await self.bot.store.stories.add_story_turns(story.id, added)
+
+    @app_commands.command(name="show", description="The story so far, each line numbered and attributed")
     @app_commands.describe(public="Show it to the whole channel instead of only to you")
     async def show(self, interaction: discord.Interaction, public: bool = False) -> None:
         story = await self._open_story(interaction)
         players = await self.bot.store.stories.story_players(story.id)
         turns = await self.bot.store.stories.story_turns(story.id)
-        lines = [
+        head = (
             f"📖 **Story #{story.id}** · {story.turn_mode} · {_length_name(story.turn_tokens)} turns · "
-            f"{len(players)}/{story.max_players} players: " + ", ".join(_bold_name(p.name) for p in players),
-            f"> {render.escape(story.premise)}",
-            "",
-        ]
-        for turn in turns:
-            body = turn.text.strip()
-            lines.append(f"{_bold_name(turn.author_name)}: {body}" if turn.kind == "player" else body)
+            f"{len(players)}/{story.max_players} players: " + ", ".join(_bold_name(p.name) for p in players)
+        )
+        if story.has_cast:
+            roster = (await self.cast.lineup(story, record=False)).roster()  # a turn's reply says who left
+            head += f"\n🎭 cast ({story.cast_turns}): " + ", ".join(_bold_name(n) for n in roster)
+        lines = [head, f"> {render.escape(story.premise)}", "", *story_lines(turns)]
         skips = await self.bot.store.stories.story_skips(story.id)
         if (nxt := next_player(story, players, turns, skips)) is not None:
             lines += ["", f"-# next turn: {render.escape(nxt.name)}"]
@@ -497,10 +567,13 @@ class StoryMode(
             raise replies.UserFacingError(
                 f"Nothing to undo: no player has added to story #{story.id} yet.", icon="ℹ️"
             )
+        after = "what the cast said after it" if story.has_cast else "the bot's continuation of it"
         text = (
             f"↩️ {interaction.user.mention} removed {_bold_name(undone[0].author_name)}'s last turn "
-            f"from story #{story.id}, and the bot's continuation of it."
+            f"from story #{story.id}, and {after}."
         )
+        if story.has_cast:
+            await self.cast.unsay(interaction.channel, undone)
         nxt = next_player(
             story,
             await self.bot.store.stories.story_players(story.id),
@@ -509,6 +582,33 @@ class StoryMode(
         )
         if nxt is not None:
             text += f" Next turn: {_bold_name(nxt.name)}."
+        await replies.send_long(interaction, text)
+
+    @app_commands.command(
+        name="remove", description="Take one line out of the story, by its number in /story show (moderators)"
+    )
+    @app_commands.describe(line="The line's number, as /story show numbers it")
+    async def remove(
+        self, interaction: discord.Interaction, line: app_commands.Range[int, 1, LINE_MAX]
+    ) -> None:
+        if not await self.bot.is_moderator(interaction):
+            raise app_commands.CheckFailure("Removing a line needs Manage Channels or the moderator role.")
+        story = await self._open_story(interaction)
+        async with self._story_lock(interaction, story.id):
+            removed = await self.bot.store.stories.remove_story_line(
+                story.id, line, actor_id=interaction.user.id
+            )
+        if removed is None:
+            raise replies.UserFacingError(
+                f"Story #{story.id} has no line {line}: `/story show` numbers its lines.", icon="ℹ️"
+            )
+        deleted = await self.cast.unsay(interaction.channel, [removed])
+        text = (
+            f"🗑️ {interaction.user.mention} removed line {line} ({_bold_name(removed.author_name)}'s) "
+            f"from story #{story.id}."
+        )
+        if deleted:
+            text += " Its message is deleted too."
         await replies.send_long(interaction, text)
 
     @app_commands.command(
@@ -531,7 +631,8 @@ class StoryMode(
             f"turn{'s' if contributions != 1 else ''} by {len(players)} player{'s' if len(players) != 1 else ''}. "
             "The whole story is attached."
         )
-        data = transcript(story, players, turns).encode("utf-8")
+        roster = (await self.cast.lineup(story, record=False)).roster() if story.has_cast else []
+        data = transcript(story, players, turns, roster).encode("utf-8")
         file = discord.File(io.BytesIO(data), filename=f"story-{story.id}.txt")
         if interaction.response.is_done():
             await interaction.followup.send(content, file=file, allowed_mentions=replies.NO_MENTIONS)

@@ -1,8 +1,9 @@
 """/classify, /entities, /answer, /similar: the source document's encoder heads, one answer each.
 
 Each command asks the channel's model for its task (``/config set classify_model`` and friends),
-or the service's first model of that kind, or (``/classify``) the channel's causal model zero-shot;
-the reply's last line says which model answered, and how.
+or the service's first model of that kind (out of the box, /similar's is the sentence encoder the
+set-up fetches), or (``/classify``) the channel's causal model zero-shot; the reply's last line says
+which model answered, and how. /similar with more than two texts adds a heat map of every pair.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core import pictures, replies
 from core.options import TEXT_OPTION_LIMIT
 from core.render import QUOTE_CHARS, bar, escape, quote
 from model_service.types import (
+    MAX_SIMILAR_TEXTS,
     AnswerRequest,
     AnswerResult,
     ClassifyRequest,
@@ -25,6 +28,7 @@ from model_service.types import (
     SimilarRequest,
     SimilarResult,
     parse_labels,
+    parse_texts,
 )
 
 if TYPE_CHECKING:
@@ -83,16 +87,55 @@ def render_answer(question: str, context: str, result: AnswerResult) -> str:
     )
 
 
+# How a text's token vectors became one vector (sentence-transformers' pooling modes), in words.
+POOLING = {
+    "cls_token": "[CLS]-token",
+    "max_tokens": "max-pooled",
+    "mean_tokens": "mean-pooled",
+    "mean_sqrt_len_tokens": "√length-pooled",
+    "weightedmean_tokens": "weighted-mean-pooled",
+    "lasttoken": "last-token",
+}
+SEVERAL_QUOTE_CHARS = 120  # each text quoted back when several are compared
+
+
+def pooled(result: SimilarResult) -> str:
+    """The features compared, in words: ``mean-pooled AutoModel features``."""
+    return f"{' + '.join(POOLING.get(mode, mode) for mode in result.pooling)} AutoModel features"
+
+
 def render_similar(text_a: str, text_b: str, result: SimilarResult) -> str:
     return "\n".join(
         [
             quote(text_a, QUOTE_CHARS // 2),
             quote(text_b, QUOTE_CHARS // 2),
             f"**Cosine similarity: {result.cosine:.3f}** `{bar(result.cosine, 20)}`",
-            f"-# {result.model} · mean-pooled AutoModel features · {result.tokens[0]} + {result.tokens[1]} "
+            f"-# {result.model} · {pooled(result)} · {result.tokens[0]} + {result.tokens[1]} "
             f"tokens · {result.elapsed_s:.1f} s",
         ]
     )
+
+
+def one_line(text: str, limit: int = SEVERAL_QUOTE_CHARS) -> str:
+    """A text on one line, cut to ``limit`` characters, escaped."""
+    flat = " ".join(text.split())
+    return escape(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def render_several(texts: tuple[str, ...], result: SimilarResult) -> str:
+    """Several texts: each numbered, then every pair, most alike first, with its cosine and a bar."""
+    lines = ["**How alike they are** (cosine similarity, 1 = the same meaning)"]
+    lines += [f"**{i}.** {one_line(text)}" for i, text in enumerate(texts, 1)]
+    n = len(texts)
+    pairs = sorted(
+        ((result.matrix[i][j], i, j) for i in range(n) for j in range(i + 1, n)), key=lambda p: -p[0]
+    )
+    lines += [f"`{cosine:6.3f}` `{bar(cosine, 12)}` **{i + 1}** & **{j + 1}**" for cosine, i, j in pairs]
+    lines.append(
+        f"-# {result.model} · {pooled(result)} · {' + '.join(map(str, result.tokens))} tokens · "
+        f"{result.elapsed_s:.1f} s"
+    )
+    return "\n".join(lines)
 
 
 class Tasks(commands.Cog):
@@ -153,26 +196,37 @@ class Tasks(commands.Cog):
         )
 
     @app_commands.command(
-        name="similar", description="How alike two texts are in meaning (cosine similarity)"
+        name="similar",
+        description="How alike texts are in meaning (cosine similarity); more texts: a heat map",
     )
-    @app_commands.describe(text_a="The first text", text_b="The second text")
+    @app_commands.describe(
+        text_a="The first text",
+        text_b="The second text",
+        texts=f"More texts to compare, separated by | (up to {MAX_SIMILAR_TEXTS - 2} more): answered with a heat map",
+    )
     async def similar(
         self,
         interaction: discord.Interaction,
         text_a: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
         text_b: app_commands.Range[str, 1, TEXT_OPTION_LIMIT],
+        texts: app_commands.Range[str, 1, TEXT_OPTION_LIMIT] | None = None,
     ) -> None:
         settings = await self.bot.settings_for(interaction)
-        request = SimilarRequest(text_a, text_b, model=settings.similar_model)
-        await self.bot.models.answer(
-            interaction,
-            (
-                text_a,
-                text_b,
-            ),
-            lambda s: s.similar(request),
-            lambda r: render_similar(text_a, text_b, r),
-        )
+        request = SimilarRequest(text_a, text_b, model=settings.similar_model, more=parse_texts(texts))
+        if not request.more:
+            await self.bot.models.answer(
+                interaction,
+                (text_a, text_b),
+                lambda s: s.similar(request),
+                lambda r: render_similar(text_a, text_b, r),
+            )
+            return
+        async with self.bot.models.command(interaction, *request.texts) as call:
+            result = await replies.answer_soon(interaction, call.service.similar(request))
+            picture = await pictures.draw(
+                pictures.similarity_heat_map, request.texts, result.matrix, result.model, pooled(result)
+            )
+            await pictures.send(interaction, call.redact(render_several(request.texts, result)), picture)
 
 
 async def setup(bot: Transcord) -> None:

@@ -1,6 +1,7 @@
 """Pictures of what happens inside the model, as PNG attachments: the likeliest next tokens (a bar
-chart), how sure the model was of each token it wrote (tokens coloured by probability), and how the
-tokenizer splits a text (each token boxed, its id beneath).
+chart), how sure the model was of each token it wrote (tokens coloured by probability), how the
+tokenizer splits a text (each token boxed, its id beneath), how alike several texts are (a heat map
+of their cosine similarities), and the service's last minutes (/status: a line chart).
 
 Drawn with matplotlib's Agg canvas on a ``Figure`` of its own (no pyplot, no global backend), in
 a worker thread (:func:`draw`: ``asyncio.to_thread``), never on the event loop nor on the model
@@ -21,7 +22,6 @@ import asyncio
 import io
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -42,7 +42,7 @@ from core.render import safe
 from core.replies import NO_MENTIONS, split_message
 from domain.errors import UserFacingError
 from model_service.api import ModelServiceAPI, ProbabilitiesAPI
-from model_service.types import TokenChance, TokenizeResult, TokenPiece
+from model_service.types import StatusSample, TokenChance, TokenizeResult, TokenPiece
 
 P = ParamSpec("P")
 
@@ -90,7 +90,9 @@ def _locked(fn: Callable[..., Picture], *args: Any, **kwargs: Any) -> Picture:
         return fn(*args, **kwargs)
 
 
-async def send(interaction: discord.Interaction, text: str, picture: Picture) -> None:
+async def send(
+    interaction: discord.Interaction, text: str, picture: Picture, *, ephemeral: bool = False
+) -> None:
     """The answer with the picture attached to its first message (the rest follow, as
     ``replies.send_long`` splits them); the original response, whether deferred or not."""
     first, *more = split_message(text)
@@ -99,9 +101,11 @@ async def send(interaction: discord.Interaction, text: str, picture: Picture) ->
             content=first, attachments=[picture.file()], allowed_mentions=NO_MENTIONS
         )
     else:
-        await interaction.response.send_message(first, file=picture.file(), allowed_mentions=NO_MENTIONS)
+        await interaction.response.send_message(
+            first, file=picture.file(), allowed_mentions=NO_MENTIONS, ephemeral=ephemeral
+        )
     for part in more:
-        await interaction.followup.send(part, allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send(part, allowed_mentions=NO_MENTIONS, ephemeral=ephemeral)
 
 
 def inside(service: ModelServiceAPI) -> ProbabilitiesAPI:
@@ -441,6 +445,9 @@ def sureness_color(probability: float) -> str:
     return to_hex(_colormap()(0.42 + 0.58 * max(0.0, min(1.0, probability))))
 
 
+LEGEND = tuple(sureness_color(i / 9) for i in range(10))  # low to high
+
+
 def sureness_picture(tokens: Sequence[TokenChance], model: str, *, cut: int = 0) -> Picture:
     """How sure it was: the reply's tokens, each coloured by the probability the model gave it,
     the figure written beneath those it was unsure of."""
@@ -464,7 +471,7 @@ def sureness_picture(tokens: Sequence[TokenChance], model: str, *, cut: int = 0)
         "How sure the model was of each token",
         f"{model} · mean probability {mean:.0%}",
         note,
-        legend=[sureness_color(i / 9) for i in range(10)],
+        legend=LEGEND,
     )
     description = _described(
         f"The reply's {len(tokens)} tokens, each coloured by the probability {model} gave it, from "
@@ -475,36 +482,144 @@ def sureness_picture(tokens: Sequence[TokenChance], model: str, *, cut: int = 0)
     return Picture(_png(figure, description, figures), "probabilities.png", description)
 
 
-# -- how long a picture takes ----------------------------------------------------------------------
+# -- /similar: how alike several texts are ----------------------------------------------------------
+
+CELL_CHARS = 6  # a matrix cell, in character cells: "-0.05" and a space
+CELL_ROW_PX = 34
+LABEL_PX = SMALL_PX  # the row labels' advance
 
 
-def timings(repeat: int = 5) -> dict[str, float]:
-    """The best of ``repeat`` drawings of each picture at its largest, in milliseconds (for the
-    docs and a reviewer: ``python -m core.pictures``; the tests time nothing)."""
-    chances = [TokenChance(f" word{i}", i, 1 / (i + 2)) for i in range(20)]
-    many = 400  # more than a picture draws: each is drawn at its largest
-    reply = [TokenChance(f" w{i % 97}", i, (i % 10) / 10) for i in range(many)]
-    pieces = tuple(TokenPiece(i, f"Ġt{i}", f" t{i}", (), False, 0, 0, 0) for i in range(many))
-    result = TokenizeResult("model", pieces, tuple(range(many)), (1,) * many, None, 2048, None, "BPE", 1)
-    jobs: dict[str, Callable[[], Picture]] = {
-        "next_token_chart (20 bars)": lambda: next_token_chart("The capital of France is", chances, "m"),
-        "tokens_picture (its most glyphs)": lambda: tokens_picture(result),
-        "sureness_picture (its most glyphs)": lambda: sureness_picture(reply, "m"),
+def similarity_heat_map(
+    texts: Sequence[str], matrix: Sequence[Sequence[float]], model: str, method: str
+) -> Picture:
+    """Each text against every other: a cell coloured by their cosine (plasma's light part, as the
+    probabilities picture: magenta at 0 or below, yellow at 1), its figure written in it. A row's
+    figures are one text and the labels one text a row, so the cost grows with the rows, not the cells."""
+    n = len(texts)
+    cell = CELL_CHARS * CHAR_PX
+    right = WIDTH_IN * DPI - 16
+    left = right - n * cell
+    top = 84
+    height = top + n * CELL_ROW_PX + 34
+    figure, axes = _card(height)
+    _text(axes, 12, 24, f"How alike the {n} texts are", color=INK, fontsize=13, va="center")
+    _text(axes, 12, 44, f"{model} · cosine similarity of {method}", color=MUTED, fontsize=10, va="center")
+    header = "".join(f"{j + 1:^{CELL_CHARS}}" for j in range(n))
+    _text(axes, left, top - 12, header, color=MUTED, fontsize=_points(CHAR_PX), va="center")
+    _boxes(
+        axes,
+        [
+            (left + j * cell + 1, top + i * CELL_ROW_PX + 1, cell - 2, CELL_ROW_PX - 2)
+            for i in range(n)
+            for j in range(n)
+        ],
+        [sureness_color(value) for row in matrix for value in row],
+    )
+    room = int((left - 12 - 10) // LABEL_PX)
+    for i, text in enumerate(texts):
+        y = top + i * CELL_ROW_PX + CELL_ROW_PX / 2
+        label = _cut(f"{i + 1} {shown(' '.join(text.split()), visible=False)}", room)
+        _text(axes, 12, y, label, color=INK, fontsize=_points(LABEL_PX), va="center")
+        figures_row = "".join(f"{value:5.2f} " for value in matrix[i]).rstrip()
+        _text(
+            axes, left + CHAR_PX / 2, y, figures_row, color=DARK_INK, fontsize=_points(CHAR_PX), va="center"
+        )
+    _text(
+        axes,
+        12,
+        height - 14,
+        "1 = the same meaning · magenta: 0 or below, yellow: 1 · the texts in full are in the message",
+        color=MUTED,
+        fontsize=9,
+        va="center",
+    )
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    described = ", ".join(f"{i + 1} {_token(_said(text, 30))}" for i, text in enumerate(texts))
+    description = _described(
+        f"Heat map: how alike {n} texts are on {model}, by cosine similarity (1 = the same meaning). "
+        f"The texts: {described}. Each pair:",
+        [f"{i + 1} and {j + 1} {matrix[i][j]:.2f}" for i, j in pairs],
+    )
+    data = {"texts": list(texts), "matrix": [list(row) for row in matrix]}
+    return Picture(_png(figure, description, data), "similarity.png", description)
+
+
+# -- /status: the last minutes ---------------------------------------------------------------------
+
+PANEL_PX = 64
+PANEL_GAP_PX = 26
+PLOT_LEFT = 200
+# Each panel: its name, its unit, how a figure is written, and the figure of a sample.
+SERIES: tuple[tuple[str, str, str, Callable[[StatusSample], float | None]], ...] = (
+    ("speed", "tokens/s", ".1f", lambda s: s.tokens_per_s),
+    ("queue", "requests", ".0f", lambda s: float(s.queue_depth)),
+    ("latency", "s", ".1f", lambda s: s.latency_s),
+)
+
+
+def _ceiling(value: float) -> float:
+    """A round top for an axis at or above ``value`` (1, 2, 5 times a power of ten; 1 at least)."""
+    top = 1.0
+    while top < value:
+        for step in (2, 2.5, 2):
+            top *= step
+            if top >= value:
+                break
+    return top
+
+
+def status_chart(samples: Sequence[StatusSample], every_s: float, span_s: float) -> Picture:
+    """The service's last ``span_s`` seconds: throughput, queue depth and latency, one panel each,
+    a sample every ``every_s`` seconds (a gap where no request finished for latency)."""
+    span_s = span_s if span_s > 0 else max([s.ago_s for s in samples] + [every_s, 1.0])
+    top = 58
+    height = top + len(SERIES) * (PANEL_PX + PANEL_GAP_PX) + 20
+    figure, axes = _card(height)
+    minutes = span_s / 60
+    _text(axes, 12, 24, f"The last {minutes:.0f} minutes", color=INK, fontsize=13, va="center")
+    subtitle = f"a sample every {every_s:.0f} s · {len(samples)} so far"
+    _text(axes, 12, 44, subtitle, color=MUTED, fontsize=10, va="center")
+    width = WIDTH_IN * DPI - 20 - PLOT_LEFT
+    xs = [PLOT_LEFT + width * (1 - min(s.ago_s, span_s) / span_s) for s in samples]
+    said = []
+    for k, (name, unit, form, value_of) in enumerate(SERIES):
+        y0 = top + k * (PANEL_PX + PANEL_GAP_PX) + 10
+        values = [value_of(s) for s in samples]
+        known = [v for v in values if v is not None]
+        peak = _ceiling(max(known, default=0.0))
+        now = format(known[-1], form) if values and values[-1] is not None else "–"
+        _text(axes, 12, y0 + 14, name, color=INK, fontsize=12, va="center")
+        _text(axes, 12, y0 + 36, f"now {now} {unit}", color=MUTED, fontsize=10, va="center")
+        _text(axes, PLOT_LEFT - 8, y0, f"{peak:g}", color=MUTED, fontsize=8, ha="right", va="center")
+        _text(axes, PLOT_LEFT - 8, y0 + PANEL_PX, "0", color=MUTED, fontsize=8, ha="right", va="center")
+        axes.plot([PLOT_LEFT, PLOT_LEFT + width], [y0, y0], color="#3f4147", linewidth=1)
+        axes.plot([PLOT_LEFT, PLOT_LEFT + width], [y0 + PANEL_PX] * 2, color=MUTED, linewidth=1)
+        ys = [y0 + PANEL_PX * (1 - v / peak) if v is not None else float("nan") for v in values]
+        axes.plot(
+            xs, ys, color=TURNS[k], linewidth=2, marker="o" if len(samples) == 1 else None, markersize=3
+        )
+        peak_said = f"at most {max(known):{form}}" if known else "none yet"
+        said.append(f"{name} now {now} {unit} ({peak_said})")
+    base = top + len(SERIES) * (PANEL_PX + PANEL_GAP_PX) + 2
+    for at, label in ((0.0, f"{minutes:.0f} min ago"), (0.5, f"{minutes / 2:g} min ago"), (1.0, "now")):
+        align = "left" if at == 0 else "right" if at == 1 else "center"
+        _text(axes, PLOT_LEFT + width * at, base, label, color=MUTED, fontsize=9, ha=align, va="center")
+    description = _described(
+        f"Line chart of the bot's last {minutes:.0f} minutes, a sample every {every_s:.0f} s "
+        f"({len(samples)} samples):",
+        said,
+    )
+    data = {
+        "every_s": every_s,
+        "span_s": span_s,
+        "samples": [
+            {
+                "ago_s": s.ago_s,
+                "tokens_per_s": s.tokens_per_s,
+                "queue_depth": s.queue_depth,
+                "latency_s": s.latency_s,
+            }
+            for s in samples
+        ],
     }
-    out = {}
-    for name, job in jobs.items():
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.perf_counter()
-            job()
-            best = min(best, time.perf_counter() - started)
-        out[name] = best * 1000
-    return out
-
-
-if __name__ == "__main__":
-    first = time.perf_counter()
-    next_token_chart("warm up", [TokenChance(" a", 1, 0.5)], "m")
-    print(f"first picture in this process (font loading): {(time.perf_counter() - first) * 1000:.0f} ms")
-    for job, ms in timings().items():
-        print(f"{job}: {ms:.0f} ms")
+    return Picture(_png(figure, description, data), "status.png", description)

@@ -54,6 +54,7 @@ INVITE_PERMISSIONS = discord.Permissions(
     send_messages_in_threads=True,
     read_message_history=True,
     create_public_threads=True,
+    manage_webhooks=True,  # characters and a story's cast speak through the bot's webhook
 )
 
 

@@ -123,7 +123,10 @@ class Speakers:
 
     def _is_mine(self, hook: discord.Webhook) -> bool:
         me = self.client.user
-        owned = hook.application_id is not None and hook.application_id == self.client.application_id
+        # discord.py's Webhook does not keep the payload's application_id (2.7): its creator, the
+        # bot's user, says as much; the id is read where a later discord.py has it.
+        app_id = getattr(hook, "application_id", None)
+        owned = app_id is not None and app_id == self.client.application_id
         made = hook.user is not None and me is not None and hook.user.id == me.id
         return hook.type is discord.WebhookType.incoming and hook.token is not None and (owned or made)
 

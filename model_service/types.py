@@ -248,6 +248,16 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class StatusSample:
+    """The service as it was a while ago (``model_service.samples``): for /status's chart."""
+
+    ago_s: float  # how long before the status it is part of
+    tokens_per_s: float  # generated tokens a second over the last few seconds (0: none)
+    queue_depth: int  # admitted requests not yet finished
+    latency_s: float | None  # mean latency of the requests finished since the sample before; None: none
+
+
+@dataclass(frozen=True)
 class ServiceStatus:
     models: tuple[ModelInfo, ...]
     catalog: tuple[str, ...]
@@ -262,6 +272,9 @@ class ServiceStatus:
     waiting: int = 0  # generation requests waiting for a slot
     oldest_wait_s: float = 0.0  # how long the one waiting longest has waited
     shares: tuple[tuple[str, int], ...] = ()  # waiting requests by group (a channel), most first
+    samples: tuple[StatusSample, ...] = ()  # the last sample_span_s, oldest first, sample_interval_s apart
+    sample_interval_s: float = 0.0
+    sample_span_s: float = 0.0
 
 
 # -- the source document's other Auto classes: tokenizer view, classify, entities, answer, ... ----
@@ -441,23 +454,56 @@ class AnswerResult:
     elapsed_s: float
 
 
+MAX_SIMILAR_TEXTS = 8  # texts /similar compares at once: an 8 x 8 table still reads
+
+
+def parse_texts(raw: str | None) -> tuple[str, ...]:
+    """More texts as a user types them in one option: separated by ``|`` or line breaks."""
+    if raw is None or not raw.strip():
+        return ()
+    return tuple(part.strip() for part in raw.replace("\n", "|").split("|") if part.strip())
+
+
 @dataclass(frozen=True)
 class SimilarRequest:
+    """Two texts, or more (``more``): each compared with every other."""
+
     text_a: str
     text_b: str
     model: str | None = None
+    more: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_text("text_a", self.text_a, limit=MAX_PROMPT_CHARS)
         check_text("text_b", self.text_b, limit=MAX_PROMPT_CHARS)
+        object.__setattr__(self, "more", tuple(self.more))
+        if len(self.texts) > MAX_SIMILAR_TEXTS:
+            raise ValidationError(
+                f"`texts` may add at most {MAX_SIMILAR_TEXTS - 2} texts to `text_a` and `text_b` "
+                f"({MAX_SIMILAR_TEXTS} in all), got {len(self.texts)} in all"
+            )
+        for text in self.more:
+            check_text("texts", text, limit=MAX_PROMPT_CHARS)
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return (self.text_a, self.text_b, *self.more)
 
 
 @dataclass(frozen=True)
 class SimilarResult:
-    cosine: float  # in [-1, 1]
+    """Every text's cosine similarity with every other (``matrix[i][j]``, in the request's order)."""
+
+    matrix: tuple[tuple[float, ...], ...]  # each in [-1, 1], 1 on the diagonal
     model: str
-    tokens: tuple[int, int]  # each text's length in tokens
+    tokens: tuple[int, ...]  # each text's length in tokens
     elapsed_s: float
+    pooling: tuple[str, ...] = ("mean_tokens",)  # how token vectors became a text's vector (pooling.MODES)
+
+    @property
+    def cosine(self) -> float:
+        """``text_a`` against ``text_b``."""
+        return self.matrix[0][1]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from domain.rules import ChannelRules
 from domain.settings import ChannelSettings
 from storage.types import (
     AuditEntry,
+    CastMember,
+    CastTurns,
     ConversationKey,
     ConversationTurn,
     JoinResult,
@@ -142,7 +144,7 @@ class RulesStore(Protocol):
 
 @runtime_checkable
 class StoryStore(Protocol):
-    """Stories, their players and their turns."""
+    """Stories, their players, their cast and their turns."""
 
     async def create_story(
         self,
@@ -155,8 +157,12 @@ class StoryStore(Protocol):
         turn_mode: TurnMode,
         max_players: int,
         turn_tokens: int = 120,
+        cast_turns: CastTurns = "none",
+        narrator: bool = False,
+        cast: Sequence[tuple[int, str]] = (),
     ) -> Story | None:
-        """Open a story with its starter as the first player; None if one is already open here."""
+        """Open a story with its starter as the first player and its cast (character id and name,
+        in speaking order); None if one is already open here."""
         ...
 
     async def discard_story(self, story_id: int) -> None:
@@ -188,6 +194,19 @@ class StoryStore(Protocol):
 
     async def undo_story_turn(self, story_id: int, *, actor_id: int) -> list[StoryTurn]:
         """Undo the last player contribution and everything after it (the bot's continuation)."""
+        ...
+
+    async def remove_story_line(self, story_id: int, seq: int, *, actor_id: int) -> StoryTurn | None:
+        """Take line ``seq`` out of an open story and log it; None if the story is not open or has
+        no such line (or it was taken out already)."""
+        ...
+
+    async def story_cast(self, story_id: int) -> list[CastMember]:
+        """The story's cast in speaking order, those who left included (``left_at`` set)."""
+        ...
+
+    async def leave_cast(self, story_id: int, character_id: int) -> bool:
+        """Mark a cast member as gone (its character was deleted); False if it had left already."""
         ...
 
     async def end_story(self, story_id: int, *, actor_id: int) -> bool:

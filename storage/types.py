@@ -8,12 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from domain.stories import NARRATOR
+
 Scope = Literal["guild", "channel"]  # a thread is a 'channel' with its own id
 Source = Literal["thread", "channel", "guild", "default"]
 TurnMode = Literal["free", "round-robin"]
 TurnKind = Literal["opening", "player", "bot"]
 JoinResult = Literal["joined", "already", "full", "closed"]
-NewTurn = tuple[TurnKind, int | None, str, str]  # kind, author id (None: the bot), author name, text
+# Who speaks between the players' turns in a story with a cast ("none": no cast, the bot continues).
+CastTurns = Literal["none", "rotation", "all"]
+# kind, author id (None: the bot), author name, text; a line the cast spoke adds who spoke (the
+# character's id, 0: the narrator) and the webhook message showing it.
+NewTurn = (
+    tuple[TurnKind, int | None, str, str] | tuple[TurnKind, int | None, str, str, int | None, int | None]
+)
+NARRATOR_ID = NARRATOR  # the narrator's place where a character's id goes (character ids start at 1)
 
 
 class SchemaError(RuntimeError):
@@ -56,6 +65,22 @@ class Story:
     created_at: float
     turn_timeout_s: float = 0.0  # round-robin: a turn passes after this long (0: never)
     turn_tokens: int = 120  # the most tokens the bot writes for each of its turns
+    cast_turns: CastTurns = "none"  # who speaks between the players' turns ("none": no cast)
+    narrator: bool = False  # the narrator is in the cast (speaking first)
+
+    @property
+    def has_cast(self) -> bool:
+        return self.cast_turns != "none"
+
+
+@dataclass(frozen=True)
+class CastMember:
+    """A character in a story's cast, in speaking order; ``left_at`` set once it was deleted."""
+
+    position: int
+    character_id: int
+    name: str  # as it was when the story started (what the story says when it leaves)
+    left_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,8 @@ class StoryTurn:
     author_name: str
     text: str
     created_at: float
+    character_id: int | None = None  # who of the cast spoke it (NARRATOR_ID: the narrator)
+    message_id: int | None = None  # the webhook message showing a cast line
 
 
 @dataclass(frozen=True)

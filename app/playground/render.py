@@ -127,6 +127,29 @@ def message_body(message: MessageRecord, mentions: Callable[[str], str]) -> list
     return lines or ["*(empty message)*"]
 
 
+def author_name(message: MessageRecord, bot_name: str) -> str:
+    """Who a message of the bot's shows as its author: a webhook message the name it was sent
+    under (a character, the narrator), as Discord shows it; anything else the bot."""
+    author = message.webhook_author
+    return str(author.get("username") or bot_name) if author else bot_name
+
+
+def message_blocks(
+    messages: list[MessageRecord], bot_name: str, mentions: Callable[[str], str], style: Style
+) -> list[str]:
+    """Messages as the channel shows them: each under its author's name (one name over a run of
+    messages by the same author), the lines indented."""
+    lines: list[str] = []
+    shown: str | None = None
+    for message in messages:
+        name = author_name(message, bot_name)
+        if name != shown:
+            lines.append(f"{style.bot(name)}:")
+            shown = name
+        lines += [INDENT + style.markdown(line) for line in message_body(message, mentions)]
+    return lines
+
+
 def _embed_lines(embed: dict[str, Any], mentions: Callable[[str], str]) -> list[str]:
     lines = []
     if embed.get("author", {}).get("name"):

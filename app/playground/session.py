@@ -34,13 +34,13 @@ import discord
 from app.playground.input import CommandCompleter, LineSource, open_source
 from app.playground.parse import ParseError, mention_names, parse_command
 from app.playground.pictures import PictureSaver
-from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_body
+from app.playground.render import INDENT, ReplyView, Style, mention_renderer, message_blocks, message_body
 from app.root import App
 from loopback.commands import InvalidInvocation
 from loopback.interactions import InteractionRecord
 from loopback.records import BotStopped, MessageRecord
 from loopback.server import LoopbackDiscord
-from loopback.world import Channel, Member, Role
+from loopback.world import Channel, Member, Perm, Role
 
 if TYPE_CHECKING:
     from core.config import BotConfig
@@ -91,6 +91,7 @@ async def run_playground(
     out = stdout if stdout is not None else sys.stdout
     server = LoopbackDiscord(app_name="Transcord")
     await server.start()
+    _let_characters_speak(server)
     # The loopback server starts empty each time: always sync, and globally (the guild ids a
     # .env names for Discord do not exist here). Its own token and addresses replace Discord's.
     config = dataclasses.replace(
@@ -276,6 +277,7 @@ class Playground:
             return True
         for note in parsed.notes:
             self.say(self.style.note(note))
+        here, since = self.channel, self._newest_id()
         try:
             handle = await self.server.invoke(
                 parsed.path, parsed.options, user=self.user, channel=self.channel
@@ -284,7 +286,25 @@ class Playground:
             self.error(str(exc))
             return True
         await self.follow(handle)
+        self._show_spoken(here, since)
         return True
+
+    def _newest_id(self) -> int:
+        return max(self.server.state.messages, default=0)
+
+    def _spoken(self, channel: Channel, since: int) -> list[MessageRecord]:
+        """What characters (and a story's narrator) said here through the bot's webhook after
+        message id ``since``: lines a command made besides its own reply."""
+        return [m for m in self.server.channel_messages(channel) if m.id > since and self._by_webhook(m)]
+
+    def _show_spoken(self, channel: Channel, since: int) -> None:
+        spoken = self._spoken(channel, since)
+        if spoken:
+            self.say("\n".join(message_blocks(spoken, self.server.bot_user.name, self.mentions, self.style)))
+
+    def _by_webhook(self, message: MessageRecord) -> bool:
+        """Sent through a webhook of the bot's application: a character speaking."""
+        return message.webhook_author is not None and message.application_id == self.server.application_id
 
     async def follow(self, handle: InteractionRecord) -> None:
         """Show the reply as it changes until it settles (Ctrl-C in a terminal stops watching)."""
@@ -401,19 +421,15 @@ class Playground:
             self.error(f"{name}'s answer did not settle within {self.timeout:g} s")
         found = self._answers(posted, here)
         if found:
-            self.say(f"{self.style.bot(name)}:")
-            for answer in found:
-                self.say(
-                    "\n".join(
-                        INDENT + self.style.markdown(line) for line in message_body(answer, self.mentions)
-                    )
-                )
+            self.say("\n".join(message_blocks(found, name, self.mentions, self.style)))
 
     def _answers(self, posted: MessageRecord, channel: Channel) -> list[MessageRecord]:
-        """The bot's messages in ``channel`` since ``posted``, oldest first."""
+        """The bot's messages in ``channel`` since ``posted``, its characters' included, oldest first."""
         bot_id = self.server.bot_user.id
         return [
-            m for m in self.server.channel_messages(channel) if m.author_id == bot_id and m.id > posted.id
+            m
+            for m in self.server.channel_messages(channel)
+            if m.id > posted.id and (m.author_id == bot_id or self._by_webhook(m))
         ]
 
     def _settled(self, posted: MessageRecord, channel: Channel) -> bool:
@@ -677,6 +693,15 @@ class WorldResolver:
             return path.name, path.read_bytes()
         except OSError as exc:
             raise LookupError(f"cannot read the file {text!r}: {exc.strerror or exc}") from None
+
+
+def _let_characters_speak(server: LoopbackDiscord) -> None:
+    """Give the bot's role Manage Webhooks, as a server's owner does for characters (and a story's
+    cast) to speak: each speaks through a webhook of the bot's, under its own name and face."""
+    bot_id = server.bot_user.id
+    for role in server.guild.roles.values() if server.guild is not None else ():
+        if role.bot_id == bot_id:
+            role.permissions |= Perm.MANAGE_WEBHOOKS
 
 
 async def _watch(handle: InteractionRecord, view: ReplyView) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model_service import checkpoint_kinds as kinds
+from model_service import fetch_encoder
 from model_service.api import TextStream
 from model_service.config import ServiceConfig
 from model_service.errors import ModelUnavailableError, ServiceError, ValidationError
@@ -139,13 +140,19 @@ class TaskDesk:
         if name not in self._registry.names:
             raise ValidationError(f"unknown model `{name}`; available: {', '.join(self._registry.names)}")
         found = self._detected.get(name)
-        if found is None:
+        setup = fetch_encoder.is_encoder_source(self.config.models[name])
+        # The set-up's encoder is looked for again while it is missing: the set-up may have run since.
+        if found is None or (setup and isinstance(found, ServiceError)):
             try:
                 found = await self._run(self._registry.checkpoint, name)
             except ServiceError as exc:
                 found = exc
             self._detected[name] = found
         if isinstance(found, ServiceError):
+            if setup:
+                raise ModelUnavailableError(
+                    fetch_encoder.missing_message(name, self.config.models[name], found.message)
+                )
             raise ModelUnavailableError(found.message)
         return found
 
@@ -190,6 +197,12 @@ class TaskDesk:
                 if task == "classify" and labels and not _takes_labels(found, labels):
                     continue  # a sentiment classifier can't be asked about topics: zero-shot can
                 return Route(name, True)
+        if task == "similar":
+            for name in self._registry.names:
+                if fetch_encoder.is_encoder_source(self.config.models[name]):
+                    checkpoint = await self._checkpoint(name)  # refused, saying how, while it is missing
+                    if kinds.serves(task, checkpoint.kind, checkpoint.config, checkpoint.forced):
+                        return Route(name, True)
         stand_in = channel_model or self.config.default_model
         checkpoint = await self._checkpoint(stand_in)
         if kinds.falls_back(task, checkpoint.kind):

@@ -8,16 +8,61 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from storage.driver import Connection
 from storage.repositories.base import Repository, audit
-from storage.types import JoinResult, NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
+from storage.types import (
+    CastMember,
+    CastTurns,
+    JoinResult,
+    NewTurn,
+    Story,
+    StoryPlayer,
+    StorySkip,
+    StoryTurn,
+    TurnMode,
+)
 
 # In Story's field order.
 _STORY_COLUMNS = (
     "id, guild_id, channel_id, starter_id, premise, turn_mode, max_players, status, created_at,"
-    " turn_timeout_s, turn_tokens"
+    " turn_timeout_s, turn_tokens, cast_turns, narrator"
 )
+
+
+def _story(row: Sequence[Any]) -> Story:
+    """A story row (``_STORY_COLUMNS``), its narrator flag a bool on either database."""
+    (
+        id_,
+        guild_id,
+        channel_id,
+        starter_id,
+        premise,
+        mode,
+        players,
+        status,
+        at,
+        timeout_s,
+        tokens,
+        cast,
+        narrator,
+    ) = row
+    return Story(
+        id_,
+        guild_id,
+        channel_id,
+        starter_id,
+        premise,
+        mode,
+        players,
+        status,
+        at,
+        timeout_s,
+        tokens,
+        cast,
+        bool(narrator),
+    )
 
 
 class Stories(Repository):
@@ -32,14 +77,18 @@ class Stories(Repository):
         turn_mode: TurnMode,
         max_players: int,
         turn_tokens: int = 120,
+        cast_turns: CastTurns = "none",
+        narrator: bool = False,
+        cast: Sequence[tuple[int, str]] = (),
     ) -> Story | None:
-        """Open a story with its starter as the first player; None if one is already open here."""
+        """Open a story with its starter as the first player and its cast (character id and name,
+        in speaking order); None if one is already open here."""
         now = time.time()
         async with self._db.transaction() as tx:
             # The partial unique index allows one open story per channel; a second is not an error.
             story_id = await tx.fetchval(
                 "INSERT INTO stories (guild_id, channel_id, starter_id, premise, turn_mode, max_players,"
-                " created_at, turn_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " created_at, turn_tokens, cast_turns, narrator) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 " ON CONFLICT (channel_id) WHERE status = 'open' DO NOTHING RETURNING id",
                 guild_id,
                 channel_id,
@@ -49,10 +98,16 @@ class Stories(Repository):
                 max_players,
                 now,
                 turn_tokens,
+                cast_turns,
+                int(narrator),
             )
             if story_id is None:
                 return None
             await _add_player(tx, story_id, starter_id, starter_name, now)
+            await tx.executemany(
+                "INSERT INTO story_cast (story_id, position, character_id, name) VALUES ($1, $2, $3, $4)",
+                [(story_id, i, character_id, name) for i, (character_id, name) in enumerate(cast, 1)],
+            )
             return await _read_story(tx, story_id)
 
     async def discard_story(self, story_id: int) -> None:
@@ -65,7 +120,7 @@ class Stories(Repository):
             row = await db.fetchrow(
                 f"SELECT {_STORY_COLUMNS} FROM stories WHERE channel_id = $1 AND status = 'open'", channel_id
             )
-        return None if row is None else Story(*row)
+        return None if row is None else _story(row)
 
     async def story(self, story_id: int) -> Story | None:
         async with self._db.reading() as db:
@@ -107,14 +162,24 @@ class Stories(Repository):
             last = await tx.fetchval(
                 "SELECT COALESCE(MAX(seq), 0) FROM story_turns WHERE story_id = $1", story_id
             )
-            added = [
-                StoryTurn(last + i, kind, author_id, author_name, text, now)
-                for i, (kind, author_id, author_name, text) in enumerate(turns, 1)
-            ]
+            added = [_new_turn(last + i, turn, now) for i, turn in enumerate(turns, 1)]
             await tx.executemany(
-                "INSERT INTO story_turns (story_id, seq, kind, author_id, author_name, text, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [(story_id, t.seq, t.kind, t.author_id, t.author_name, t.text, now) for t in added],
+                "INSERT INTO story_turns (story_id, seq, kind, author_id, author_name, text, created_at,"
+                " character_id, message_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [
+                    (
+                        story_id,
+                        t.seq,
+                        t.kind,
+                        t.author_id,
+                        t.author_name,
+                        t.text,
+                        now,
+                        t.character_id,
+                        t.message_id,
+                    )
+                    for t in added
+                ],
             )
         return added
 
@@ -139,6 +204,48 @@ class Stories(Repository):
             detail = f"story #{story_id}: removed {last_player.author_name}'s turn"
             await audit(tx, "channel", story.channel_id, actor_id, "story undo", detail, now)
         return undone
+
+    async def remove_story_line(self, story_id: int, seq: int, *, actor_id: int) -> StoryTurn | None:
+        """Take one line out of an open story (kept, marked, for the record) and log it; None if the
+        story is not open or has no such line."""
+        now = time.time()
+        async with self._db.transaction() as tx:
+            story = await _open_story_for_update(tx, story_id)
+            line = next((t for t in await _read_turns(tx, story_id) if t.seq == seq), None)
+            if story is None or line is None:
+                return None
+            await tx.execute(
+                "UPDATE story_turns SET undone_by = $1, undone_at = $2 WHERE story_id = $3 AND seq = $4",
+                actor_id,
+                now,
+                story_id,
+                seq,
+            )
+            detail = f"story #{story_id}: removed line {seq} ({line.author_name})"
+            await audit(tx, "channel", story.channel_id, actor_id, "story remove", detail, now)
+        return line
+
+    async def story_cast(self, story_id: int) -> list[CastMember]:
+        """The story's cast in speaking order, those who left included (``left_at`` set)."""
+        async with self._db.reading() as db:
+            rows = await db.fetch(
+                "SELECT position, character_id, name, left_at FROM story_cast WHERE story_id = $1"
+                " ORDER BY position",
+                story_id,
+            )
+        return [CastMember(*row) for row in rows]
+
+    async def leave_cast(self, story_id: int, character_id: int) -> bool:
+        """Mark a cast member as gone (its character was deleted); False if it had left already."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE story_cast SET left_at = $1 WHERE story_id = $2 AND character_id = $3"
+                " AND left_at IS NULL",
+                time.time(),
+                story_id,
+                character_id,
+            )
+        return changed > 0
 
     async def end_story(self, story_id: int, *, actor_id: int) -> bool:
         """Archive an open story; False if it was not open (ended meanwhile)."""
@@ -189,7 +296,7 @@ class Stories(Repository):
                 f"SELECT {_STORY_COLUMNS} FROM stories WHERE status = 'open' AND turn_mode = 'round-robin'"
                 " AND turn_timeout_s > 0 ORDER BY id"
             )
-        return [Story(*row) for row in rows]
+        return [_story(row) for row in rows]
 
     async def _if_open(
         self, story_id: int, logged: tuple[int, str, str] | None, sql: str, *args: object
@@ -208,7 +315,7 @@ class Stories(Repository):
 
 async def _read_story(db: Connection, story_id: int, *, suffix: str = "") -> Story | None:
     row = await db.fetchrow(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = $1{suffix}", story_id)
-    return None if row is None else Story(*row)
+    return None if row is None else _story(row)
 
 
 async def _open_story_for_update(tx: Connection, story_id: int) -> Story | None:
@@ -237,8 +344,14 @@ async def _read_players(db: Connection, story_id: int) -> list[StoryPlayer]:
 
 async def _read_turns(db: Connection, story_id: int) -> list[StoryTurn]:
     rows = await db.fetch(
-        "SELECT seq, kind, author_id, author_name, text, created_at FROM story_turns"
+        "SELECT seq, kind, author_id, author_name, text, created_at, character_id, message_id FROM story_turns"
         " WHERE story_id = $1 AND undone_at IS NULL ORDER BY seq",
         story_id,
     )
     return [StoryTurn(*row) for row in rows]
+
+
+def _new_turn(seq: int, turn: NewTurn, at: float) -> StoryTurn:
+    kind, author_id, author_name, text, *cast = turn
+    character_id, message_id = (*cast, None, None)[:2]
+    return StoryTurn(seq, kind, author_id, author_name, text, at, character_id, message_id)

@@ -163,7 +163,7 @@ def test_a_literal_api_key_is_refused_without_echoing_it(tmp_path: Path) -> None
         ),
         (
             '[settings]\ndefault_model = "b"\n',
-            "[settings] default_model `b` is not in MODELS (known: smollm2)",
+            "[settings] default_model `b` is not in MODELS (known: smollm2, minilm)",
         ),
         (
             '[settings]\nmodels = "a=b"\n',
@@ -224,4 +224,7 @@ def test_the_example_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "transcord.example.toml"
     settings = load_settings({}, example)
     assert settings.config.service.queue_limit == 64
-    assert dict(settings.config.service.models) == {"smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert dict(settings.config.service.models) == {
+        "smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "minilm": "./models/all-MiniLM-L6-v2",
+    }

@@ -76,8 +76,11 @@ def test_defaults_need_no_settings_at_all() -> None:
     config = load_config({})
     assert config == BotConfig(service=config.service)
     assert not config.token_set and config.guild_ids == () and config.api_base is None
-    # The default model's GGUF; its engine is auto (llama.cpp when installed).
-    assert dict(config.service.models) == {"smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf"}
+    # The default model's GGUF (its engine is auto: llama.cpp when installed) and the set-up's encoder.
+    assert dict(config.service.models) == {
+        "smollm2": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "minilm": "./models/all-MiniLM-L6-v2",
+    }
     assert dict(config.service.engines) == {} and config.service.llama_context == 1024
     assert config.service.default_model == "smollm2" and config.service.fill_model is None
     assert (config.service.device, config.service.dtype) == ("auto", "auto")
@@ -96,7 +99,10 @@ def test_blank_values_mean_unset_as_in_env_example() -> None:
 
 def test_the_default_model_lives_under_models_dir_and_the_cap_bounds_the_default() -> None:
     config = load_config({"MODELS_DIR": "/opt/m", "MAX_NEW_TOKENS_CAP": "50"})
-    assert dict(config.service.models) == {"smollm2": "/opt/m/SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert dict(config.service.models) == {
+        "smollm2": "/opt/m/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "minilm": "/opt/m/all-MiniLM-L6-v2",
+    }
     assert config.default_max_new_tokens == 50
 
 
@@ -154,7 +160,7 @@ def test_choices_ignore_case(key: str, value: str) -> None:
         ({"MODELS": "a=x, =y"}, "MODELS entries must look like name=source, got '=y'"),
         ({"MODELS": "a=x", "DEFAULT_MODEL": "b"}, "DEFAULT_MODEL `b` is not in MODELS (known: a)"),
         ({"MODELS": "a=x,c=y", "FILL_MODEL": "bert"}, "FILL_MODEL `bert` is not in MODELS (known: a, c)"),
-        ({"DEFAULT_MODEL": "bert"}, "DEFAULT_MODEL `bert` is not in MODELS (known: smollm2)"),
+        ({"DEFAULT_MODEL": "bert"}, "DEFAULT_MODEL `bert` is not in MODELS (known: smollm2, minilm)"),
     ],
 )
 def test_a_malformed_value_names_its_key_and_not_the_token(env: dict[str, str], message: str) -> None:

@@ -232,7 +232,9 @@ class FakeService:
 
     async def similar(self, request: SimilarRequest) -> SimilarResult:
         self._task(request)
-        return SimilarResult(1.0 if request.text_a == request.text_b else 0.5, self.models[0], (1, 1), 0.0)
+        texts = request.texts
+        matrix = tuple(tuple(1.0 if a == b else 0.5 for b in texts) for a in texts)
+        return SimilarResult(matrix, self.models[0], (1,) * len(texts), 0.0)
 
     async def rewrite(self, request: RewriteRequest) -> FakeTaskStream:
         self._task(request)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cogs.story import CONTEXT_CHARS, next_player, story_prompt, transcript, turn_started_at
+from cogs.story import next_player, transcript, turn_started_at
+from domain.stories import CONTEXT_CHARS, story_prompt
 from model_service.types import MAX_PROMPT_CHARS
 from storage import Story, StoryPlayer, StorySkip, StoryTurn
 
@@ -90,7 +91,7 @@ def test_the_transcript_labels_each_part_in_order() -> None:
 
 
 def test_the_story_is_asked_of_a_storyteller_a_paragraph_at_a_time() -> None:
-    from cogs.story import STORY_TURN_TOKENS, STORYTELLER, story_request
+    from domain.stories import STORY_TURN_TOKENS, STORYTELLER, story_request
     from model_service import GenerationParams
 
     params = GenerationParams(max_new_tokens=512, temperature=0.8)
@@ -106,3 +107,27 @@ def test_the_story_is_asked_of_a_storyteller_a_paragraph_at_a_time() -> None:
     )
     short = story_request("P", [], GenerationParams(max_new_tokens=512), None, turn_tokens=60)
     assert short.params.max_new_tokens == 60  # the story's own length, not the channel's
+
+
+def test_a_story_with_a_cast_attributes_every_line_in_the_transcript_and_in_show() -> None:
+    from dataclasses import replace
+
+    from cogs.story import story_lines
+
+    cast_story = replace(story("free"), cast_turns="all", narrator=True)
+    turns = [
+        StoryTurn(1, "opening", None, "Narrator", " Once. ", 0.0, 0, 11),
+        StoryTurn(2, "player", ALICE.user_id, "alice", "Then.", 0.0),
+        StoryTurn(3, "bot", None, "Mira", "Ahoy!", 0.0, 7, 12),
+        StoryTurn(5, "bot", None, "Narrator", "After.", 0.0, 0, 13),
+    ]
+    text = transcript(cast_story, [ALICE], turns, ["Narrator", "Mira (left)"])
+    header, body = text.split("\n\n", 1)
+    assert header.splitlines()[2:4] == ["Turns: free · Players: alice", "Cast (all): Narrator, Mira (left)"]
+    assert body == "[Narrator]\nOnce.\n\n[alice]\nThen.\n\n[Mira]\nAhoy!\n\n[Narrator]\nAfter.\n"
+    assert story_lines(turns) == [
+        "`1` **Narrator**: Once.",
+        "`2` **alice**: Then.",
+        "`3` **Mira**: Ahoy!",
+        "`5` **Narrator**: After.",
+    ]

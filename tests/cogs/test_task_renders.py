@@ -11,6 +11,7 @@ from core.replies import split_message
 from model_service.types import (
     EntitiesResult,
     Entity,
+    SimilarResult,
     TokenizeRequest,
     TokenizeResult,
     TokenPiece,
@@ -59,3 +60,17 @@ def test_a_forced_task_that_is_no_task_stops_the_start_naming_the_model() -> Non
     with pytest.raises(ConfigError, match="model `ner`: unknown task `entity` after `models/ner`"):
         load_config({"MODELS": "ner=models/ner:entity"})
     assert load_config({"MODELS": "ner=models/ner:entities"}).service.models["ner"] == "models/ner:entities"
+
+
+def test_several_texts_are_numbered_and_their_pairs_ranked_most_alike_first() -> None:
+    texts = ("A *cat* sat.", "A kitten sat\non the mat.", "Stocks fell.")
+    matrix = ((1.0, 0.8, -0.1), (0.8, 1.0, 0.05), (-0.1, 0.05, 1.0))
+    result = SimilarResult(matrix, "minilm", (5, 8, 4), 0.25, ("cls_token",))
+    lines = task_cog.render_several(texts, result).splitlines()
+    assert lines[1:4] == ["**1.** A \\*cat\\* sat.", "**2.** A kitten sat on the mat.", "**3.** Stocks fell."]
+    assert lines[4:7] == [
+        "` 0.800` `██████████░░` **1** & **2**",
+        "` 0.050` `█░░░░░░░░░░░` **2** & **3**",
+        "`-0.100` `░░░░░░░░░░░░` **1** & **3**",
+    ]
+    assert lines[-1] == "-# minilm · [CLS]-token AutoModel features · 5 + 8 + 4 tokens · 0.2 s"

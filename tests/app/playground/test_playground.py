@@ -339,3 +339,38 @@ def test_bot_py_playground_answers_piped_help_and_keeps_the_token_secret(
     for stream in (done.stdout, done.stderr):
         assert fake_token not in stream and "loopback-bot-token" not in stream
         assert not TOKEN_SHAPE.search(stream)
+
+
+async def test_a_story_with_a_cast_shows_each_line_under_its_speakers_name(config: BotConfig) -> None:
+    code, out = await play(
+        config,
+        "/as moderator",
+        "/character create name: Mira persona: A pirate captain.",
+        "/character create name: Bard persona: A wandering singer.",
+        "/story start premise: A ship at sea cast: Mira, Bard length: short",
+        "/story add text: The crew sings.",
+        "/story add text: The wind rises.",
+        "@Transcord Mira, what do you see?",
+        "/story show",
+    )
+    assert code == 0, out
+
+    def spoke(name: str) -> str:  # a message under ``name``: its lines indented, ending in a footer
+        return rf"\n{name}:\n(?:  .*\n)*?  -# \d+ tokens · "
+
+    # The story's header is the bot's reply; the opening is the narrator's, under its own name.
+    started = section(out, "/story start premise: A ship at sea cast: Mira, Bard length: short")
+    assert re.search(
+        r"Transcord:\n  📖 \*\*Story #1\*\* · .*cast \(rotation\): \*\*Narrator\*\*, \*\*Mira\*\*", started
+    )
+    assert re.search(spoke("Narrator"), started), started
+    # Each player's turn is the bot's reply, then the next of the cast speaks under its name.
+    first = section(out, "/story add text: The crew sings.")
+    assert re.search(r"Transcord:\n  ✍️ \*\*moderator\*\*: The crew sings." + spoke("Mira"), first), first
+    second = section(out, "/story add text: The wind rises.")
+    assert re.search(spoke("Bard"), second) and "\nMira:\n" not in second, second
+    # A character answering a mention shows under its name too, not the bot's.
+    answered = section(out, "@Transcord Mira, what do you see?")
+    assert re.search(spoke("Mira"), answered) and "\nTranscord:\n" not in answered, answered
+    shown = section(out, "/story show")
+    assert "`1` **Narrator**: " in shown and "`3` **Mira**: " in shown and "`5` **Bard**: " in shown
