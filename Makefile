@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check lint test bench bench-scaling bench-shards bench-crowd bench-peer clean-venv
+.PHONY: setup run check lint test bench bench-scaling bench-shards bench-crowd bench-peer soak clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/python bot.py $(ARGS)
 
-# Every check CI runs: lint, format, the import layers (pyproject's import-linter contracts), tests. The storage tests run on SQLite and on PostgreSQL:
+# Every check CI runs: lint, format, the import layers (pyproject's import-linter contracts), the Dockerfile, types, tests. The storage tests run on SQLite and on PostgreSQL:
 # scripts/test-postgres finds a server (or installs and starts Debian's, as root) and exports
 # TEST_DATABASE_URL; without one, pytest's summary says why the Postgres tests were skipped.
 check: setup
@@ -32,6 +32,7 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/mypy
 	scripts/test-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -52,6 +53,11 @@ bench-crowd: setup
 # Two bot processes on two shards, one PostgreSQL, one llama-server: their throughput vs the server's.
 bench-shards: setup
 	scripts/test-postgres $(BIN)/python -m benchmarks.shards $(ARGS)
+
+# A day in the life: members on two shards, PostgreSQL, llama-server, faults on a schedule (30 minutes;
+# ARGS=--quick: 3). A report in docs/soak.md and docs/soak.png.
+soak: setup
+	scripts/test-postgres $(BIN)/python -m benchmarks.soak $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

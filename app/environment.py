@@ -302,10 +302,10 @@ class _Asked(Mapping[str, str]):
     """An empty env that remembers each key looked up in it."""
 
     def __init__(self) -> None:
-        self.keys: set[str] = set()
+        self.asked: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
-        self.keys.add(key)
+        self.asked.add(key)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -320,7 +320,7 @@ def setting_keys() -> frozenset[str]:
     it (an empty env reads them all: each key has a default). The config file accepts these."""
     asked = _Asked()
     load_config(asked)
-    return frozenset(asked.keys)
+    return frozenset(asked.asked)
 
 
 def log_level_number(config: BotConfig) -> int:

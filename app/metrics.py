@@ -117,11 +117,13 @@ class Metrics:
         bot.add_listener(self._completed, "on_app_command_completion")
         handle = bot.tree.on_error
 
-        async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        async def on_error(
+            interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+        ) -> None:
             self._count(interaction, outcome_of(error))
             await handle(interaction, error)
 
-        bot.tree.on_error = on_error  # type: ignore[method-assign]
+        bot.tree.error(on_error)
 
     async def _completed(self, interaction: discord.Interaction, command: object) -> None:
         self._count(interaction, "ok")

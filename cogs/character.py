@@ -56,7 +56,7 @@ def cast_of(bot: commands.Bot) -> Characters | None:
     """The loaded Characters cog. (Not by isinstance: loading the extension imports this module
     afresh, so a class imported earlier by another cog is another class object.)"""
     cog = bot.get_cog("Characters")
-    return cog if cog is not None and hasattr(cog, "speakers") else None  # type: ignore[return-value]
+    return cog if cog is not None and hasattr(cog, "speakers") else None  # type: ignore[return-value]  # see above
 
 
 def character_key(channel_id: int, character: Character) -> ConversationKey:
@@ -67,7 +67,7 @@ def character_key(channel_id: int, character: Character) -> ConversationKey:
 async def character_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
-    bot: Transcord = interaction.client  # type: ignore[assignment]
+    bot: Transcord = interaction.client  # type: ignore[assignment]  # the client of this bot's interactions
     if interaction.guild_id is None:
         return []
     found = await bot.store.characters.characters(interaction.guild_id)

@@ -14,7 +14,7 @@ from core import pictures, replies
 from domain.settings import CHANNEL_PARAMS, CHOICE_SETTINGS, COMMAND_PARAMS
 from model_service import MASK
 from model_service.params import ParamSpec, num
-from model_service.task_names import CHECKPOINTS, SHORT_NAMES, Task
+from model_service.task_names import CHECKPOINTS, SHORT_NAMES
 from model_service.types import FILL_PARAMS, TaskModels
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ HELP = f"""**Transcord**: language models in this channel.
 
 def task_line(models: TaskModels) -> str:
     """One task's availability here: its models, the stand-in, or what to configure."""
-    task: Task = models.task  # type: ignore[assignment]
+    task = models.task
     if models.models:
         return f"`/{task}`: {', '.join(f'`{m}`' for m in models.models)}"
     if models.fallback:

@@ -34,6 +34,7 @@ from core.gate import LEASE_S, renewing
 from domain.characters import Character
 from domain.stories import CAST_OPTION_MAX, NARRATOR, cast_request, parse_cast, story_request
 from storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
+from storage.types import StoreUnavailable
 
 if TYPE_CHECKING:
     from core.transcord import Transcord
@@ -173,6 +174,8 @@ class StoryMode(
             wait = self.TIMER_TICK_S
             try:
                 wait = min(wait, await self._pass_timed_out_turns())
+            except StoreUnavailable as exc:  # the database is away for now: the next tick looks again
+                log.warning("the story turn timer could not reach the database (%s); trying again", exc)
             except Exception:  # the timer must outlive one bad tick (a lost message, a locked file)
                 log.exception("the story turn timer failed")
             with contextlib.suppress(TimeoutError):
@@ -202,7 +205,8 @@ class StoryMode(
                 f"{_duration(story.turn_timeout_s)}. Next turn: {_bold_name(nxt.name) if nxt else '—'}."
             )
             channel = self.bot.get_channel(story.channel_id) or await self.bot.fetch_channel(story.channel_id)
-            await channel.send(text, allowed_mentions=replies.NO_MENTIONS)  # type: ignore[union-attr]
+            assert isinstance(channel, discord.abc.Messageable)  # a story's channel takes messages
+            await channel.send(text, allowed_mentions=replies.NO_MENTIONS)
             nearest = min(nearest, story.turn_timeout_s)  # the next player's turn starts now
         return nearest
 

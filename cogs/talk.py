@@ -33,7 +33,7 @@ from domain.settings import ChannelSettings
 from model_service import ChatTurn, GenerationRequest
 from model_service.params import check_text
 from model_service.types import MAX_HISTORY_TURNS, MAX_PROMPT_CHARS
-from storage.types import ConversationKey, ReplyRecord
+from storage.types import ConversationKey, ReplyRecord, StoreUnavailable
 
 if TYPE_CHECKING:
     from core.transcord import Transcord
@@ -68,8 +68,16 @@ class Talk(commands.Cog):
         reference = message.reference.message_id if message.reference else None
         if not (mentioned or own_thread or reference or self.bot.intents.message_content):
             return  # most messages of a busy server: decided before any database read
-        settings = await self.bot.settings_for(message)
-        answered = await self.bot.store.replies.reply_by_message(reference) if reference else None
+        try:
+            settings = await self.bot.settings_for(message)
+            answered = await self.bot.store.replies.reply_by_message(reference) if reference else None
+        except StoreUnavailable as exc:
+            # Whether the channel listens is stored too: a member who @mentioned the bot is told why
+            # nothing comes; any other message is left alone.
+            log.warning("message %s not answered: the database can't be reached (%s)", message.id, exc)
+            if mentioned:
+                await MessageSurface(message).fail(exc)
+            return
         why = addressed(
             listen=settings.listen,
             mentioned=mentioned,

@@ -24,7 +24,7 @@ from domain import quotas
 from domain.errors import UserFacingError
 from domain.quotas import Budget, ScopeKey, Standing
 from domain.rules import Blocklist, ChannelRules
-from storage.types import CoolingDown, Quota, ScopeBusy
+from storage.types import CoolingDown, Quota, ScopeBusy, StoreUnavailable
 
 if TYPE_CHECKING:
     from storage.protocols import LimitStore
@@ -178,7 +178,9 @@ async def renewing(
             await asyncio.sleep(RENEW_EVERY_S)
             try:
                 await limits.renew(ticket, now=clock(), lease_s=lease_s)
-            except Exception:  # a database that is briefly away: the next renewal may reach it
+            except StoreUnavailable as exc:  # a database that is briefly away: the next renewal may reach it
+                log.warning("could not renew a lease (%s); trying again", exc)
+            except Exception:
                 log.warning("could not renew a lease; trying again", exc_info=True)
 
     task = asyncio.create_task(renew(), name="transcord-lease")

@@ -60,9 +60,15 @@ def _unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def error_message(error: BaseException) -> str:
-    """The one place an error becomes the text a user reads."""
+def error_message(error: BaseException, *, after_answer: bool = False) -> str:
+    """The one place an error becomes the text a user reads (``after_answer``: it is written under
+    an answer already shown, which a failed write then did not keep)."""
     error = _unwrap(error)
+    if isinstance(error, StoreUnavailable) and after_answer:
+        return (
+            "🗄️ The bot's database can't be reached right now, so the answer above was not saved "
+            "(the story or the conversation goes on without it); try again in a minute."
+        )
     if isinstance(error, OverloadedError):
         wait = max(1, round(error.retry_after or 5))
         return f"⏳ The model is busy right now; try again in {wait} s."
@@ -121,6 +127,7 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
         if interaction.extras.get("visible_text"):
             # Part of the answer is already public: keep it, and say it stopped.
             shown = interaction.extras["visible_text"]
+            text = choice_refusal(interaction, error) or error_message(error, after_answer=True)
             await interaction.edit_original_response(
                 content=fit(shown + "\n\n" + text), allowed_mentions=NO_MENTIONS
             )

@@ -115,8 +115,8 @@ class PostedSurface:
     async def _fail_in_place(self, error: BaseException) -> None:
         """The error after what the posted message shows (its "writing" mark replaced)."""
         assert self.message is not None
-        text = error_message(error)
         shown = self.message.content if self.message.content != WRITING else ""
+        text = error_message(error, after_answer=bool(shown))
         await self.show(fit(f"{shown}\n\n{text}" if shown else text), None)
 
 
@@ -194,6 +194,22 @@ async def _show_place(
         await surface.show(fit(above + queue_line(*waiting)), view)
 
 
+async def _show_while_writing(surface: Surface, text: str, view: discord.ui.View | None) -> None:
+    """One edit of a reply still being written. Discord busy (429) or failing (5xx) past
+    discord.py's own retries costs this edit only: the next one, or the final one, shows the
+    text, so the generation goes on rather than ending in an error."""
+    try:
+        await surface.show(text, view)
+    except discord.HTTPException as exc:
+        if exc.status != 429 and exc.status < 500:
+            raise
+        log.warning(
+            "an edit of a reply being written failed (%s %s); the next edit brings it",
+            exc.status,
+            exc.text or "",
+        )
+
+
 async def stream_reply(
     surface: Surface | discord.Interaction,
     stream: TextStream,
@@ -230,7 +246,9 @@ async def stream_reply(
             now = time.monotonic()
             if now - last_edit >= interval and text.strip():
                 last_edit = now
-                await surface.show(fit(header + transform(before + text) + " …"), view_for(True, None))
+                await _show_while_writing(
+                    surface, fit(header + transform(before + text) + " …"), view_for(True, None)
+                )
     except asyncio.CancelledError:
         await surface.interrupted(header + transform(before + text), view_for(False, None))
         raise

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -79,7 +80,7 @@ class Transcord(commands.Bot):
         intents.guild_messages = True
         intents.message_content = config.message_content
         # Sharded (ShardedTranscord): this process's range of Discord's shards.
-        sharding = (
+        sharding: dict[str, Any] = (
             {"shard_count": config.shard_count, "shard_ids": list(config.shard_ids)}
             if isinstance(self, commands.AutoShardedBot)
             else {}
@@ -103,7 +104,7 @@ class Transcord(commands.Bot):
         self.started_at = time.monotonic()
         self.extension_names = tuple(extensions)
         self.failed_extensions: dict[str, str] = {}
-        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        self.tree.error(self.on_app_command_error)
 
     # -- start-up ---------------------------------------------------------------------------------
 

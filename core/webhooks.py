@@ -20,6 +20,7 @@ import io
 import logging
 
 import discord
+from discord.utils import MISSING
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from core.replies import NO_MENTIONS
@@ -57,9 +58,9 @@ def draw_avatar(name: str) -> bytes:
 def normalize_avatar(data: bytes) -> bytes:
     """An uploaded image as a small PNG (what is stored), or a UserFacingError if it is none."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            image = image.convert("RGBA")
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = opened.convert("RGBA")
             image.thumbnail((AVATAR_SIZE * 2, AVATAR_SIZE * 2))
             out = io.BytesIO()
             image.save(out, format="PNG")
@@ -96,7 +97,7 @@ class Speakers:
     async def webhook(self, channel: Speakable) -> tuple[discord.Webhook, discord.Thread | None]:
         """The webhook to speak in ``channel`` through, and the thread to name (if it is one)."""
         thread = channel if isinstance(channel, discord.Thread) else None
-        parent = channel.parent if thread is not None else channel
+        parent = thread.parent if thread is not None else channel
         if not isinstance(parent, discord.TextChannel):
             raise UserFacingError("Characters can speak only in text channels and their threads.")
         cached = self._webhooks.get(parent.id)
@@ -139,25 +140,27 @@ class Speakers:
     ) -> tuple[discord.WebhookMessage, discord.Webhook, discord.Thread | None]:
         """Post ``content`` as ``character`` in ``channel``."""
         webhook, thread = await self.webhook(channel)
-        kwargs: dict[str, object] = {
-            "username": character.name,
-            "allowed_mentions": NO_MENTIONS,
-            "wait": True,
-        }
-        if thread is not None:
-            kwargs["thread"] = thread
-        if view is not None:
-            kwargs["view"] = view
+
+        async def post(avatar_url: str) -> discord.WebhookMessage:
+            return await webhook.send(
+                content,
+                username=character.name,
+                avatar_url=avatar_url or MISSING,
+                allowed_mentions=NO_MENTIONS,
+                thread=thread if thread is not None else MISSING,
+                view=view if view is not None else MISSING,
+                wait=True,
+            )
+
         if character.avatar_url:
-            message = await webhook.send(content, avatar_url=character.avatar_url, **kwargs)  # type: ignore[call-overload]
-            return message, webhook, thread
+            return await post(character.avatar_url), webhook, thread
         lock = self._locks.setdefault(webhook.id, asyncio.Lock())
         async with lock:  # no other character's face may be put on between the PATCH and the post
             wanted = (character.id, character.updated_at)
             if self._faces.get(webhook.id) != wanted:
                 await webhook.edit(avatar=face(character), reason=f"{character.name} speaks")
                 self._faces[webhook.id] = wanted
-            message = await webhook.send(content, **kwargs)  # type: ignore[call-overload]
+            message = await post("")
         return message, webhook, thread
 
 
@@ -191,12 +194,13 @@ class WebhookSurface(PostedSurface):
     async def show(self, content: str, view: discord.ui.View | None) -> None:
         await self.begin()
         assert self.message is not None and self._webhook is not None
-        kwargs: dict[str, object] = {"content": content, "allowed_mentions": NO_MENTIONS}
-        if view is not None:
-            kwargs["view"] = view
-        if self._thread is not None:
-            kwargs["thread"] = self._thread
-        self.message = await self._webhook.edit_message(self.message.id, **kwargs)  # type: ignore[arg-type]
+        self.message = await self._webhook.edit_message(
+            self.message.id,
+            content=content,
+            allowed_mentions=NO_MENTIONS,
+            view=view if view is not None else MISSING,
+            thread=self._thread if self._thread is not None else MISSING,
+        )
 
     async def fail(self, error: BaseException) -> bool:
         """Say what went wrong in the character's message, if one was posted; False if none was."""

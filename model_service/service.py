@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -105,7 +105,7 @@ class GenerationStream:
         self._ticket = service._admit(timeout)
         self._share = shares.current()  # whose turn it takes: the asking task's
         self._job: Job | None = None
-        self._iterator: AsyncIterator[str] | None = None
+        self._iterator: AsyncGenerator[str, None] | None = None
         self._reader: asyncio.Task[object] | None = None
         self.result: GenerationResult | None = None
 
@@ -126,7 +126,7 @@ class GenerationStream:
         if iterator is not None and self._reader not in (None, asyncio.current_task()):
             return
         if iterator is not None and not getattr(iterator, "ag_running", False):
-            await iterator.aclose()  # type: ignore[attr-defined]
+            await iterator.aclose()
         if iterator is None or not getattr(iterator, "ag_running", False):
             self._service._release(self._ticket)
 
@@ -135,7 +135,7 @@ class GenerationStream:
         it starts). None once started, or before the stream is iterated."""
         return self._service._queue_place(self._job)
 
-    async def _produce(self) -> AsyncIterator[str]:
+    async def _produce(self) -> AsyncGenerator[str, None]:
         service, ticket = self._service, self._ticket
         job = Job(
             request=self._request,
@@ -149,7 +149,7 @@ class GenerationStream:
         try:
             await service._wait_started(ticket, job.result)
             while (item := await job.deltas.get()) is not DONE:
-                yield item  # type: ignore[misc]
+                yield item  # type: ignore[misc]  # every item before DONE is a str delta
             self.result = await job.result
         finally:
             if not job.result.done():
@@ -307,9 +307,9 @@ class ModelService:
                 if self._remote.has_weights(model)
                 else None
             )
-            return RemoteEngine(self._remote, model, twin)  # type: ignore[return-value]
+            return RemoteEngine(self._remote, model, twin)
         if self.engine_name(model) == "transformers" and self._desk.kind(model) == "seq2seq":
-            return Seq2SeqEngine(self._registry, model)  # type: ignore[return-value]
+            return Seq2SeqEngine(self._registry, model)
         return TransformersEngine(self._registry, model)
 
     def _serving_length(self, model: str) -> int | None:
@@ -365,7 +365,7 @@ class ModelService:
         self._active.add(ticket)
         return ticket
 
-    async def _wait_started(self, ticket: _Ticket, future: asyncio.Future[object]) -> None:
+    async def _wait_started(self, ticket: _Ticket, future: asyncio.Future[Any]) -> None:
         """Bound the time in the queue by the request's deadline, not by the work ahead of it."""
         waiter = asyncio.ensure_future(ticket.started.wait())
         try:

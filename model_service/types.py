@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from model_service.errors import ValidationError
 from model_service.params import check_text, param, specs
+from model_service.task_names import Task
 
 MASK = "[MASK]"
 # What users may write for the blank: BERT's and RoBERTa's spellings (a model's own token too).
@@ -530,7 +531,7 @@ class RewriteRequest:
 class TaskModels:
     """Which models do a task here: natively, or through the default model's fallback."""
 
-    task: str
+    task: Task
     models: tuple[str, ...]  # catalog models with a head for it
     fallback: str | None = None  # the causal model that stands in when ``models`` is empty
     fallback_method: str | None = None  # how it does it, in words

@@ -134,8 +134,8 @@ async def _run_bot(app: App, server: LoopbackDiscord, stdin: TextIO | None, out:
                 log.info("shutting down")
                 await app.shutdown()
                 playground.finish()
-            elif task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            elif (error := task.exception()) is not None:
+                raise error
         finally:
             server.unwatch(task)
     except Exception as exc:
@@ -178,7 +178,7 @@ class Playground:
         self._interactive = False
         self._unfinished: ReplyView | None = None  # a reply still showing when the session ended
         self.pictures = PictureSaver()  # the bot's picture attachments, saved to files
-        bot.add_listener(self._on_interaction, "on_interaction")  # type: ignore[attr-defined]
+        bot.add_listener(self._on_interaction, "on_interaction")  # type: ignore[attr-defined]  # a commands.Bot
         self.meta: dict[str, Callable[[list[str]], Awaitable[bool]]] = {
             "as": self._as,
             "channel": self._channel,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from model_service import checkpoint_kinds as kinds
 from model_service import fetch_encoder
@@ -227,7 +227,7 @@ class TaskDesk:
     async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
         name = request.model or self.config.default_model
         await self._checkpoint(name)
-        return await self._run(self._tokenize, name, request)  # type: ignore[no-any-return]
+        return await self._run(self._tokenize, name, request)  # type: ignore[no-any-return]  # the batch gives this task's result
 
     def _tokenize(self, name: str, request: TokenizeRequest) -> TokenizeResult:
         tokenizer, context = self._registry.tokenizer(name)
@@ -244,28 +244,28 @@ class TaskDesk:
         route = await self.route("classify", request.model, request.channel_model, labels=request.labels)
         if route.native:
             make = self._maker(route.model, "sequence-classification", classify.head_batch)
-            return await self._submit(route.model, "classify", request, make)  # type: ignore[no-any-return]
+            return await self._submit(route.model, "classify", request, make)  # type: ignore[no-any-return]  # the batch gives this task's result
         priors = self._priors.setdefault(route.model, {})
 
         def zero_shot(items: Any) -> classify.ZeroShotBatch:
             return classify.ZeroShotBatch(self._registry.get_head(route.model, "causal"), items, priors)
 
-        return await self._submit(route.model, "classify-zero-shot", request, zero_shot)  # type: ignore[no-any-return]
+        return await self._submit(route.model, "classify-zero-shot", request, zero_shot)  # type: ignore[no-any-return]  # the batch gives this task's result
 
     async def entities(self, request: EntitiesRequest) -> EntitiesResult:
         route = await self.route("entities", request.model, None)
         make = self._maker(route.model, "token-classification", entities.make_batch)
-        return await self._submit(route.model, "entities", request, make)  # type: ignore[no-any-return]
+        return await self._submit(route.model, "entities", request, make)  # type: ignore[no-any-return]  # the batch gives this task's result
 
     async def answer(self, request: AnswerRequest) -> AnswerResult:
         route = await self.route("answer", request.model, None)
         make = self._maker(route.model, "question-answering", answer.make_batch)
-        return await self._submit(route.model, "answer", request, make)  # type: ignore[no-any-return]
+        return await self._submit(route.model, "answer", request, make)  # type: ignore[no-any-return]  # the batch gives this task's result
 
     async def similar(self, request: SimilarRequest) -> SimilarResult:
         route = await self.route("similar", request.model, None)
         make = self._maker(route.model, "features", similar.make_batch)
-        return await self._submit(route.model, "similar", request, make)  # type: ignore[no-any-return]
+        return await self._submit(route.model, "similar", request, make)  # type: ignore[no-any-return]  # the batch gives this task's result
 
     def _maker(self, model: str, head: Kind, batch: Callable[[LoadedModel, Any], Any]) -> MakeBatch:
         return lambda items: batch(self._registry.get_head(model, head), items)
@@ -310,7 +310,10 @@ class TaskDesk:
             text = request.prompt
             if request.mode == "chat":
                 messages = [{"role": "user", "content": request.prompt}]
-                text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                # With tokenize=False the template gives text (transformers types every form it can return).
+                text = cast(
+                    str, tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                )
             tokens = len(tokenizer(text, add_special_tokens=request.mode != "chat")["input_ids"])
             limit = context - request.params.max_new_tokens
             room = f" ({context}-token context less {request.params.max_new_tokens} for the reply)"

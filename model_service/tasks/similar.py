@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,8 +67,9 @@ def make_batch(loaded: LoadedModel, items: Sequence[TaskItem]) -> EncoderBatch:
         lengths[id(item)] = tuple(len(row.input_ids) for row in rows)
         return rows
 
-    def take(output: object, row: int, length: int) -> torch.Tensor:
-        return pool(output.last_hidden_state[row, :length], modes).cpu()  # type: ignore[attr-defined]
+    def take(output: Any, row: int, length: int) -> torch.Tensor:
+        hidden: torch.Tensor = output.last_hidden_state[row, :length]  # AutoModel's ModelOutput
+        return pool(hidden, modes).cpu()
 
     def finish(item: TaskItem, kept: list[torch.Tensor]) -> SimilarResult:
         return SimilarResult(

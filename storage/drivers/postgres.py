@@ -30,6 +30,9 @@ from storage.types import SchemaError, StoreUnavailable
 log = logging.getLogger("storage")
 
 CONNECT_TIMEOUT_S = 10.0  # asyncpg's own default (60 s) leaves a start-up hanging on a dead host
+# A statement, or the wait for a pooled connection, that takes longer is a server out of reach
+# (a network that drops packets without a reset leaves a query waiting for ever otherwise).
+COMMAND_TIMEOUT_S = 30.0
 POOL_SIZE = 8
 # One key for the whole database: migrations of any schema in it take turns (they are rare).
 MIGRATION_LOCK = int.from_bytes(b"transcor", "big")
@@ -90,7 +93,8 @@ class PostgresConnection:
         return list(await self._conn.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        return await self._conn.fetchrow(sql, *args)
+        row: Row | None = await self._conn.fetchrow(sql, *args)  # an asyncpg Record (untyped)
+        return row
 
     async def fetchval(self, sql: str, *args: object) -> Any:
         return await self._conn.fetchval(sql, *args)
@@ -99,6 +103,25 @@ class PostgresConnection:
         # Two-key advisory locks, held until the transaction ends; the key hashed to 32 bits.
         hashed = "hashtext($2)" if isinstance(key, str) else "hashint8($2)"
         await self._conn.execute(f"SELECT pg_advisory_xact_lock($1, {hashed})", namespace, key)
+
+
+class _OneLinePoolWarnings(logging.Filter):
+    """asyncpg's pool logs each failed attempt to reconnect its idle floor with a traceback
+    ("Failed to restore the pool connection floor; retrying"), every 1-60 s while the server is
+    away. That is the server being down, which the store already reports as one line
+    (StoreUnavailable): keep the warning, as one line with the reason, and drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and record.levelno <= logging.WARNING:
+            record.msg = f"{record.getMessage()} ({_reason(record.exc_info[1])})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG = logging.getLogger("asyncpg.pool")
+_POOL_FILTER = _OneLinePoolWarnings()
 
 
 class PostgresDriver:
@@ -112,8 +135,16 @@ class PostgresDriver:
     @classmethod
     async def open(cls, url: str) -> PostgresDriver:
         where = redact(url)
+        if _POOL_FILTER not in _POOL_LOG.filters:
+            _POOL_LOG.addFilter(_POOL_FILTER)
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S)
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=COMMAND_TIMEOUT_S,
+            )
         except (*_TRANSIENT, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(
                 f"could not connect to the database {where} ({scrub(_reason(exc), url)})",
@@ -137,13 +168,16 @@ class PostgresDriver:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[PostgresConnection]:
-        async with unreachable_is_unavailable(self.where), self.pool.acquire() as conn:
+        async with (
+            unreachable_is_unavailable(self.where),
+            self.pool.acquire(timeout=COMMAND_TIMEOUT_S) as conn,
+        ):
             yield PostgresConnection(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
         async with unreachable_is_unavailable(self.where), self._write_lock:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire(timeout=COMMAND_TIMEOUT_S) as conn, conn.transaction():
                 yield PostgresConnection(conn)
 
 

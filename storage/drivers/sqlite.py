@@ -77,7 +77,7 @@ class SQLiteDriver:
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> SQLiteDriver:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        db = await aiosqlite.connect(os.fspath(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             await _configure(db)
             await _migrate(db, path)

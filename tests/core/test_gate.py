@@ -171,3 +171,35 @@ async def test_a_slot_is_kept_while_its_request_runs_and_lapses_once_nothing_ren
         assert await limits.inflight(CHANNEL, now=time.time()) == 1
     await asyncio.sleep(0.3)  # its holder stopped renewing (as a dead process would)
     assert await limits.inflight(CHANNEL, now=time.time()) == 0
+
+
+async def test_a_lease_renewal_the_database_refuses_is_one_warning_line_and_renewing_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from core import gate as moderation
+    from storage.types import StoreUnavailable
+
+    tries: list[int] = []
+
+    class Away:
+        async def renew(self, ticket: int, *, now: float, lease_s: float) -> None:
+            tries.append(ticket)
+            raise StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
+
+    monkeypatch.setattr(moderation, "RENEW_EVERY_S", 0.02)
+    async with moderation.renewing(Away(), 7):  # type: ignore[arg-type]
+        await asyncio.sleep(0.15)
+    assert len(tries) >= 2  # it kept trying
+    warnings = [r for r in caplog.records if "renew a lease" in r.getMessage()]
+    assert warnings and all(r.levelname == "WARNING" and not r.exc_info for r in warnings)
+
+
+def test_a_database_out_of_reach_under_a_shown_answer_says_the_answer_was_not_saved() -> None:
+    from storage.types import StoreUnavailable
+
+    error = StoreUnavailable("the database is unreachable")
+    assert "not saved" in error_message(error, after_answer=True)
+    assert "not saved" not in error_message(error)
+    assert error_message(ValueError("x"), after_answer=True) == error_message(ValueError("x"))

@@ -252,7 +252,8 @@ async def test_fifty_generations_at_once_each_get_an_answer_or_an_immediate_busy
     done = [r for r in records if r.callback_type != 4]
     for record in busy:
         assert record.ephemeral and BUSY.match(record.content or ""), record.summary()
-        assert record.callback_at is not None and record.callback_at - record.sent_at < 2.0, record.summary()
+        # Within Discord's 3 s to answer an interaction (it is about 0.1 s on an idle machine).
+        assert record.callback_at is not None and record.callback_at - record.sent_at < 3.0, record.summary()
     for record in done:
         assert finished(record) and "\n-# 24 tokens · " in shown_text(record), record.summary()
         assert not record.ephemeral

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+import app as bot_module
 from domain.stories import STORYTELLER, story_request
 from loopback import InteractionRecord, LoopbackDiscord, Member
 from loopback.mentions import Mentions, resolve
 from loopback.records import MessageRecord
 from model_service import GenerationParams, GenerationRequest, GenerationResult, OverloadedError
+from storage.types import StoreUnavailable
 from tests.e2e.harness import BotRunner
 from tests.e2e.test_characters import grant_webhooks, webhook_calls
 from tests.e2e.test_chat import Spy
@@ -589,3 +591,28 @@ async def test_a_cast_needs_characters_of_this_server_and_the_right_to_use_webho
         server, "story start", {"premise": "A voyage", "cast": "Mira", "narrator": False}, speaking=1
     )
     assert [speaker(m) for m in said(server)] == ["Mira"]  # no narrator: the first character opens
+
+
+async def test_the_turn_timer_outlives_a_database_away_with_a_one_line_warning(
+    transcord: bot_module.Transcord, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cog = transcord.get_cog("StoryMode")
+    assert cog is not None
+    ticks: list[float] = []
+
+    ticked = asyncio.Event()
+
+    async def away() -> float:
+        ticked.set()
+        ticks.append(asyncio.get_running_loop().time())
+        raise StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
+
+    monkeypatch.setattr(cog, "_pass_timed_out_turns", away)
+    for _ in range(2):  # two ticks: the timer is still running after the first failed
+        ticked.clear()
+        cog._timer_wake.set()
+        await asyncio.wait_for(ticked.wait(), 10)
+    await asyncio.sleep(0.05)  # the second tick's log record
+    assert len(ticks) == 2
+    timer_logs = [r for r in caplog.records if "turn timer" in r.getMessage()]
+    assert timer_logs and all(r.levelname == "WARNING" and not r.exc_info for r in timer_logs)

@@ -10,7 +10,7 @@ import app as bot_module
 from loopback import LoopbackDiscord
 from loopback.records import MessageRecord
 from loopback.world import Channel
-from storage.types import ConversationKey
+from storage.types import ConversationKey, StoreUnavailable
 from tests.e2e.harness import BotRunner, has_footer, run
 from tests.e2e.test_chat import Spy, shown
 from tests.e2e.test_controls import enabled
@@ -181,3 +181,22 @@ async def test_text_files_are_read_with_the_message_and_others_named_as_skipped(
         "what is the secret word in my notes?\n\n--- notes.txt ---\nThe secret word is teapot.\n"
     )
     assert reply.content.startswith("-# 📎 skipped: photo.png (not a text file)\n")
+
+
+async def test_a_mention_while_the_database_is_away_is_told_so_and_nothing_is_logged_as_a_crash(
+    server: LoopbackDiscord,
+    transcord: bot_module.Transcord,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def away(source: object) -> None:
+        raise StoreUnavailable("the database postgresql://bot@db:5432/transcord is unreachable")
+
+    monkeypatch.setattr(transcord, "settings_for", away)
+    posted = await server.post_message(server.general, f"{mention(server)} are you there?")
+    reply = await server.wait_reply(posted, timeout=30)
+    assert reply.content.startswith("🗄️ The bot's database can't be reached right now"), reply.content
+    assert "postgresql" not in reply.content
+    assert not [r for r in caplog.records if r.exc_info], [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ]

@@ -190,6 +190,7 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self.pipes: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.silent = False  # True: bytes go nowhere and nothing is reset (packets dropped)
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -209,6 +210,8 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.silent:
+                        continue
                     dst.write(data)
                     await dst.drain()
             finally:
@@ -246,6 +249,31 @@ async def test_a_server_gone_mid_run_is_unavailable_then_the_store_recovers(data
             raise AssertionError("the store did not recover once the server was back")
     finally:
         await store.close()
+        await proxy.close()
+
+
+async def test_a_server_that_stops_answering_without_a_reset_is_unavailable_not_a_hang(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.drivers import postgres
+
+    monkeypatch.setattr(postgres, "COMMAND_TIMEOUT_S", 1.0)
+    parts = urlsplit(database)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.open()
+    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
+    store = await open_postgres(urlunsplit(parts._replace(netloc=netloc)), CONFIG)
+    try:
+        await put(store, "channel", CHANNEL, top_k=3)
+        proxy.silent = True  # a partition: the connections stay open, nothing comes back
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreUnavailable, match="unreachable"):
+                await store.settings.effective(GUILD, CHANNEL)
+            with pytest.raises(StoreUnavailable):
+                await put(store, "channel", CHANNEL, top_k=4)
+    finally:
+        proxy.silent = False
+        await asyncio.wait_for(store.close(), 15)
         await proxy.close()
 
 
