@@ -30,6 +30,10 @@ log = logging.getLogger("loopback.gateway")
 
 DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, VOICE, RESUME, RECONNECT = 0, 1, 2, 3, 4, 6, 7
 REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 8, 9, 10, 11
+# A heartbeat's ACK comes a network's round trip later, as Discord's does. discord.py notes when
+# it sent a heartbeat only once its send returned; an ACK read before that (possible only over
+# loopback) is timed against the heartbeat before, and logs "Can't keep up ... 41.2s behind".
+ACK_DELAY_S = 0.05
 SESSION_ENDING_CLOSES = (1000, 1001)  # a client closing with these ends its session (Discord docs)
 
 GUILDS, GUILD_MEMBERS, GUILD_MESSAGES = 1 << 0, 1 << 1, 1 << 9
@@ -277,7 +281,8 @@ class Gateway:
         self.received.append(frame)
         if op == HEARTBEAT:
             conn.heartbeats += 1
-            conn.send({"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+            ack = {"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None}
+            asyncio.get_running_loop().call_later(ACK_DELAY_S, conn.send, ack)
         elif op == IDENTIFY:
             self._identify(conn, data or {})
         elif op == RESUME:

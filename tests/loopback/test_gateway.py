@@ -107,3 +107,21 @@ async def test_subscribers_see_each_change_as_it_happens(server: LoopbackDiscord
     assert live == ["pong 1", "pong 2", "follow-up"]
     wanted = [c.kind for c in seen if c.kind in ("interaction", "callback", "edit", "followup")]
     assert wanted == ["interaction", "callback", "edit", "edit", "followup"]
+
+
+async def test_a_heartbeat_is_acknowledged_a_round_trip_later_as_discord_does() -> None:
+    # discord.py times an ACK against the moment its heartbeat's send returned; an ACK at once
+    # (loopback's zero latency) can arrive before that, and it logs "Can't keep up … behind".
+    import time
+
+    import aiohttp
+
+    from loopback.gateway import ACK_DELAY_S, HEARTBEAT, HEARTBEAT_ACK, HELLO
+
+    async with LoopbackDiscord(compress_gateway=False) as server, aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{server.gateway.url}?v=10&encoding=json") as ws:
+            assert (await ws.receive_json())["op"] == HELLO
+            sent = time.monotonic()
+            await ws.send_json({"op": HEARTBEAT, "d": None})
+            assert (await ws.receive_json(timeout=5))["op"] == HEARTBEAT_ACK
+            assert time.monotonic() - sent >= ACK_DELAY_S * 0.9
