@@ -288,11 +288,16 @@ async def show(interaction: discord.Interaction, content: str, view: discord.ui.
     await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS, view=view)
 
 
+def cut_off(shown: str) -> str:
+    """A reply whose writing a restart stopped: what it showed, then the restart notice."""
+    return fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+
+
 async def notify_restart(
     interaction: discord.Interaction, shown: str, view: discord.ui.View | None = None
 ) -> None:
     # Shielded: the task is being cancelled, but the user must still learn why it stopped.
-    content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+    content = cut_off(shown)
     try:
         # ``view``: the buttons that still apply (nothing is being written any more).
         await asyncio.shield(

@@ -19,7 +19,7 @@ import discord
 
 from core.replies import (
     NO_MENTIONS,
-    RESTARTING,
+    cut_off,
     error_message,
     fit,
     footer,
@@ -106,7 +106,7 @@ class PostedSurface:
         return self.message.id
 
     async def interrupted(self, shown: str, view: discord.ui.View | None) -> None:
-        content = fit(shown + "\n\n" + RESTARTING) if shown else RESTARTING
+        content = cut_off(shown)
         try:
             await asyncio.shield(self.show(content, view))
         except (discord.HTTPException, asyncio.CancelledError):

@@ -62,6 +62,8 @@ INVITE_PERMISSIONS = discord.Permissions(
 class Transcord(commands.Bot):
     """The bot: dependencies come in through the constructor; cogs take them from here."""
 
+    _cut_off: asyncio.Task[None] | None = None  # ending the replies a process that died left
+
     def __init__(
         self,
         config: BotConfig,
@@ -158,6 +160,24 @@ class Transcord(commands.Bot):
             scopes=("bot", "applications.commands"),
         )
         log.info("ready as %s (%s); invite: %s", self.user, self.user.id, url)
+        if self._cut_off is None:  # once: Discord sends READY again after a new session
+            self._cut_off = asyncio.create_task(self._finish_cut_off(), name="finish-cut-off-replies")
+
+    async def _finish_cut_off(self) -> None:
+        """Replies an earlier process of these shards was writing when it died (kill -9, a crash)
+        end with the restart notice, rather than stay "thinking…"."""
+        try:
+            await self.answers.finish_cut_off(self, ours=self.serves)
+        except Exception:
+            log.exception("could not end the replies an earlier process left unfinished")
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this process gets the guild's events: one of its shards is the guild's,
+        ``(guild_id >> 22) % SHARD_COUNT`` (a DM's is shard 0); unsharded, every guild is."""
+        count = self.config.shard_count
+        if count is None:
+            return True
+        return (0 if guild_id is None else (guild_id >> 22) % count) in self.config.shard_ids
 
     # -- what cogs use ------------------------------------------------------------------------------
 

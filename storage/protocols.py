@@ -32,6 +32,7 @@ from storage.types import (
     StorySkip,
     StoryTurn,
     TurnMode,
+    UnfinishedReply,
 )
 
 
@@ -284,6 +285,24 @@ class ReplyStore(Protocol):
 
     async def prune_replies(self, *, before: float) -> int:
         """Forget replies last changed before ``before`` (Unix time); returns how many."""
+        ...
+
+    async def begin_writing(self, unfinished: UnfinishedReply) -> None:
+        """Note that a reply is being written and how to edit it (replacing any earlier note for it)."""
+        ...
+
+    async def end_writing(self, reply_id: int) -> None:
+        """The reply is no longer being written (done, failed, or cut off and told so)."""
+        ...
+
+    async def unfinished(self, *, began_before: float, owner: str) -> list[UnfinishedReply]:
+        """Replies begun before ``began_before`` (Unix time) by processes other than ``owner``
+        and never ended: their process died. Oldest first."""
+        ...
+
+    async def take_over(self, reply_id: int, *, from_owner: str, owner: str) -> bool:
+        """Make ``owner`` the process finishing the reply, if ``from_owner`` still is; False if
+        another process took it over first or it ended."""
         ...
 
 

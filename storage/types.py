@@ -5,7 +5,7 @@ No driver here and no user-facing text: the cogs decide what a user reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from domain.stories import NARRATOR
@@ -156,6 +156,27 @@ class ReplyRecord:
     turn_id: int | None = None  # the conversation turn a /chat reply is
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class UnfinishedReply:
+    """A reply being written, with what edits it should its process die before it ends.
+
+    A slash command's or a button's reply is edited through its interaction (``application_id``
+    and ``interaction_token``, which Discord honours for 15 minutes after ``began_at``); a reply to
+    a member's message is the bot's own message ``message_id`` in ``channel_id``. ``shown`` is what
+    the reply showed before its new text (its header, and the text a Continue carries on).
+    """
+
+    reply_id: int
+    owner: str  # the process writing it
+    guild_id: int | None  # None in DMs
+    channel_id: int
+    began_at: float  # Unix time the interaction was created (or the reply began)
+    shown: str = ""
+    application_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)  # a secret while it lives
+    message_id: int | None = None
 
 
 @dataclass(frozen=True)

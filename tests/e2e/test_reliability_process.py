@@ -1,7 +1,7 @@
 """The bot as a real process (``python bot.py``) against a loopback server run by the test.
 
 kill -9 in the middle of many settings writes loses no acknowledged write and leaves a sound
-database; SIGTERM during a generation ends the reply properly and the process exits 0 within
+database; a reply cut off by kill -9 ends with the restart notice once the bot is back; SIGTERM during a generation ends the reply properly and the process exits 0 within
 its grace period; a refused token ends the process with a message that says so, and the token
 appears in none of its output.
 """
@@ -136,6 +136,76 @@ async def test_kill_9_mid_writes_loses_nothing_acknowledged_and_sigterm_mid_gene
         assert set(rows) == {("temperature", "0.01"), ("top_k", "7")}
         for process in (first, second):
             assert TOKEN not in process.output()
+
+
+def buttons(record: InteractionRecord) -> dict[str, bool]:
+    """The reply's buttons as it shows them now: custom id -> enabled."""
+    assert record.original is not None
+    rows = record.original.versions[-1].components
+    return {b["custom_id"]: not b.get("disabled", False) for row in rows for b in row["components"]}
+
+
+async def test_a_reply_cut_off_by_kill_9_ends_with_the_restart_notice_after_the_restart(
+    tmp_path: Path, long_gpt2_dir: Path
+) -> None:
+    async with LoopbackDiscord(token=TOKEN) as server:
+        database = tmp_path / "data" / "transcord.sqlite3"
+        env = bot_env(server, database, f"long={long_gpt2_dir}")
+        channel = server.add_channel("cut-off")
+
+        first = await BotProcess(tmp_path / "first", env).start()
+        try:
+            await connected_anew(server, first)
+            reply = await server.invoke(
+                "generate",
+                {"prompt": "Once upon a time", "max_new_tokens": 1000, "temperature": 0.0},
+                channel=channel,
+            )
+            await reply.wait_for(lambda r: bool(r.edits) and r.edits[-1].content.endswith("…"), 30)
+            # While it is written, the database holds what edits it from another process.
+            assert read_db(database, "SELECT reply_id, interaction_token FROM unfinished_replies") == [
+                (reply.id, reply.token)
+            ]
+            assert first.process is not None
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.wait(10) == -signal.SIGKILL
+        finally:
+            await first.stop()
+        await asyncio.sleep(0.2)  # edits already on the wire still land
+        half_written = reply.content or ""
+        assert half_written.endswith("…") and RESTARTING not in half_written, half_written[-300:]
+
+        second = await BotProcess(tmp_path / "second", env).start()
+        try:
+            await connected_anew(server, second)
+            await reply.wait_for(lambda r: RESTARTING in (r.content or ""), 15)
+            # Done with it: nothing is left for a later start to take over again.
+            await server.wait_for(
+                lambda: read_db(database, "SELECT COUNT(*) FROM unfinished_replies") == [(0,)], 5, "the note"
+            )
+            # A reply written to its end leaves no note either (nor its token).
+            again = await server.invoke("generate", {"prompt": "Hello", "max_new_tokens": 5}, channel=channel)
+            await again.wait_for(settled, 30)
+            assert GENERATION_FOOTER.search(shown_text(again)), again.summary()
+            # (ended just after its last edit)
+            await server.wait_for(
+                lambda: read_db(database, "SELECT COUNT(*) FROM unfinished_replies") == [(0,)], 5, "no note"
+            )
+        finally:
+            await second.stop()
+
+        content = reply.content or ""
+        assert not reply.is_thinking
+        # What the reply showed when it began (its prompt), then the notice a clean shutdown writes.
+        assert content == "**Once upon a time**\n\n" + RESTARTING, content[-300:]
+        enabled = buttons(reply)
+        assert enabled == {
+            f"transcord:reply:stop:{reply.id}": False,
+            f"transcord:reply:again:{reply.id}": True,
+            f"transcord:reply:more:{reply.id}": False,
+        }, enabled
+        for process in (first, second):
+            assert TOKEN not in process.output() and reply.token not in process.output()
 
 
 async def test_a_refused_token_exits_non_zero_saying_so_and_never_prints_it(
