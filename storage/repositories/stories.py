@@ -6,6 +6,7 @@ it ``for_update``: writes from other processes to the same story take turns.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,36 +34,8 @@ _STORY_COLUMNS = (
 
 def _story(row: Sequence[Any]) -> Story:
     """A story row (``_STORY_COLUMNS``), its narrator flag a bool on either database."""
-    (
-        id_,
-        guild_id,
-        channel_id,
-        starter_id,
-        premise,
-        mode,
-        players,
-        status,
-        at,
-        timeout_s,
-        tokens,
-        cast,
-        narrator,
-    ) = row
-    return Story(
-        id_,
-        guild_id,
-        channel_id,
-        starter_id,
-        premise,
-        mode,
-        players,
-        status,
-        at,
-        timeout_s,
-        tokens,
-        cast,
-        bool(narrator),
-    )
+    story = Story(*row)
+    return dataclasses.replace(story, narrator=bool(story.narrator))
 
 
 class Stories(Repository):
