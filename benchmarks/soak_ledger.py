@@ -81,8 +81,11 @@ def classify(view: View, sent_at: float, *, needs_footer: bool) -> Outcome:
     states = [s for m in view.messages for s in m if s.at >= sent_at]
     readable = [s.at for s in states if s.text and not s.loading and WAITING not in s.text]
     changes = [s.at for s in states]
+    # An answer is final when its footer first shows: a later click on its buttons (another
+    # request, timed on its own) edits the same message again.
+    footed = [s.at for s in states if FOOTER.search(s.text)]
     first = min(readable) - sent_at if readable else None
-    last = max(changes) - sent_at if changes else None
+    last = (min(footed) if footed else max(changes)) - sent_at if changes else None
     footers = sum(1 for t in texts if FOOTER.search(t))
     duplicates = max(0, footers - 1)
     if GENERIC_ERROR in joined:

@@ -100,6 +100,8 @@ class Talk(commands.Cog):
         except Exception as exc:
             if replies.is_unexpected(exc):
                 log.error("answering message %s failed", message.id, exc_info=exc)
+            elif replies.discord_busy(exc):
+                log.warning("answering message %s: %s", message.id, exc)
             await surface.fail(exc)
 
     async def _answer(

@@ -80,6 +80,8 @@ def error_message(error: BaseException, *, after_answer: bool = False) -> str:
         return (
             "🗄️ The bot's database can't be reached right now, so this can't be done; try again in a minute."
         )
+    if discord_busy(error):
+        return "⏳ Discord was too busy to take this answer just now; try again in a minute."
     if isinstance(error, LimitReached):
         return f"🚫 This channel already has {error.limit} {error.what}, the most it may; remove one first."
     if isinstance(error, ValidationError | ModelUnavailableError):
@@ -96,8 +98,16 @@ def error_message(error: BaseException, *, after_answer: bool = False) -> str:
     return GENERIC_ERROR
 
 
+def discord_busy(error: BaseException) -> bool:
+    """Discord answered 429 or 5xx past discord.py's own retries: its trouble, not a bug here."""
+    error = _unwrap(error)
+    return isinstance(error, discord.HTTPException) and (error.status == 429 or error.status >= 500)
+
+
 def is_unexpected(error: BaseException) -> bool:
     error = _unwrap(error)
+    if discord_busy(error):
+        return False
     known = (
         ServiceError,
         app_commands.CheckFailure,
@@ -115,7 +125,7 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     text = choice_refusal(interaction, error) or error_message(error)
     if is_unexpected(error):
         log.error("command %s failed", _command_name(interaction), exc_info=_unwrap(error))
-    elif isinstance(_unwrap(error), StoreUnavailable):
+    elif isinstance(_unwrap(error), StoreUnavailable) or discord_busy(error):
         log.warning("command %s: %s", _command_name(interaction), _unwrap(error))
     elif (stale := _stale_command(error)) is not None:
         # Not the user's doing: a client with an old command list, or commands not synced.

@@ -42,6 +42,16 @@ def test_a_footer_makes_an_answer_final_and_times_it() -> None:
     assert outcome.first_text_s == 1.0 and outcome.final_s == 2.5
 
 
+def test_an_answer_is_final_when_its_footer_first_shows_not_when_a_later_click_edits_it() -> None:
+    view = one(
+        Shown(1.0, "**Hi** there …"),
+        Shown(2.0, "**Hi** there you" + FOOTER),
+        Shown(300.0, "**Hi** again" + FOOTER),  # Regenerate, pressed minutes later by another request
+    )
+    outcome = classify(view, 0.0, needs_footer=True)
+    assert outcome.final_s == 2.0
+
+
 def test_a_partial_answer_is_answered_but_never_final() -> None:
     view = one(Shown(1.0, "", loading=True), Shown(2.0, "**Hi** there …"))
     outcome = classify(view, 0.0, needs_footer=True)

@@ -203,3 +203,20 @@ def test_a_database_out_of_reach_under_a_shown_answer_says_the_answer_was_not_sa
     assert "not saved" in error_message(error, after_answer=True)
     assert "not saved" not in error_message(error)
     assert error_message(ValueError("x"), after_answer=True) == error_message(ValueError("x"))
+
+
+def test_discord_busy_past_its_retries_is_a_try_again_not_a_crash() -> None:
+    from unittest.mock import Mock
+
+    import discord
+
+    from core.replies import GENERIC_ERROR, is_unexpected
+
+    def refused(status: int) -> discord.HTTPException:
+        return discord.HTTPException(Mock(status=status, reason="x"), "You are being rate limited.")
+
+    for status in (429, 500, 502):
+        assert error_message(refused(status)).startswith("⏳ Discord was too busy") and not is_unexpected(
+            refused(status)
+        )
+    assert error_message(refused(404)) == GENERIC_ERROR and is_unexpected(refused(404))
