@@ -33,6 +33,7 @@ from core.facade import ModelCall
 from core.gate import LEASE_S, renewing
 from domain.characters import Character
 from domain.stories import CAST_OPTION_MAX, NARRATOR, cast_request, parse_cast, story_request
+from model_service import GenerationParams
 from storage import NewTurn, Story, StoryPlayer, StorySkip, StoryTurn, TurnMode
 from storage.types import StoreUnavailable
 
@@ -267,12 +268,8 @@ class StoryMode(
         model: ModelCall,
     ) -> str:
         """Stream the model's continuation of the story into the reply; return it as posted."""
-        settings = await self.bot.settings_for(interaction)
-        params = settings.generation_params(max_new_tokens_cap=self.bot.config.service.max_new_tokens_cap)
-        cap = self.bot.config.service.max_new_tokens_cap
-        request = story_request(
-            story.premise, texts, params, settings.model, turn_tokens=min(story.turn_tokens, cap)
-        )
+        params, model_name, tokens = await self._turn(interaction, story)
+        request = story_request(story.premise, texts, params, model_name, turn_tokens=tokens)
         result, _ = await streaming.stream_reply(
             interaction,
             model.service.stream(request),
@@ -282,6 +279,15 @@ class StoryMode(
         )
         return model.redact(result.text)
 
+    async def _turn(
+        self, interaction: discord.Interaction, story: Story
+    ) -> tuple[GenerationParams, str | None, int]:
+        """A turn as the channel's settings make it: the sampling, the model, and the story's own
+        turn length (not the channel's ``max_new_tokens``), within the bot's cap."""
+        settings = await self.bot.settings_for(interaction)
+        cap = self.bot.config.service.max_new_tokens_cap
+        return settings.generation_params(max_new_tokens_cap=cap), settings.model, min(story.turn_tokens, cap)
+
     async def _speak(
         self,
         interaction: discord.Interaction,
@@ -289,14 +295,11 @@ class StoryMode(
         voice: Character,
         lines: Sequence[tuple[str | None, str]],
         model: ModelCall,
+        turn: tuple[GenerationParams, str | None, int],
     ) -> tuple[str, int | None]:
         """One of the cast says its line through the webhook; the text as posted and its message."""
-        settings = await self.bot.settings_for(interaction)
-        cap = self.bot.config.service.max_new_tokens_cap
-        params = settings.generation_params(max_new_tokens_cap=cap)
-        request = cast_request(
-            story.premise, lines, voice, params, settings.model, turn_tokens=min(story.turn_tokens, cap)
-        )
+        params, model_name, tokens = turn
+        request = cast_request(story.premise, lines, voice, params, model_name, turn_tokens=tokens)
         return await self.cast.speak(interaction.channel, voice, request, model)
 
     # -- commands ------------------------------------------------------------------------------
@@ -382,7 +385,8 @@ class StoryMode(
         interaction.extras["visible_text"] = replies.fit(header)  # an error after it is added below
         voice = self.cast.opening_voice(lineup)
         assert voice is not None  # a new cast is all there
-        text, message_id = await self._speak(interaction, story, voice, [], model)
+        turn = await self._turn(interaction, story)
+        text, message_id = await self._speak(interaction, story, voice, [], model, turn)
         await self.bot.store.stories.add_story_turns(
             story.id, [("opening", None, voice.name, text, voice.id, message_id)]
         )
@@ -473,9 +477,10 @@ class StoryMode(
         name, text = said
         added: list[NewTurn] = [("player", interaction.user.id, name, text)]
         lines = [(speaker_of(t), t.text) for t in turns] + [(name, text)]
+        turn = await self._turn(interaction, story)  # one read of the settings for the whole round
         try:
             for voice in voices:
-                line, message_id = await self._speak(interaction, story, voice, lines, model)
+                line, message_id = await self._speak(interaction, story, voice, lines, model, turn)
                 added.append(("bot", None, voice.name, line, voice.id, message_id))
                 lines.append((None if voice.id == NARRATOR else voice.name, line))
         except Exception:
