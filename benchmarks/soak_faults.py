@@ -25,13 +25,15 @@ from benchmarks.shards import start_bot
 
 class Relay:
     """A TCP relay between the bots and PostgreSQL: closing it is the server going away (every
-    connection drops, new ones are refused); opening it again, on the same port, brings it back."""
+    connection drops, new ones are refused); opening it again, on the same port, brings it back.
+    ``silent``: a partition instead, the connections open and nothing coming through."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.server: asyncio.Server | None = None
         self.pipes: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.silent = False  # True: bytes go nowhere and nothing is reset (packets dropped)
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
@@ -57,6 +59,8 @@ class Relay:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.silent:
+                        continue
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from benchmarks.soak_faults import Relay
 from storage import SchemaError, schema
 from storage.connect import DatabaseUnavailable, open_postgres, redact
 from storage.drivers import postgres as pg_driver
@@ -182,47 +183,9 @@ async def test_a_wrong_password_is_a_setting_to_fix_and_is_not_printed(database:
         pytest.skip("the test server lets this role in without checking its password")
 
 
-class Proxy:
-    """A TCP relay between the store and the server: closing it is the server going away."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.server: asyncio.Server | None = None
-        self.pipes: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.silent = False  # True: bytes go nowhere and nothing is reset (packets dropped)
-
-    async def open(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for pipe in list(self.pipes):
-            pipe.cancel()
-        await asyncio.gather(*self.pipes, return_exceptions=True)
-        await self.server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    if self.silent:
-                        continue
-                    dst.write(data)
-                    await dst.drain()
-            finally:
-                dst.close()
-
-        for task in (
-            asyncio.create_task(pipe(reader, up_writer)),
-            asyncio.create_task(pipe(up_reader, writer)),
-        ):
-            self.pipes.add(task)
-            task.add_done_callback(self.pipes.discard)
+# A TCP relay between the store and the server: closing it is the server going away; ``silent``,
+# a partition. The soak breaks PostgreSQL with the same relay.
+Proxy = Relay
 
 
 async def test_a_server_gone_mid_run_is_unavailable_then_the_store_recovers(database: str) -> None:
