@@ -128,6 +128,23 @@ def shard_of_record(server: LoopbackDiscord, record: InteractionRecord) -> int:
     return -1
 
 
+def bot_env(server: LoopbackDiscord, database: str, engine_url: str, max_new_tokens: int) -> dict[str, str]:
+    """A bot process's settings for a shard of two on the loopback server: the shared database,
+    the default model served by ``engine_url`` (its tokenizer from the local folder)."""
+    return {
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": server.api_base,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "DATABASE_URL": database,
+        "SHARD_COUNT": "2",
+        "MODELS": f"smollm2={engine_url}",
+        "REMOTE_TOKENIZERS": f"smollm2={DEFAULT_MODEL_DIR}",
+        "DEFAULT_MAX_NEW_TOKENS": str(max_new_tokens),
+        "STREAM_EDIT_INTERVAL_S": "1.0",
+        "MODEL_OFFLINE": "true",
+    }
+
+
 async def through_the_bots(
     url: str, database: str, prompts: Sequence[str], max_new_tokens: int, work: Path
 ) -> dict[str, Any]:
@@ -139,19 +156,10 @@ async def through_the_bots(
         places = [(server.add_channel(f"a-{i}"), server.member) for i in range(half)]
         places += [(server.add_channel(f"b-{i}", guild=second), visitor) for i in range(len(prompts) - half)]
         env = {
-            "DISCORD_TOKEN": TOKEN,
-            "DISCORD_API_BASE": server.api_base,
-            "DISCORD_GATEWAY_URL": server.gateway_url,
-            "DATABASE_URL": database,
-            "SHARD_COUNT": "2",
-            "MODELS": f"smollm2={url}",
-            "REMOTE_TOKENIZERS": f"smollm2={DEFAULT_MODEL_DIR}",
+            **bot_env(server, database, url, max_new_tokens),
             "MAX_BATCH_SIZE": str(len(prompts)),
             "QUEUE_LIMIT": str(4 * len(prompts)),
-            "DEFAULT_MAX_NEW_TOKENS": str(max_new_tokens),
             "MAX_NEW_TOKENS_CAP": "1024",
-            "STREAM_EDIT_INTERVAL_S": "1.0",
-            "MODEL_OFFLINE": "true",
         }
         bots = [await start_bot(work / f"shard-{i}", {**env, "SHARD_IDS": str(i)}) for i in (0, 1)]
         try:

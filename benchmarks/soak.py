@@ -46,7 +46,7 @@ import asyncpg
 from app.environment import DEFAULT_MODEL_GGUF
 from benchmarks.measure import cpu, loadavg
 from benchmarks.rival import free_port
-from benchmarks.shards import TOKEN, fresh_schema
+from benchmarks.shards import TOKEN, bot_env, fresh_schema
 from benchmarks.soak_faults import BotProcess, Engine, Neighbours, Relay
 from benchmarks.soak_ledger import (
     ANSWERED,
@@ -588,30 +588,6 @@ async def open_stories(soak: Soak) -> None:
         soak.story_players[g] = players
 
 
-def bot_env(server: LoopbackDiscord, database: str, engine_url: str, max_new_tokens: int) -> dict[str, str]:
-    return {
-        "DISCORD_TOKEN": TOKEN,
-        "DISCORD_API_BASE": server.api_base,
-        "DISCORD_GATEWAY_URL": server.gateway_url,
-        "DATABASE_URL": database,
-        "SHARD_COUNT": "2",
-        "MODELS": f"smollm2={engine_url}",
-        "REMOTE_TOKENIZERS": f"smollm2={DEFAULT_MODEL_DIR}",
-        "DEFAULT_MAX_NEW_TOKENS": str(max_new_tokens),
-        "STREAM_EDIT_INTERVAL_S": "1.0",
-        "MODEL_OFFLINE": "true",
-        "SHUTDOWN_GRACE_S": "2",
-    }
-
-
-def via_relay(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    netloc = (
-        parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{port}" if "@" in parts.netloc else f"127.0.0.1:{port}"
-    )
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 async def stored(schema_url: str) -> Stored:
     parts = urlsplit(schema_url)
     schema = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q).get("search_path", "public")
@@ -658,9 +634,7 @@ async def run(settings: Settings, database: str, work: Path) -> dict[str, Any]:
     gguf = DEFAULT_MODEL_DIR.parent / DEFAULT_MODEL_GGUF
     if not gguf.exists():
         raise SystemExit(f"{gguf} is missing: run `make setup` first")
-    db = urlsplit(database)
-    relay = Relay(db.hostname or "127.0.0.1", db.port or 5432)
-    await relay.open()
+    relay = await Relay.before(database)
     engine = Engine(
         gguf, free_port(), slots=settings.slots, threads=settings.threads, log=work / "engine.txt"
     )
@@ -672,7 +646,10 @@ async def run(settings: Settings, database: str, work: Path) -> dict[str, Any]:
             LoopbackDiscord(token=TOKEN, shard_count=2, max_concurrency=2) as server,
         ):
             places, stories, probes = build_world(server, settings.channels, settings.members)
-            env = bot_env(server, via_relay(schema, relay.port), engine.url, settings.max_new_tokens)
+            env = {
+                **bot_env(server, relay.route(schema), engine.url, settings.max_new_tokens),
+                "SHUTDOWN_GRACE_S": "2",
+            }
             bots = [BotProcess(i, work / f"shard-{i}", env) for i in (0, 1)]
             soak = Soak(
                 server,

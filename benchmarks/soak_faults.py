@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -34,6 +35,20 @@ class Relay:
         self.pipes: set[asyncio.Task[None]] = set()
         self.port = 0
         self.silent = False  # True: bytes go nowhere and nothing is reset (packets dropped)
+
+    @classmethod
+    async def before(cls, url: str) -> Relay:
+        """An open relay in front of the server ``url`` (a PostgreSQL URL) names."""
+        parts = urlsplit(url)
+        relay = cls(parts.hostname or "127.0.0.1", parts.port or 5432)
+        await relay.open()
+        return relay
+
+    def route(self, url: str) -> str:
+        """``url`` through this relay: the same user, password, database and options."""
+        parts = urlsplit(url)
+        credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}"))
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)

@@ -189,11 +189,8 @@ Proxy = Relay
 
 
 async def test_a_server_gone_mid_run_is_unavailable_then_the_store_recovers(database: str) -> None:
-    parts = urlsplit(database)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.open()
-    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
-    store = await open_postgres(urlunsplit(parts._replace(netloc=netloc)), CONFIG)
+    proxy = await Proxy.before(database)
+    store = await open_postgres(proxy.route(database), CONFIG)
     try:
         await put(store, "channel", CHANNEL, top_k=3)
         await proxy.close()  # the server is gone: every connection drops, new ones are refused
@@ -221,11 +218,8 @@ async def test_a_server_that_stops_answering_without_a_reset_is_unavailable_not_
     from storage.drivers import postgres
 
     monkeypatch.setattr(postgres, "COMMAND_TIMEOUT_S", 1.0)
-    parts = urlsplit(database)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.open()
-    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
-    store = await open_postgres(urlunsplit(parts._replace(netloc=netloc)), CONFIG)
+    proxy = await Proxy.before(database)
+    store = await open_postgres(proxy.route(database), CONFIG)
     try:
         await put(store, "channel", CHANNEL, top_k=3)
         proxy.silent = True  # a partition: the connections stay open, nothing comes back

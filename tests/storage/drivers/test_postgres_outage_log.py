@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -22,11 +21,8 @@ def backend() -> str:
 async def test_the_pool_reconnecting_to_a_server_that_is_away_logs_no_traceback(
     database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    parts = urlsplit(database)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.open()
-    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
-    store = await open_postgres(urlunsplit(parts._replace(netloc=netloc)), CONFIG)
+    proxy = await Proxy.before(database)
+    store = await open_postgres(proxy.route(database), CONFIG)
     caplog.set_level(logging.WARNING)
     try:
         await put(store, "channel", CHANNEL, top_k=3)
